@@ -1,0 +1,266 @@
+//! The CapsNet layers (Sabour et al. 2017, Fig. 1 and 2) and the whole network.
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::{CapsNetConfig, DecoderConfig};
+use crate::error::ModelConfigError;
+use crate::loss::{LossConfig, LossParts, margin_loss, reconstruction_sse};
+use crate::routing::{Routed, RoutingConfig, route};
+use crate::squash::{capsule_lengths, squash};
+
+/// PrimaryCaps: a convolution whose channels are grouped into capsules, then squashed.
+#[derive(Module, Debug)]
+pub struct PrimaryCaps {
+    conv: Conv2d,
+    types: usize,
+    dim: usize,
+    squash_eps: f64,
+}
+
+impl PrimaryCaps {
+    /// `features`: `[batch, channels, h, w]` → capsules `[batch, types·h'·w', dim]`.
+    ///
+    /// Channel `t·dim + d` of the convolution is dimension `d` of a capsule of type `t`
+    /// (the official code's grouping); capsules are ordered type-major, then row, then column.
+    pub fn forward(&self, features: Tensor<4>) -> Tensor<3> {
+        let out = self.conv.forward(features);
+        let [batch, _, h, w] = out.dims();
+        let caps = out
+            .reshape([batch, self.types, self.dim, h, w])
+            .permute([0, 1, 3, 4, 2])
+            .reshape([batch, self.types * h * w, self.dim]);
+        squash(caps, 2, self.squash_eps)
+    }
+}
+
+/// DigitCaps: votes `û_{j|i} = W_ij u_i` for every (child, parent) pair, then routing.
+#[derive(Module, Debug)]
+pub struct DigitCaps {
+    /// `W` stored as `[children, child_dim, parents · parent_dim]`, so that all votes are one
+    /// batched matrix product over the children.
+    pub weight: Param<Tensor<3>>,
+    /// Optional `[parents, parent_dim]` bias (official-code option, off in the paper counts).
+    pub bias: Option<Param<Tensor<2>>>,
+    parents: usize,
+    parent_dim: usize,
+}
+
+impl DigitCaps {
+    /// Builds the layer from an explicit weight `[children, child_dim, parents · parent_dim]`.
+    pub fn from_weight(weight: Tensor<3>, bias: Option<Tensor<2>>, parent_dim: usize) -> Self {
+        let [_, _, out] = weight.dims();
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            parents: out / parent_dim,
+            parent_dim,
+        }
+    }
+
+    /// Votes `û`: `[batch, children, child_dim]` → `[batch, parents, children, parent_dim]`.
+    pub fn votes(&self, children: Tensor<3>) -> Tensor<4> {
+        let [batch, n, _] = children.dims();
+        children
+            .swap_dims(0, 1)
+            .matmul(self.weight.val())
+            .reshape([n, batch, self.parents, self.parent_dim])
+            .permute([1, 2, 0, 3])
+    }
+
+    /// Votes then routing: `[batch, children, child_dim]` → parents `[batch, parents, dim]`.
+    pub fn forward(&self, children: Tensor<3>, routing: &RoutingConfig) -> Routed {
+        let bias = self.bias.as_ref().map(|b| b.val());
+        route(self.votes(children), bias.as_ref(), routing)
+    }
+}
+
+/// Fully connected reconstruction network: masked class capsules → image.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    layers: Vec<Linear>,
+}
+
+impl Decoder {
+    fn new(config: &DecoderConfig, input: usize, output: usize, device: &Device) -> Self {
+        let mut widths = vec![input];
+        widths.extend(&config.hidden);
+        widths.push(output);
+        let layers = widths
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
+        Self { layers }
+    }
+
+    /// `[batch, parents · dim]` → `[batch, pixels]` in (0, 1).
+    pub fn forward(&self, masked: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        let mut x = masked;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            x = if i == last { sigmoid(x) } else { relu(x) };
+        }
+        x
+    }
+}
+
+/// Everything one forward pass produces.
+#[derive(Debug, Clone)]
+pub struct CapsNetOutput {
+    /// Class capsules `v_j`: `[batch, classes, class_dim]`.
+    pub capsules: Tensor<3>,
+    /// Capsule lengths `‖v_j‖`, the class scores: `[batch, classes]`.
+    pub lengths: Tensor<2>,
+    /// Final coupling coefficients: `[batch, classes, primary capsules]`.
+    pub couplings: Tensor<3>,
+    /// Reconstruction `[batch, channels·height·width]`, present iff the decoder is enabled.
+    pub reconstruction: Option<Tensor<2>>,
+}
+
+/// The CapsNet of Sabour et al. (2017).
+#[derive(Module, Debug)]
+pub struct CapsNet {
+    conv1: Conv2d,
+    primary: PrimaryCaps,
+    /// DigitCaps layer (public for gradient checks and diagnostics).
+    pub digit: DigitCaps,
+    decoder: Option<Decoder>,
+    #[module(skip)]
+    config: CapsNetConfig,
+}
+
+impl CapsNetConfig {
+    /// Validates the configuration and initialises a network on `device`.
+    pub fn init(&self, device: &Device) -> Result<CapsNet, ModelConfigError> {
+        self.validate()?;
+        let conv1 = Conv2dConfig::new(
+            [self.input_channels, self.conv1_channels],
+            [self.conv1_kernel, self.conv1_kernel],
+        )
+        .init(device);
+        let primary = PrimaryCaps {
+            conv: Conv2dConfig::new(
+                [self.conv1_channels, self.primary_types * self.primary_dim],
+                [self.primary_kernel, self.primary_kernel],
+            )
+            .with_stride([self.primary_stride, self.primary_stride])
+            .init(device),
+            types: self.primary_types,
+            dim: self.primary_dim,
+            squash_eps: self.routing.squash_eps,
+        };
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: self.weight_init_std,
+        };
+        let digit = DigitCaps {
+            weight: init.init(
+                [
+                    self.primary_capsules(),
+                    self.primary_dim,
+                    self.classes * self.class_dim,
+                ],
+                device,
+            ),
+            bias: self
+                .digit_bias
+                .then(|| Initializer::Zeros.init([self.classes, self.class_dim], device)),
+            parents: self.classes,
+            parent_dim: self.class_dim,
+        };
+        let decoder = self.decoder.enabled.then(|| {
+            Decoder::new(
+                &self.decoder,
+                self.classes * self.class_dim,
+                self.input_len(),
+                device,
+            )
+        });
+        Ok(CapsNet {
+            conv1,
+            primary,
+            digit,
+            decoder,
+            config: self.clone(),
+        })
+    }
+}
+
+impl CapsNet {
+    /// The configuration this network was built from.
+    pub fn config(&self) -> &CapsNetConfig {
+        &self.config
+    }
+
+    /// Replaces the routing settings (e.g. to evaluate a trained model with other iterations).
+    pub fn set_routing(&mut self, routing: RoutingConfig) {
+        self.config.routing = routing;
+    }
+
+    /// Whether the network has a reconstruction decoder.
+    pub fn has_decoder(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    /// Forward pass. `images`: `[batch, channels, height, width]` in [0, 1].
+    ///
+    /// The decoder is masked by `targets` (the true labels, in training) when given, else by the
+    /// longest capsule (at test time).
+    pub fn forward(&self, images: Tensor<4>, targets: Option<Tensor<1, Int>>) -> CapsNetOutput {
+        let features = relu(self.conv1.forward(images));
+        let primary = self.primary.forward(features);
+        let Routed { parents, couplings } = self.digit.forward(primary, &self.config.routing);
+        let lengths = capsule_lengths(parents.clone(), self.config.routing.squash_eps);
+        let reconstruction = self.decoder.is_some().then(|| {
+            let mask_labels = targets.unwrap_or_else(|| predictions(lengths.clone()));
+            self.reconstruct(parents.clone(), mask_labels)
+        });
+        CapsNetOutput {
+            capsules: parents,
+            lengths,
+            couplings,
+            reconstruction: reconstruction.flatten(),
+        }
+    }
+
+    /// Decodes class capsules `[batch, classes, dim]` masked to the capsule of `labels`: every
+    /// other capsule is zeroed before the decoder. `None` without a decoder.
+    pub fn reconstruct(&self, capsules: Tensor<3>, labels: Tensor<1, Int>) -> Option<Tensor<2>> {
+        let decoder = self.decoder.as_ref()?;
+        let [batch, classes, dim] = capsules.dims();
+        let mask = labels.one_hot::<2>(classes).float().unsqueeze_dim::<3>(2);
+        Some(decoder.forward((capsules * mask).reshape([batch, classes * dim])))
+    }
+
+    /// Margin loss plus (when the decoder exists) the weighted reconstruction loss.
+    ///
+    /// `images` are the (augmented) inputs the network saw; `targets` the true labels.
+    pub fn loss(
+        &self,
+        output: &CapsNetOutput,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        config: &LossConfig,
+    ) -> LossParts {
+        let classes = self.config.classes;
+        let margin = margin_loss(
+            output.lengths.clone(),
+            targets.one_hot(classes).float(),
+            config,
+        );
+        let reconstruction = output.reconstruction.clone().map(|recon| {
+            let [batch, ..] = images.dims();
+            reconstruction_sse(recon, images.reshape([batch, self.config.input_len()]))
+        });
+        LossParts::combine(margin, reconstruction, config)
+    }
+}
+
+/// Predicted class: index of the longest capsule (or highest score). `[batch, classes]` → `[batch]`.
+pub fn predictions(scores: Tensor<2>) -> Tensor<1, Int> {
+    scores.argmax(1).squeeze_dim::<1>(1)
+}

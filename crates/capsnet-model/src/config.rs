@@ -1,0 +1,269 @@
+//! Model configuration: the paper's defaults, every deviation a documented option.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelConfigError;
+use crate::routing::RoutingConfig;
+
+/// Reconstruction decoder configuration (paper Fig. 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoderConfig {
+    /// Whether the decoder (and its reconstruction loss) exists at all.
+    pub enabled: bool,
+    /// Hidden layer widths, ReLU after each (paper: 512, 1024). Output is sigmoid, one unit per
+    /// input pixel and channel.
+    pub hidden: Vec<usize>,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            hidden: vec![512, 1024],
+        }
+    }
+}
+
+/// CapsNet architecture. Defaults are the paper's MNIST model (8,215,568 parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapsNetConfig {
+    /// Input channels (MNIST 1, CIFAR-10 3).
+    pub input_channels: usize,
+    /// Input height in pixels.
+    pub input_height: usize,
+    /// Input width in pixels.
+    pub input_width: usize,
+    /// Conv1 output channels (paper: 256).
+    pub conv1_channels: usize,
+    /// Conv1 kernel size, stride 1, ReLU (paper: 9).
+    pub conv1_kernel: usize,
+    /// Number of primary capsule types (paper: 32 on MNIST, 64 on CIFAR-10).
+    pub primary_types: usize,
+    /// Primary capsule dimension (paper: 8).
+    pub primary_dim: usize,
+    /// PrimaryCaps convolution kernel (paper: 9).
+    pub primary_kernel: usize,
+    /// PrimaryCaps convolution stride (paper: 2).
+    pub primary_stride: usize,
+    /// Number of classes = parent capsules (paper: 10).
+    pub classes: usize,
+    /// Class capsule dimension (paper: 16).
+    pub class_dim: usize,
+    /// Learned bias added to each class capsule before squashing, as in the official code.
+    ///
+    /// Off by default: the paper's parameter counts (6,804,224 / 8,215,568) have no such bias.
+    pub digit_bias: bool,
+    /// Standard deviation of the normal initialisation of `W_ij` (official code: 0.01).
+    pub weight_init_std: f64,
+    /// Routing between PrimaryCaps and DigitCaps.
+    pub routing: RoutingConfig,
+    /// Reconstruction decoder.
+    pub decoder: DecoderConfig,
+}
+
+impl Default for CapsNetConfig {
+    fn default() -> Self {
+        Self::paper_mnist()
+    }
+}
+
+impl CapsNetConfig {
+    /// The paper's MNIST CapsNet: 28×28×1 input, r = 3, with decoder.
+    pub fn paper_mnist() -> Self {
+        Self {
+            input_channels: 1,
+            input_height: 28,
+            input_width: 28,
+            conv1_channels: 256,
+            conv1_kernel: 9,
+            primary_types: 32,
+            primary_dim: 8,
+            primary_kernel: 9,
+            primary_stride: 2,
+            classes: 10,
+            class_dim: 16,
+            digit_bias: false,
+            weight_init_std: 0.01,
+            routing: RoutingConfig::default(),
+            decoder: DecoderConfig::default(),
+        }
+    }
+
+    /// Spatial size `(height, width)` of conv1's output.
+    pub fn conv1_grid(&self) -> (usize, usize) {
+        let k = self.conv1_kernel;
+        (
+            (self.input_height + 1).saturating_sub(k),
+            (self.input_width + 1).saturating_sub(k),
+        )
+    }
+
+    /// Spatial size `(height, width)` of the PrimaryCaps grid.
+    pub fn primary_grid(&self) -> (usize, usize) {
+        let (h, w) = self.conv1_grid();
+        let out = |n: usize| {
+            if n < self.primary_kernel || self.primary_stride == 0 {
+                0
+            } else {
+                (n - self.primary_kernel) / self.primary_stride + 1
+            }
+        };
+        (out(h), out(w))
+    }
+
+    /// Number of primary (child) capsules: types × grid height × grid width (paper: 1,152).
+    pub fn primary_capsules(&self) -> usize {
+        let (h, w) = self.primary_grid();
+        self.primary_types * h * w
+    }
+
+    /// Number of input pixels times channels, i.e. the decoder's output width.
+    pub fn input_len(&self) -> usize {
+        self.input_channels * self.input_height * self.input_width
+    }
+
+    /// Checks that every size is positive and the layers fit the input.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        let positive = [
+            ("input_channels", self.input_channels),
+            ("input_height", self.input_height),
+            ("input_width", self.input_width),
+            ("conv1_channels", self.conv1_channels),
+            ("conv1_kernel", self.conv1_kernel),
+            ("primary_types", self.primary_types),
+            ("primary_dim", self.primary_dim),
+            ("primary_kernel", self.primary_kernel),
+            ("primary_stride", self.primary_stride),
+            ("class_dim", self.class_dim),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ModelConfigError::NotPositive { key });
+            }
+        }
+        if self.classes < 2 {
+            return Err(ModelConfigError::Invalid {
+                key: "classes",
+                value: self.classes.to_string(),
+                reason: "need at least 2 classes".into(),
+            });
+        }
+        if self.routing.iterations > MAX_ROUTING_ITERATIONS {
+            return Err(ModelConfigError::Invalid {
+                key: "routing.iterations",
+                value: self.routing.iterations.to_string(),
+                reason: format!("must be between 0 and {MAX_ROUTING_ITERATIONS}"),
+            });
+        }
+        if !(self.routing.squash_eps >= 0.0 && self.routing.squash_eps.is_finite()) {
+            return Err(ModelConfigError::Invalid {
+                key: "routing.squash_eps",
+                value: self.routing.squash_eps.to_string(),
+                reason: "must be a finite number ≥ 0".into(),
+            });
+        }
+        if !(self.weight_init_std > 0.0 && self.weight_init_std.is_finite()) {
+            return Err(ModelConfigError::Invalid {
+                key: "weight_init_std",
+                value: self.weight_init_std.to_string(),
+                reason: "must be a finite number > 0".into(),
+            });
+        }
+        if self.decoder.hidden.contains(&0) {
+            return Err(ModelConfigError::NotPositive {
+                key: "decoder.hidden",
+            });
+        }
+        let (h, w) = self.primary_grid();
+        if h == 0 || w == 0 {
+            return Err(ModelConfigError::InputTooSmall {
+                height: self.input_height,
+                width: self.input_width,
+                needed: self.conv1_kernel + self.primary_kernel - 1,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Largest accepted number of routing iterations.
+pub const MAX_ROUTING_ITERATIONS: usize = 10;
+
+/// The paper's MNIST baseline CNN (Table 1): three 5×5 SAME convolutions of 256, 256 and 128
+/// channels, fully connected 328 → 192, dropout, 10-way softmax (35,445,522 parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineCnnConfig {
+    /// Input channels.
+    pub input_channels: usize,
+    /// Input height.
+    pub input_height: usize,
+    /// Input width.
+    pub input_width: usize,
+    /// Convolution widths (stride 1, SAME padding, ReLU).
+    pub conv_channels: Vec<usize>,
+    /// Convolution kernel size.
+    pub kernel: usize,
+    /// Fully connected hidden widths (ReLU).
+    pub hidden: Vec<usize>,
+    /// Dropout probability before the final layer.
+    pub dropout: f64,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Default for BaselineCnnConfig {
+    fn default() -> Self {
+        Self {
+            input_channels: 1,
+            input_height: 28,
+            input_width: 28,
+            conv_channels: vec![256, 256, 128],
+            kernel: 5,
+            hidden: vec![328, 192],
+            dropout: 0.5,
+            classes: 10,
+        }
+    }
+}
+
+impl BaselineCnnConfig {
+    /// Checks that every size is positive and the dropout is a probability.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        for (key, value) in [
+            ("input_channels", self.input_channels),
+            ("input_height", self.input_height),
+            ("input_width", self.input_width),
+            ("kernel", self.kernel),
+        ] {
+            if value == 0 {
+                return Err(ModelConfigError::NotPositive { key });
+            }
+        }
+        if self.conv_channels.is_empty() || self.conv_channels.contains(&0) {
+            return Err(ModelConfigError::NotPositive {
+                key: "conv_channels",
+            });
+        }
+        if self.hidden.contains(&0) {
+            return Err(ModelConfigError::NotPositive { key: "hidden" });
+        }
+        if self.classes < 2 {
+            return Err(ModelConfigError::Invalid {
+                key: "classes",
+                value: self.classes.to_string(),
+                reason: "need at least 2 classes".into(),
+            });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ModelConfigError::Invalid {
+                key: "dropout",
+                value: self.dropout.to_string(),
+                reason: "must be in [0, 1)".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! Facts from the paper: shapes, parameter counts, routing invariants, loss values.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor, TensorData};
+use capsnet_model::{
+    BaselineCnnConfig, CapsNetConfig, LossConfig, ModelConfigError, RoutingConfig,
+    couplings_from_logits, margin_loss, route,
+};
+use common::{f32_device, pseudo_random, tensor, values};
+
+#[test]
+fn parameter_counts_match_the_paper() {
+    let device = f32_device();
+    let with_decoder = CapsNetConfig::paper_mnist().init(&device).unwrap();
+    assert_eq!(with_decoder.num_params(), 8_215_568);
+
+    let mut config = CapsNetConfig::paper_mnist();
+    config.decoder.enabled = false;
+    assert_eq!(config.init(&device).unwrap().num_params(), 6_804_224);
+
+    let baseline = BaselineCnnConfig::default().init(&device).unwrap();
+    assert_eq!(baseline.num_params(), 35_445_522);
+}
+
+#[test]
+fn paper_model_shapes() {
+    let device = f32_device();
+    let config = CapsNetConfig::paper_mnist();
+    assert_eq!(config.primary_capsules(), 1152);
+    let model = config.init(&device).unwrap();
+    let images = tensor(pseudo_random(2 * 784, 1, 0.5), [2, 1, 28, 28], &device).abs();
+    let out = model.forward(images, None);
+    assert_eq!(out.capsules.dims(), [2, 10, 16]);
+    assert_eq!(out.lengths.dims(), [2, 10]);
+    assert_eq!(out.couplings.dims(), [2, 10, 1152]);
+    assert_eq!(out.reconstruction.expect("decoder on").dims(), [2, 784]);
+    let lengths = values(out.lengths);
+    assert!(
+        lengths.iter().all(|l| (0.0..1.0).contains(l)),
+        "{lengths:?}"
+    );
+}
+
+#[test]
+fn couplings_are_a_distribution_over_parents() {
+    let device = f32_device();
+    let logits = tensor(pseudo_random(3 * 5 * 7, 2, 4.0), [3, 5, 7], &device);
+    let c = couplings_from_logits(logits.clone(), false);
+    assert!(values(c.clone()).iter().all(|&v| v >= 0.0));
+    for sum in values(c.sum_dim(1)) {
+        assert!((sum - 1.0).abs() < 1e-5, "coupling sum over parents {sum}");
+    }
+    // Leaky routing keeps some mass on the dropped "leak" parent.
+    let leaky = couplings_from_logits(logits, true);
+    for sum in values(leaky.sum_dim(1)) {
+        assert!(sum > 0.0 && sum < 1.0, "leaky coupling sum {sum}");
+    }
+}
+
+#[test]
+fn routed_couplings_sum_to_one_after_agreement_updates() {
+    let device = f32_device();
+    let votes = tensor(pseudo_random(2 * 4 * 6 * 3, 3, 1.0), [2, 4, 6, 3], &device);
+    let config = RoutingConfig {
+        iterations: 3,
+        ..RoutingConfig::default()
+    };
+    let routed = route(votes, None, &config);
+    assert_eq!(routed.parents.dims(), [2, 4, 3]);
+    let c = values(routed.couplings.clone());
+    assert!(c.iter().all(|&v| v >= 0.0));
+    // After two updates the couplings are no longer uniform (1/4).
+    assert!(c.iter().any(|&v| (v - 0.25).abs() > 1e-3));
+    for sum in values(routed.couplings.sum_dim(1)) {
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn zero_iterations_is_uniform_coupling_and_equals_one_iteration() {
+    let device = f32_device();
+    let votes = tensor(pseudo_random(2 * 4 * 6 * 3, 4, 1.0), [2, 4, 6, 3], &device);
+    let r0 = route(
+        votes.clone(),
+        None,
+        &RoutingConfig {
+            iterations: 0,
+            ..Default::default()
+        },
+    );
+    let r1 = route(
+        votes,
+        None,
+        &RoutingConfig {
+            iterations: 1,
+            ..Default::default()
+        },
+    );
+    assert!(
+        values(r0.couplings)
+            .iter()
+            .all(|&c| (c - 0.25).abs() < 1e-7)
+    );
+    assert_eq!(values(r0.parents), values(r1.parents));
+}
+
+#[test]
+fn batch_of_one_equals_the_same_image_inside_a_batch() {
+    let device = f32_device();
+    let mut config = small_config();
+    config.routing.iterations = 3;
+    let model = config.init(&device).unwrap();
+    let batch = tensor(pseudo_random(4 * 16 * 16, 5, 1.0), [4, 1, 16, 16], &device).abs();
+    let all = model.forward(batch.clone(), None);
+    for i in 0..4 {
+        let one = model.forward(batch.clone().slice([i..i + 1]), None);
+        let a = values(one.lengths);
+        let b = values(all.lengths.clone().slice([i..i + 1]));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-5,
+                "image {i}: alone {a:?} vs in batch {b:?}"
+            );
+        }
+        let ra = values(one.reconstruction.unwrap());
+        let rb = values(all.reconstruction.clone().unwrap().slice([i..i + 1]));
+        assert!(ra.iter().zip(&rb).all(|(x, y)| (x - y).abs() < 1e-5));
+    }
+}
+
+#[test]
+fn margin_loss_golden_values() {
+    let device = f32_device();
+    // Two examples, three classes; targets 0 and 2.
+    let lengths = tensor(vec![0.95, 0.3, 0.05, 0.5, 0.08, 0.6], [2, 3], &device);
+    let targets = tensor(vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [2, 3], &device);
+    // Example 1: present 0.95 ≥ 0.9 → 0; absent 0.3 → 0.5·0.2² = 0.02; 0.05 < 0.1 → 0.
+    // Example 2: absent 0.5 → 0.5·0.4² = 0.08; 0.08 → 0; present 0.6 → (0.3)² = 0.09.
+    // Mean over the batch: (0.02 + 0.17) / 2 = 0.095.
+    let loss = values(margin_loss(lengths, targets, &LossConfig::default()))[0];
+    assert!((loss - 0.095).abs() < 1e-6, "margin loss {loss}");
+}
+
+#[test]
+fn reconstruction_loss_is_weighted_per_image_sse() {
+    let device = f32_device();
+    let mut config = small_config();
+    config.routing.iterations = 1;
+    let model = config.init(&device).unwrap();
+    let images = tensor(pseudo_random(2 * 256, 6, 1.0), [2, 1, 16, 16], &device).abs();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
+    let out = model.forward(images.clone(), Some(targets.clone()));
+    let parts = model.loss(&out, images.clone(), targets, &LossConfig::default());
+    let recon = values(out.reconstruction.unwrap());
+    let pixels = values(images);
+    let sse: f64 = recon
+        .iter()
+        .zip(&pixels)
+        .map(|(r, x)| (r - x).powi(2))
+        .sum::<f64>()
+        / 2.0;
+    let got = values(parts.reconstruction.unwrap())[0];
+    assert!((got - sse).abs() < 1e-3 * sse, "sse {got} vs by hand {sse}");
+    let total = values(parts.total)[0];
+    let margin = values(parts.margin)[0];
+    assert!((total - (margin + 0.0005 * sse)).abs() < 1e-5);
+}
+
+#[test]
+fn decoder_ignores_non_target_capsules() {
+    let device = f32_device();
+    let model = small_config().init(&device).unwrap();
+    let caps = pseudo_random(2 * 10 * 6, 7, 0.3);
+    let mut changed = caps.clone();
+    // Change every capsule except the target (class 4 for example 0, class 9 for example 1).
+    for b in 0..2 {
+        let target = [4, 9][b];
+        for j in (0..10).filter(|&j| j != target) {
+            for d in 0..6 {
+                changed[(b * 10 + j) * 6 + d] += 0.5;
+            }
+        }
+    }
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![4i64, 9], [2]), &device);
+    let a = model
+        .reconstruct(tensor(caps, [2, 10, 6], &device), labels.clone())
+        .unwrap();
+    let b = model
+        .reconstruct(tensor(changed.clone(), [2, 10, 6], &device), labels)
+        .unwrap();
+    assert_eq!(values(a.clone()), values(b));
+    // …while changing the target capsule does change it.
+    changed[4 * 6] += 0.5;
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![4i64, 9], [2]), &device);
+    let c = model
+        .reconstruct(tensor(changed, [2, 10, 6], &device), labels)
+        .unwrap();
+    assert_ne!(values(a), values(c));
+}
+
+#[test]
+fn test_time_mask_uses_the_longest_capsule() {
+    let device = f32_device();
+    let model = small_config().init(&device).unwrap();
+    let images = tensor(pseudo_random(3 * 256, 8, 1.0), [3, 1, 16, 16], &device).abs();
+    let out = model.forward(images.clone(), None);
+    let predicted = capsnet_model::predictions(out.lengths.clone());
+    let masked_by_prediction = model.forward(images, Some(predicted));
+    assert_eq!(
+        values(out.reconstruction.unwrap()),
+        values(masked_by_prediction.reconstruction.unwrap())
+    );
+}
+
+#[test]
+fn invalid_configs_are_rejected_with_the_key() {
+    let mut config = CapsNetConfig::paper_mnist();
+    config.input_height = 12;
+    assert!(matches!(
+        config.validate(),
+        Err(ModelConfigError::InputTooSmall { .. })
+    ));
+
+    let mut config = CapsNetConfig::paper_mnist();
+    config.routing.iterations = 11;
+    let err = config.validate().unwrap_err();
+    assert!(err.to_string().contains("routing.iterations"), "{err}");
+
+    let mut config = CapsNetConfig::paper_mnist();
+    config.primary_dim = 0;
+    assert_eq!(
+        config.validate(),
+        Err(ModelConfigError::NotPositive { key: "primary_dim" })
+    );
+
+    let config = BaselineCnnConfig {
+        dropout: 1.0,
+        ..Default::default()
+    };
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("dropout")
+    );
+}
+
+/// A small CapsNet on 16×16 inputs: conv1 8@5×5 → 12×12, primary 4 types × 4-D @5×5 s2 → 4×4.
+pub fn small_config() -> CapsNetConfig {
+    let mut config = CapsNetConfig::paper_mnist();
+    config.input_height = 16;
+    config.input_width = 16;
+    config.conv1_channels = 8;
+    config.conv1_kernel = 5;
+    config.primary_types = 4;
+    config.primary_dim = 4;
+    config.primary_kernel = 5;
+    config.class_dim = 6;
+    config.decoder.hidden = vec![12];
+    config.weight_init_std = 0.5;
+    config
+}
