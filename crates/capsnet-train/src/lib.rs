@@ -1,1 +1,26 @@
+//! Experiments, training loop, checkpoints and metrics for capsnet; the `capsnet` binary.
+//!
+//! - [`config`]: the experiment schema ([`ExperimentConfig`]) and its validation.
+//! - [`load`]: TOML files with `extends`, `key=value` overrides, strict key checking.
+//! - [`backend`]: backend names → burn devices (cargo features of the binary).
+//! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
+//! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
+#![warn(missing_docs)]
 
+pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod info;
+pub mod load;
+pub mod machine;
+pub mod net;
+pub mod report;
+pub mod run_dir;
+pub mod train_loop;
+
+pub use config::{Arch, ExperimentConfig};
+pub use error::{BackendError, ConfigError, TrainError};
+pub use load::{Resolved, load_experiment};
+pub use train_loop::{Summary, TrainOptions, train};

@@ -1,1 +1,275 @@
-fn main() {}
+//! `capsnet`: train, evaluate, inspect and benchmark CapsNet experiments.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use capsnet_train::backend::BackendKind;
+use capsnet_train::bench::{self, BenchOptions};
+use capsnet_train::report::{ProgressMode, RunLog};
+use capsnet_train::train_loop::{evaluate, load_datasets};
+use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "capsnet", version, about = "Capsule networks (Sabour et al. 2017) on burn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an experiment: `capsnet train experiments/quickstart.toml train.epochs=2`.
+    Train(TrainArgs),
+    /// Evaluate a checkpoint (or a run directory's latest checkpoint) on the test set.
+    Eval(EvalArgs),
+    /// Print the network's layer shapes and parameter counts.
+    Info(ExperimentArgs),
+    /// Measure training and inference images/s on random inputs (JSON on stdout).
+    Bench(BenchArgs),
+    /// List the backends compiled into this binary.
+    Backends,
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    /// Experiment file (TOML).
+    experiment: PathBuf,
+    /// Overrides as `dotted.key=value` (TOML literals), applied after the files.
+    overrides: Vec<String>,
+    /// Backend (shorthand for `runtime.backend=…`).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment file (TOML).
+    experiment: PathBuf,
+    /// Overrides as `dotted.key=value` (TOML literals), applied after the files.
+    overrides: Vec<String>,
+    /// Run directory (default: runs/<name>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run in the run directory from its latest checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Delete an existing run directory and start over.
+    #[arg(long)]
+    overwrite: bool,
+    /// Dataset directory (shorthand for `data.root=…`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Backend (shorthand for `runtime.backend=…`).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Plain log lines instead of progress bars, even on a terminal.
+    #[arg(long)]
+    plain: bool,
+    /// Print nothing but errors (the run log still gets everything).
+    #[arg(long, conflicts_with = "plain")]
+    quiet: bool,
+    /// Stop after this many optimizer steps, with a checkpoint (resume later with --resume).
+    #[arg(long)]
+    stop_after_steps: Option<u64>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Backend to evaluate on (default: the run's).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Evaluate with this many routing iterations instead of the trained setting.
+    #[arg(long)]
+    routing_iterations: Option<usize>,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    experiment: ExperimentArgs,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args),
+        Command::Info(args) => info_cmd(args),
+        Command::Bench(args) => bench_cmd(args),
+        Command::Backends => {
+            for kind in BackendKind::ALL {
+                let status = if kind.compiled() {
+                    "compiled in".to_string()
+                } else {
+                    format!("not compiled (cargo feature `{}`)", kind.feature())
+                };
+                println!("{:<9} {}", kind.name(), status);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn with_shorthands(
+    mut overrides: Vec<String>,
+    backend: Option<String>,
+    data_dir: Option<&Path>,
+) -> Vec<String> {
+    if let Some(b) = backend {
+        overrides.push(format!("runtime.backend={}", toml_string(&b)));
+    }
+    if let Some(dir) = data_dir {
+        overrides.push(format!("data.root={}", toml_string(&dir.display().to_string())));
+    }
+    overrides
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let overrides = with_shorthands(args.overrides, args.backend, args.data_dir.as_deref());
+    let resolved = load::load_experiment(&args.experiment, &overrides)?;
+    let run_dir = args.run_dir.unwrap_or_else(|| Path::new("runs").join(&resolved.config.name));
+    let progress = if args.quiet {
+        ProgressMode::Quiet
+    } else if args.plain {
+        ProgressMode::Plain
+    } else {
+        ProgressMode::Auto
+    };
+    let options = TrainOptions {
+        run_dir: run_dir.clone(),
+        resume: args.resume,
+        overwrite: args.overwrite,
+        progress,
+        stop_after_steps: args.stop_after_steps,
+    };
+    let summary = capsnet_train::train(&resolved, &options)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let ckpt = checkpoint::resolve(&args.checkpoint)?;
+    let run = checkpoint::run_dir_of(&ckpt)
+        .with_context(|| format!("{} is not inside a run directory", ckpt.display()))?;
+    let config_path = run.join(run_dir::RESOLVED_CONFIG);
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut config = load::parse_str(&text, &config_path.display().to_string())?;
+    if let Some(b) = args.backend {
+        config.runtime.backend = b;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data.root = Some(dir);
+    }
+    if let Some(limit) = args.limit {
+        config.data.test_limit = Some(limit);
+    }
+    config.validate()?;
+    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let mut net = checkpoint::load_net(&ckpt, &config, &device)?;
+    if let Some(r) = args.routing_iterations {
+        match &mut net {
+            capsnet_train::net::Net::Capsnet(caps) => {
+                let mut routing = caps.config().routing.clone();
+                routing.iterations = r;
+                caps.set_routing(routing);
+            }
+            _ => bail!("--routing-iterations only applies to CapsNet runs"),
+        }
+    }
+    let mut log = RunLog::stderr_only(ProgressMode::Plain);
+    let data = load_datasets(&config, &mut log)?;
+    let result = evaluate(&net, &Arc::clone(&data.test), &config, &device)?;
+    let json = serde_json::json!({
+        "checkpoint": ckpt,
+        "test_images": result.images,
+        "test_accuracy": result.accuracy,
+        "test_error_pct": 100.0 - result.accuracy,
+        "test_loss": result.loss,
+        "images_per_sec": result.images as f64 / result.secs.max(1e-9),
+        "backend": config.runtime.backend,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "{}: test accuracy {:.2}% (error {:.2}%) on {} images, loss {:.4}",
+            ckpt.display(),
+            result.accuracy,
+            100.0 - result.accuracy,
+            result.images,
+            result.loss
+        );
+    }
+    Ok(())
+}
+
+fn info_cmd(args: ExperimentArgs) -> Result<()> {
+    let overrides = with_shorthands(args.overrides, args.backend, None);
+    let resolved = load::load_experiment(&args.experiment, &overrides)?;
+    let (rows, total) = info::layers(&resolved.config)?;
+    if args.json {
+        let json = serde_json::json!({ "name": resolved.config.name, "layers": rows, "params": total });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("{} ({} files merged)", resolved.config.name, resolved.files.len());
+        print!("{}", info::render(&rows, total));
+    }
+    Ok(())
+}
+
+fn bench_cmd(args: BenchArgs) -> Result<()> {
+    let e = args.experiment;
+    let overrides = with_shorthands(e.overrides, e.backend, None);
+    let resolved = load::load_experiment(&e.experiment, &overrides)?;
+    if args.batch_size == 0 || args.steps == 0 {
+        bail!("--batch-size and --steps must be positive");
+    }
+    eprintln!(
+        "benchmarking {} on {} at batch {} ({} warm-up + {} timed steps)…",
+        resolved.config.name, resolved.config.runtime.backend, args.batch_size, args.warmup, args.steps
+    );
+    let result = bench::run(
+        &resolved.config,
+        BenchOptions { batch_size: args.batch_size, warmup: args.warmup, steps: args.steps },
+    )?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong while finding, downloading, parsing or batching a dataset.
+///
+/// Every variant that concerns a file keeps its path (or URL), so the one-line message
+/// says which file is at fault and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// Reading, writing or creating a file or directory failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A `.gz` file is not valid gzip data (corrupt, truncated or not gzip at all).
+    #[error("corrupt gzip file {}: {source}", path.display())]
+    Gzip {
+        /// The `.gz` file.
+        path: PathBuf,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// The IDX magic number is not the one expected for this kind of file.
+    #[error(
+        "{}: bad IDX magic number {found:#010x}, expected {expected:#010x} \
+         (wrong file, or not an IDX file)",
+        path.display()
+    )]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// The magic number this kind of file must start with.
+        expected: u32,
+        /// The magic number found.
+        found: u32,
+    },
+    /// The file is shorter than its header says (or too short to hold the header).
+    #[error(
+        "{}: truncated IDX file: expected {expected_bytes} bytes, found {found_bytes}",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Size (header + payload) implied by the header, in bytes.
+        expected_bytes: u64,
+        /// Actual size, in bytes.
+        found_bytes: u64,
+    },
+    /// The file is longer than its header says.
+    #[error(
+        "{}: trailing data after IDX payload: expected {expected_bytes} bytes, found {found_bytes}",
+        path.display()
+    )]
+    TrailingData {
+        /// The file.
+        path: PathBuf,
+        /// Size (header + payload) implied by the header, in bytes.
+        expected_bytes: u64,
+        /// Actual size, in bytes.
+        found_bytes: u64,
+    },
+    /// The header declares dimensions that are zero-sized where they must not be, or overflow.
+    #[error("{}: invalid IDX header: {reason}", path.display())]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The image file and the label file hold different numbers of items.
+    #[error(
+        "{} holds {image_count} images but {} holds {label_count} labels",
+        images.display(),
+        labels.display()
+    )]
+    CountMismatch {
+        /// The image file.
+        images: PathBuf,
+        /// The label file.
+        labels: PathBuf,
+        /// Number of images.
+        image_count: usize,
+        /// Number of labels.
+        label_count: usize,
+    },
+    /// A label is outside `0..num_classes`.
+    #[error(
+        "{}: label #{index} is {value}, but the dataset has {num_classes} classes",
+        path.display()
+    )]
+    BadLabel {
+        /// The label file.
+        path: PathBuf,
+        /// Position of the label in the file.
+        index: usize,
+        /// The offending value.
+        value: u8,
+        /// Number of classes of the dataset.
+        num_classes: usize,
+    },
+    /// The SHA-256 of the (decompressed) file is not the canonical one.
+    #[error(
+        "checksum mismatch for {}: SHA-256 of the decompressed data is {found}, expected {expected} \
+         (corrupt or different file; delete it, or disable verification for custom data)",
+        path.display()
+    )]
+    Checksum {
+        /// The file (or URL, for a download).
+        path: PathBuf,
+        /// Expected lowercase hex SHA-256.
+        expected: String,
+        /// Actual lowercase hex SHA-256.
+        found: String,
+    },
+    /// No data root holds the files of the requested split and downloading is off.
+    #[error(
+        "{dataset} data not found: need {} (raw or .gz) in one directory; tried {}. \
+         Put the files there, set CAPSNET_DATA or data.root/--data-dir to a directory holding \
+         them, or enable downloading",
+        files.join(" and "),
+        PathList(tried)
+    )]
+    NotFound {
+        /// Dataset and split, e.g. `mnist train`.
+        dataset: String,
+        /// The file names needed.
+        files: Vec<String>,
+        /// Every path that was looked at, in order.
+        tried: Vec<PathBuf>,
+    },
+    /// One download attempt failed.
+    #[error("download of {url} failed: {reason}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Every mirror failed for a file; holds each attempt's error, in mirror order.
+    #[error("could not download {file} from any mirror: {}", ErrorList(failures))]
+    MirrorsExhausted {
+        /// The file name (without `.gz`).
+        file: String,
+        /// One error per mirror tried.
+        failures: Vec<DataError>,
+    },
+    /// An argument is invalid (unknown dataset name, zero batch size, out-of-range index…).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    /// Builds an [`DataError::Io`] for `path`.
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+struct PathList<'a>(&'a [PathBuf]);
+
+impl fmt::Display for PathList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no directory (no data root configured)");
+        }
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", p.display())?;
+        }
+        Ok(())
+    }
+}
+
+struct ErrorList<'a>(&'a [DataError]);
+
+impl fmt::Display for ErrorList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no mirror configured");
+        }
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_file_and_the_problem() {
+        let e = DataError::BadMagic {
+            path: "x/train-images-idx3-ubyte".into(),
+            expected: 0x803,
+            found: 0x801,
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("x/train-images-idx3-ubyte"), "{msg}");
+        assert!(
+            msg.contains("0x00000803") && msg.contains("0x00000801"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+
+        let e = DataError::NotFound {
+            dataset: "mnist test".into(),
+            files: vec!["a".into(), "b".into()],
+            tried: vec!["/r1/a".into(), "/r2/a.gz".into()],
+        };
+        let msg = e.to_string();
+        for needle in [
+            "mnist test",
+            "a and b",
+            "/r1/a, /r2/a.gz",
+            "CAPSNET_DATA",
+            "data.root",
+        ] {
+            assert!(msg.contains(needle), "{needle:?} not in {msg}");
+        }
+
+        let e = DataError::MirrorsExhausted {
+            file: "f".into(),
+            failures: vec![
+                DataError::Download {
+                    url: "http://m1/f.gz".into(),
+                    reason: "HTTP 404".into(),
+                },
+                DataError::Download {
+                    url: "http://m2/f.gz".into(),
+                    reason: "refused".into(),
+                },
+            ],
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("http://m1/f.gz failed: HTTP 404; "), "{msg}");
+        assert!(msg.contains("http://m2/f.gz failed: refused"), "{msg}");
+    }
+}

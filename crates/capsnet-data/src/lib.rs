@@ -1,0 +1,60 @@
+//! Data for capsule-network experiments: the MNIST family (MNIST, Fashion-MNIST) as plain
+//! `u8`/`f32` buffers, with no dependency on a tensor library.
+//!
+//! # Layout
+//!
+//! - [`idx`]: parse and write IDX files (raw or `.gz`), strictly: wrong magic numbers,
+//!   truncated files and trailing bytes are errors naming the file.
+//! - [`dataset`]: [`DatasetKind`], [`Split`], the in-memory [`ImageSet`], the canonical
+//!   file names and SHA-256 sums, [`DataSources`] and [`load`].
+//! - [`download`]: fetch missing files from mirrors into the cache (feature `download`),
+//!   with [`DownloadProgress`] reporting.
+//! - [`rng`]: a small seedable RNG ([`Rng`], xoshiro256**) whose state can be saved, and
+//!   per-epoch permutations.
+//! - [`augment`]: random translation with zero padding.
+//! - [`batch`]: [`fill_batch`] into reused `f32` buffers, and a prefetching [`Loader`].
+//!
+//! # Where data comes from
+//!
+//! [`load`] looks for the two files of a split (`<file>` or `<file>.gz`, in
+//! `<root>/<dataset>/` or directly in `<root>/`) in these roots, and the first root that
+//! holds both wins:
+//!
+//! 1. the explicit root (experiment `data.root` / `--data-dir`),
+//! 2. `$CAPSNET_DATA`,
+//! 3. the cache, `$XDG_CACHE_HOME/capsnet` or else `$HOME/.cache/capsnet`;
+//! 4. failing all three, the files are downloaded into `<cache>/<dataset>/` (feature
+//!    `download`, on by default; mirrors overridable with `$CAPSNET_MNIST_MIRROR`).
+//!
+//! The SHA-256 of each decompressed file is checked against the canonical value unless
+//! [`DataSources::verify`] is off (for custom data).
+//!
+//! # Reproducibility
+//!
+//! The order of epoch `e` is [`epoch_permutation`]`(n, seed, e)` and the augmentation of
+//! batch `b` draws from `Rng::derive(seed, &[STREAM_AUGMENT, e, b])`, so any batch can be
+//! recomputed from `(seed, epoch, step)` alone and a killed run resumes exactly.
+
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod batch;
+pub mod dataset;
+pub mod download;
+mod error;
+pub mod idx;
+pub mod rng;
+#[cfg(test)]
+mod test_util;
+
+pub use augment::{Shift, shift_image, shift_map};
+pub use batch::{Batch, Loader, LoaderConfig, fill_batch, num_batches};
+pub use dataset::{
+    DataSources, DatasetKind, Dims, ExpectedFile, ImageSet, Located, Split, load, load_files,
+    load_with_progress,
+};
+pub use download::{DownloadProgress, NoProgress};
+#[cfg(feature = "download")]
+pub use download::{download_file, download_files};
+pub use error::DataError;
+pub use rng::{Rng, STREAM_AUGMENT, STREAM_SHUFFLE, epoch_permutation, shuffle};

@@ -1,0 +1,120 @@
+//! End-to-end throughput of an experiment's network (`capsnet bench`): speed only, on random
+//! inputs, so no dataset is needed.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use crate::config::{Arch, ExperimentConfig};
+use crate::error::TrainError;
+use crate::machine::MachineInfo;
+use crate::net::Net;
+use crate::train_loop::{optimizer, training_device};
+
+/// Benchmark settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Batch size.
+    pub batch_size: usize,
+    /// Untimed steps first (allocation, autotuning).
+    pub warmup: usize,
+    /// Timed training steps.
+    pub steps: usize,
+}
+
+/// Measured throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Experiment name.
+    pub name: String,
+    /// Network.
+    pub arch: String,
+    /// Backend.
+    pub backend: String,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Training images per second (forward, backward, Adam step, loss read back).
+    pub train_images_per_sec: f64,
+    /// Median milliseconds per training step.
+    pub train_ms_per_step_median: f64,
+    /// Inference images per second (forward without autodiff, scores read back).
+    pub inference_images_per_sec: f64,
+    /// Machine.
+    pub machine: MachineInfo,
+    /// Code revision.
+    pub git_revision: String,
+}
+
+/// Times training steps and inference of `config`'s network on random data.
+pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResult, TrainError> {
+    let device = training_device(config)?;
+    device.seed(config.seed);
+    let mut net = Net::init(config, &device)?;
+    let mut optim = optimizer(&config.train);
+    let (images, labels) = random_batch(config, options.batch_size, &device);
+    let mut times = Vec::with_capacity(options.steps);
+    for i in 0..options.warmup + options.steps {
+        let start = Instant::now();
+        let out = net.step(images.clone(), labels.clone(), &config.loss, true);
+        let loss = out.total.clone().detach();
+        let grads = GradientsParams::from_grads(out.total.backward(), &net);
+        net = optim.step(1e-4, net, grads);
+        let _: f64 = loss.into_scalar();
+        if i >= options.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let train_total: f64 = times.iter().sum();
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+
+    let eval_device = device.clone().without_autodiff();
+    let eval_net = net.valid();
+    let (images, labels) = random_batch(config, options.batch_size, &eval_device);
+    let mut infer_total = 0.0;
+    for i in 0..options.warmup + options.steps {
+        let start = Instant::now();
+        let out = eval_net.step(images.clone(), labels.clone(), &config.loss, false);
+        let _ = out.scores.into_data();
+        if i >= options.warmup {
+            infer_total += start.elapsed().as_secs_f64();
+        }
+    }
+    let images_timed = (options.batch_size * options.steps) as f64;
+    Ok(BenchResult {
+        name: config.name.clone(),
+        arch: match config.arch {
+            Arch::Capsnet => "capsnet".into(),
+            Arch::BaselineCnn => "baseline-cnn".into(),
+        },
+        backend: config.runtime.backend.clone(),
+        batch_size: options.batch_size,
+        steps: options.steps,
+        train_images_per_sec: images_timed / train_total,
+        train_ms_per_step_median: median * 1e3,
+        inference_images_per_sec: images_timed / infer_total,
+        machine: MachineInfo::current(),
+        git_revision: crate::machine::git_revision(),
+    })
+}
+
+fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let (c, h, w, classes) = match config.arch {
+        Arch::Capsnet => {
+            let m = &config.model;
+            (m.input_channels, m.input_height, m.input_width, m.classes)
+        }
+        Arch::BaselineCnn => {
+            let b = &config.baseline;
+            (b.input_channels, b.input_height, b.input_width, b.classes)
+        }
+    };
+    let images = Tensor::random([batch, c, h, w], Distribution::Uniform(0.0, 1.0), device);
+    let labels: Vec<i64> = (0..batch).map(|i| (i % classes) as i64).collect();
+    (images, Tensor::from_data(TensorData::new(labels, [batch]), device))
+}

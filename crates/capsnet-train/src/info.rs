@@ -1,0 +1,144 @@
+//! Layer shapes and parameter counts of an experiment's network (`capsnet info`).
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::config::{Arch, ExperimentConfig};
+use crate::error::ConfigError;
+use crate::net::Net;
+
+/// One row of the layer table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerInfo {
+    /// Layer name.
+    pub name: String,
+    /// Output shape per example (batch dimension omitted).
+    pub output: Vec<usize>,
+    /// Parameters of the layer.
+    pub params: usize,
+}
+
+/// The layer table of an experiment's network, checked against the built module's count.
+pub fn layers(config: &ExperimentConfig) -> Result<(Vec<LayerInfo>, usize), ConfigError> {
+    config.validate()?;
+    let rows = match config.arch {
+        Arch::Capsnet => capsnet_layers(&config.model),
+        Arch::BaselineCnn => cnn_layers(&config.baseline),
+    };
+    let built = Net::init(config, &Device::flex())?.num_params();
+    let counted: usize = rows.iter().map(|r| r.params).sum();
+    assert_eq!(built, counted, "layer table out of sync with the model");
+    Ok((rows, built))
+}
+
+fn row(name: impl Into<String>, output: Vec<usize>, params: usize) -> LayerInfo {
+    LayerInfo { name: name.into(), output, params }
+}
+
+fn dense(inputs: usize, outputs: usize) -> usize {
+    inputs * outputs + outputs
+}
+
+fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
+    let (h1, w1) = m.conv1_grid();
+    let k1 = m.conv1_kernel * m.conv1_kernel;
+    let k2 = m.primary_kernel * m.primary_kernel;
+    let primary_channels = m.primary_types * m.primary_dim;
+    let mut rows = vec![
+        row("input", vec![m.input_channels, m.input_height, m.input_width], 0),
+        row(
+            format!("conv1 {}x{} s1 relu", m.conv1_kernel, m.conv1_kernel),
+            vec![m.conv1_channels, h1, w1],
+            dense(m.input_channels * k1, m.conv1_channels),
+        ),
+        row(
+            format!("primarycaps {}x{} s{} squash", m.primary_kernel, m.primary_kernel, m.primary_stride),
+            vec![m.primary_capsules(), m.primary_dim],
+            dense(m.conv1_channels * k2, primary_channels),
+        ),
+        row(
+            format!("digitcaps r={}", m.routing.iterations),
+            vec![m.classes, m.class_dim],
+            m.primary_capsules() * m.primary_dim * m.classes * m.class_dim
+                + if m.digit_bias { m.classes * m.class_dim } else { 0 },
+        ),
+    ];
+    if m.decoder.enabled {
+        let mut widths = vec![m.classes * m.class_dim];
+        widths.extend(&m.decoder.hidden);
+        widths.push(m.input_len());
+        for (i, w) in widths.windows(2).enumerate() {
+            rows.push(row(format!("decoder fc{}", i + 1), vec![w[1]], dense(w[0], w[1])));
+        }
+    }
+    rows
+}
+
+fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
+    let mut rows = vec![row("input", vec![b.input_channels, b.input_height, b.input_width], 0)];
+    let mut channels = b.input_channels;
+    for (i, &c) in b.conv_channels.iter().enumerate() {
+        rows.push(row(
+            format!("conv{} {}x{} same relu", i + 1, b.kernel, b.kernel),
+            vec![c, b.input_height, b.input_width],
+            dense(channels * b.kernel * b.kernel, c),
+        ));
+        channels = c;
+    }
+    let mut width = channels * b.input_height * b.input_width;
+    for (i, &h) in b.hidden.iter().enumerate() {
+        rows.push(row(format!("fc{} relu", i + 1), vec![h], dense(width, h)));
+        width = h;
+    }
+    rows.push(row(format!("dropout {} + fc softmax", b.dropout), vec![b.classes], dense(width, b.classes)));
+    rows
+}
+
+/// Renders the layer table as text.
+pub fn render(rows: &[LayerInfo], total: usize) -> String {
+    let mut out = format!("{:<32} {:>18} {:>12}\n", "layer", "output (per image)", "params");
+    for r in rows {
+        let shape = format!("{:?}", r.output);
+        out += &format!("{:<32} {:>18} {:>12}\n", r.name, shape, group(r.params));
+    }
+    out += &format!("{:<32} {:>18} {:>12}\n", "total", "", group(total));
+    out
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_table_adds_up() {
+        let config = ExperimentConfig::default();
+        let (rows, total) = layers(&config).unwrap();
+        assert_eq!(total, 8_215_568);
+        assert_eq!(rows[2].output, vec![1152, 8]);
+        assert!(render(&rows, total).contains("8,215,568"));
+        let cnn = ExperimentConfig { arch: Arch::BaselineCnn, ..ExperimentConfig::default() };
+        assert_eq!(layers(&cnn).unwrap().1, 35_445_522);
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(35_445_522), "35,445,522");
+    }
+}

@@ -1,0 +1,205 @@
+//! Progress output, the run log and `metrics.jsonl`.
+//!
+//! On a terminal, an indicatif bar per epoch shows loss, accuracy and img/s; otherwise (CI,
+//! pipes, Slurm) plain lines are printed every `log_every_steps` steps. Everything printed is
+//! also appended to `<run>/train.log`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::error::TrainError;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// Plain periodic lines.
+    Plain,
+    /// Nothing on stderr (the log file still gets everything).
+    Quiet,
+}
+
+/// The run's log: `train.log`, stderr lines or a progress bar.
+pub struct RunLog {
+    file: Option<File>,
+    bar: Option<ProgressBar>,
+    bars: bool,
+    quiet: bool,
+}
+
+impl RunLog {
+    /// Opens (appends to) `<run_dir>/train.log`.
+    pub fn open(run_dir: &Path, mode: ProgressMode) -> Result<Self, TrainError> {
+        let path = run_dir.join("train.log");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        Ok(Self {
+            file: Some(file),
+            bar: None,
+            bars: mode == ProgressMode::Auto && std::io::stderr().is_terminal(),
+            quiet: mode == ProgressMode::Quiet,
+        })
+    }
+
+    /// A log that only prints (for commands without a run directory).
+    pub fn stderr_only(mode: ProgressMode) -> Self {
+        Self {
+            file: None,
+            bar: None,
+            bars: mode == ProgressMode::Auto && std::io::stderr().is_terminal(),
+            quiet: mode == ProgressMode::Quiet,
+        }
+    }
+
+    /// Whether progress bars are shown (else plain periodic lines).
+    pub fn has_bars(&self) -> bool {
+        self.bars
+    }
+
+    /// Logs one line.
+    pub fn info(&mut self, line: &str) {
+        if let Some(file) = &mut self.file {
+            let _ = writeln!(file, "[{}] {line}", unix_time());
+        }
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Starts a bar over `len` steps (no-op without bars).
+    pub fn start_bar(&mut self, len: u64, position: u64, prefix: String) {
+        if !self.bars {
+            return;
+        }
+        let bar = ProgressBar::new(len).with_position(position).with_prefix(prefix);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        self.bar = Some(bar);
+    }
+
+    /// Updates the bar's position and message.
+    pub fn update_bar(&self, position: u64, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            bar.set_message(message);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish_bar(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Appends JSON lines to `<run>/metrics.jsonl`, the source of truth for results tables.
+pub struct MetricsFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsFile {
+    /// Opens `<run_dir>/metrics.jsonl`, dropping records after `keep_until_step` (the lines a
+    /// killed run wrote after its last checkpoint, which the resumed run writes again).
+    pub fn open(run_dir: &Path, keep_until_step: Option<u64>) -> Result<Self, TrainError> {
+        let path = run_dir.join("metrics.jsonl");
+        if let Some(limit) = keep_until_step
+            && path.exists()
+        {
+            let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+            let kept: String = text
+                .lines()
+                .filter(|line| {
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                        .is_some_and(|step| step <= limit)
+                })
+                .map(|line| format!("{line}\n"))
+                .collect();
+            crate::checkpoint::write_atomic(&path, kept.as_bytes())?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        Ok(Self { path, file })
+    }
+
+    /// Appends one record.
+    pub fn write(&mut self, record: &impl Serialize) -> Result<(), TrainError> {
+        let line = serde_json::to_string(record).expect("metrics serialise");
+        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
+        self.file.flush().map_err(|e| TrainError::io(&self.path, e))
+    }
+}
+
+/// A window of training metrics, logged every `log_every_steps`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainRecord {
+    /// Always `"train"`.
+    pub kind: &'static str,
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Global step at the end of the window.
+    pub step: u64,
+    /// Mean total loss over the window.
+    pub loss: f64,
+    /// Mean margin loss (CapsNet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin_loss: Option<f64>,
+    /// Mean unweighted reconstruction SSE (CapsNet with decoder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recon_loss: Option<f64>,
+    /// Training accuracy over the window (%).
+    pub accuracy: f64,
+    /// Learning rate at the last step.
+    pub lr: f64,
+    /// Training images per second over the window.
+    pub images_per_sec: f64,
+}
+
+/// One evaluation on the test set.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRecord {
+    /// Always `"eval"`.
+    pub kind: &'static str,
+    /// Epoch (1-based) just finished.
+    pub epoch: usize,
+    /// Global step.
+    pub step: u64,
+    /// Mean test loss.
+    pub test_loss: f64,
+    /// Test accuracy (%).
+    pub test_accuracy: f64,
+    /// Test error (%).
+    pub test_error_pct: f64,
+    /// Number of test images.
+    pub test_images: usize,
+    /// Test images per second.
+    pub images_per_sec: f64,
+}

@@ -1,0 +1,114 @@
+//! Run directories: `config.resolved.toml`, `sources.json`, `train.log`, `metrics.jsonl`,
+//! `checkpoints/`, `summary.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint;
+use crate::error::TrainError;
+use crate::load::{Resolved, parse_str};
+
+/// File holding the fully resolved configuration of a run.
+pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
+
+/// Prepares `dir` for a run and returns the checkpoint to resume from, if any.
+///
+/// - New run: `dir` must not exist or be empty (or `overwrite` deletes it).
+/// - `resume`: `dir` must hold a run of the same configuration (only `train.epochs` may
+///   differ, to extend a run); without a checkpoint yet, the run starts over in place.
+pub fn prepare(
+    dir: &Path,
+    resolved: &Resolved,
+    resume: bool,
+    overwrite: bool,
+) -> Result<Option<PathBuf>, TrainError> {
+    let has_content = dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+    if resume {
+        let stored_path = dir.join(RESOLVED_CONFIG);
+        let stored_text = std::fs::read_to_string(&stored_path).map_err(|_| TrainError::RunDir {
+            path: dir.to_path_buf(),
+            reason: format!("nothing to resume: {RESOLVED_CONFIG} is missing"),
+        })?;
+        let stored = parse_str(&stored_text, &stored_path.display().to_string())?;
+        let mut now = resolved.config.clone();
+        now.train.epochs = stored.train.epochs;
+        let differences = diff(&crate::load::to_toml(&stored), &crate::load::to_toml(&now));
+        if !differences.is_empty() {
+            return Err(TrainError::RunDir {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "the experiment differs from the run being resumed (only train.epochs may \
+                     change): {}",
+                    differences.join(", ")
+                ),
+            });
+        }
+        write_config(dir, resolved)?;
+        return checkpoint::latest(dir);
+    }
+    if has_content {
+        if !overwrite {
+            return Err(TrainError::RunDir {
+                path: dir.to_path_buf(),
+                reason: "already exists: pass --resume to continue it, --overwrite to start over, \
+                         or --run-dir to choose another directory"
+                    .into(),
+            });
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    write_config(dir, resolved)?;
+    Ok(None)
+}
+
+fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
+    let toml = crate::train_loop::resolved_toml(resolved);
+    checkpoint::write_atomic(&dir.join(RESOLVED_CONFIG), toml.as_bytes())?;
+    let sources = serde_json::json!({
+        "files": resolved.files,
+        "overrides": resolved.overrides,
+        "command": std::env::args().collect::<Vec<_>>(),
+        "git_revision": crate::machine::git_revision(),
+    });
+    let json = serde_json::to_string_pretty(&sources).expect("sources serialise");
+    checkpoint::write_atomic(&dir.join("sources.json"), json.as_bytes())
+}
+
+/// Dotted keys whose values differ between two TOML documents.
+fn diff(a: &str, b: &str) -> Vec<String> {
+    fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let parse = |s: &str| {
+        let mut out = BTreeMap::new();
+        if let Ok(v) = s.parse::<toml::Table>() {
+            flatten("", &toml::Value::Table(v), &mut out);
+        }
+        out
+    };
+    let (a, b) = (parse(a), parse(b));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} → {}",
+                a.get(k).map(String::as_str).unwrap_or("unset"),
+                b.get(k).map(String::as_str).unwrap_or("unset")
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,564 @@
+//! The training loop: Adam, learning-rate schedule, evaluation every epoch, checkpoints,
+//! exact resume, metrics and the run summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use capsnet_data::{
+    Batch, DataSources, DatasetKind, DownloadProgress, ImageSet, Loader, LoaderConfig, Rng, Split,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::checkpoint::{self, LoopState};
+use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
+use crate::error::TrainError;
+use crate::load::{Resolved, to_toml};
+use crate::net::Net;
+use crate::report::{EvalRecord, MetricsFile, ProgressMode, RunLog, TrainRecord};
+use crate::run_dir;
+
+/// Stream id for burn's generator (dropout), reseeded from `(seed, step)` before every step.
+const STREAM_DROPOUT: u64 = 0x4452_4f50; // "DROP"
+
+/// How to run `train`.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Continue the run in `run_dir` from its latest checkpoint.
+    pub resume: bool,
+    /// Delete an existing run directory and start over.
+    pub overwrite: bool,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// Stop (after writing a checkpoint) once this many steps are done: time-boxed runs.
+    pub stop_after_steps: Option<u64>,
+}
+
+/// What a run reports when it ends (`summary.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Experiment name.
+    pub name: String,
+    /// `capsnet` or `baseline-cnn`.
+    pub arch: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Whether all configured epochs ran.
+    pub completed: bool,
+    /// Epochs configured.
+    pub epochs: usize,
+    /// Epochs finished.
+    pub epochs_completed: usize,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Training images (after `train_limit`).
+    pub train_images: usize,
+    /// Test images (after `test_limit`).
+    pub test_images: usize,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Epoch of the last evaluation (the final epoch for a completed run; never the best one).
+    pub final_eval_epoch: Option<usize>,
+    /// Test error (%) at `final_eval_epoch`.
+    pub final_test_error_pct: Option<f64>,
+    /// Test accuracy (%) at `final_eval_epoch`.
+    pub final_test_accuracy: Option<f64>,
+    /// Test loss at `final_eval_epoch`.
+    pub final_test_loss: Option<f64>,
+    /// Seconds in training steps (all sessions of the run).
+    pub train_secs: f64,
+    /// Seconds in evaluation.
+    pub eval_secs: f64,
+    /// Training + evaluation seconds.
+    pub wall_time_secs: f64,
+    /// Training images per second.
+    pub train_images_per_sec: f64,
+    /// Backend name.
+    pub backend: String,
+    /// Device index.
+    pub device: usize,
+    /// Machine the run finished on.
+    pub machine: crate::machine::MachineInfo,
+    /// `git describe`-like revision of the working tree.
+    pub git_revision: String,
+    /// capsnet version.
+    pub capsnet_version: String,
+    /// burn version.
+    pub burn_version: String,
+}
+
+/// Learning rate at global step `step` (0-based) of epoch `epoch`.
+pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
+    let lr = match train.lr_schedule {
+        LrSchedule::ExponentialSteps => {
+            train.lr * train.lr_decay.powf(step as f64 / train.lr_decay_steps as f64)
+        }
+        LrSchedule::PerEpoch => train.lr * train.lr_decay.powi(epoch as i32),
+        LrSchedule::Constant => train.lr,
+    };
+    lr.max(train.lr_min)
+}
+
+/// The autodiff training device of an experiment.
+pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> {
+    let kind = BackendKind::parse(&config.runtime.backend).map_err(crate::ConfigError::from)?;
+    Ok(kind.device(config.runtime.device).map_err(crate::ConfigError::from)?.autodiff())
+}
+
+/// The training and test sets of an experiment, with limits applied.
+pub struct Datasets {
+    /// Training set.
+    pub train: Arc<ImageSet>,
+    /// Test set.
+    pub test: Arc<ImageSet>,
+    /// Directory the files were read from.
+    pub dir: PathBuf,
+}
+
+/// Loads the experiment's data (downloading into the cache when allowed and needed).
+pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Datasets, TrainError> {
+    let kind: DatasetKind = config.data.dataset.parse()?;
+    let mut sources = DataSources::from_env(config.data.root.clone());
+    sources.download &= config.data.download;
+    sources.verify = config.data.verify_checksums;
+    let progress = BarProgress::new(log.has_bars());
+    let (mut train, dir) = capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
+    let (mut test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
+    if let Some(limit) = config.data.train_limit {
+        train.truncate(limit);
+    }
+    if let Some(limit) = config.data.test_limit {
+        test.truncate(limit);
+    }
+    log.info(&format!(
+        "data: {kind} from {} ({} train, {} test images)",
+        dir.display(),
+        train.len(),
+        test.len()
+    ));
+    Ok(Datasets { train: Arc::new(train), test: Arc::new(test), dir })
+}
+
+/// Download progress on an indicatif bar (terminal) or as start/finish lines.
+struct BarProgress {
+    bars: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl BarProgress {
+    fn new(bars: bool) -> Self {
+        Self { bars, bar: Mutex::new(None) }
+    }
+}
+
+impl DownloadProgress for BarProgress {
+    fn start(&self, url: &str, total: Option<u64>) {
+        eprintln!("downloading {url}");
+        if self.bars {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            bar.set_style(
+                ProgressStyle::with_template("  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            *self.bar.lock().expect("progress lock") = Some(bar);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
+            bar.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Turns a loader batch into tensors on `device`.
+pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let shape = batch.shape();
+    let len = batch.len;
+    let images = Tensor::from_data(TensorData::new(batch.images, shape), device);
+    let labels = Tensor::from_data(TensorData::new(batch.labels, [len]), device);
+    (images, labels)
+}
+
+/// Test-set evaluation result.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (%).
+    pub accuracy: f64,
+    /// Images evaluated.
+    pub images: usize,
+    /// Seconds taken.
+    pub secs: f64,
+}
+
+/// Evaluates `net` (an inference copy from `Module::valid`) on `set`, with the
+/// decoder masked by the longest capsule.
+pub fn evaluate(
+    net: &Net,
+    set: &Arc<ImageSet>,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<Evaluation, TrainError> {
+    let start = Instant::now();
+    let loader = Loader::new(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
+    let (mut loss_sum, mut correct) = (0.0, 0.0);
+    for batch in loader {
+        let len = batch.len as f64;
+        let (images, labels) = batch_tensors(batch, device);
+        let out = net.step(images, labels.clone(), &config.loss, false);
+        let hits = Net::correct(out.scores, labels).float();
+        let values = read_values(vec![out.total, hits]);
+        loss_sum += values[0] * len;
+        correct += values[1];
+    }
+    let n = set.len();
+    Ok(Evaluation {
+        loss: loss_sum / n as f64,
+        accuracy: 100.0 * correct / n as f64,
+        images: n,
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads several one-element tensors with a single device synchronisation.
+fn read_values(parts: Vec<Tensor<1>>) -> Vec<f64> {
+    Tensor::cat(parts, 0)
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float tensor converts to f64")
+}
+
+/// Adam with the experiment's hyper-parameters.
+pub fn optimizer(train: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(train.adam_beta1 as f32)
+        .with_beta_2(train.adam_beta2 as f32)
+        .with_epsilon(train.adam_epsilon as f32)
+        .init()
+}
+
+/// Trains the experiment into `options.run_dir`, resuming if asked. Returns the run summary.
+pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, TrainError> {
+    let config = &resolved.config;
+    let resume_from = run_dir::prepare(&options.run_dir, resolved, options.resume, options.overwrite)?;
+    let mut log = RunLog::open(&options.run_dir, options.progress)?;
+    let device = training_device(config)?;
+    log.info(&format!(
+        "run {} ({}, backend {}, {} epochs, batch {})",
+        options.run_dir.display(),
+        match config.arch {
+            crate::Arch::Capsnet => "capsnet",
+            crate::Arch::BaselineCnn => "baseline-cnn",
+        },
+        config.runtime.backend,
+        config.train.epochs,
+        config.train.batch_size
+    ));
+    let data = load_datasets(config, &mut log)?;
+
+    device.seed(config.seed);
+    let mut optim = optimizer(&config.train);
+    let (mut net, mut state) = match &resume_from {
+        Some(dir) => {
+            let net = checkpoint::load_net(dir, config, &device)?;
+            let (loaded, state) = checkpoint::load_training_state(dir, optim)?;
+            optim = loaded;
+            log.info(&format!(
+                "resuming from {} (epoch {}, batch {}, step {})",
+                dir.display(),
+                state.epoch + 1,
+                state.next_batch,
+                state.step
+            ));
+            (net, state)
+        }
+        None => (Net::init(config, &device)?, LoopState::start()),
+    };
+    let mut metrics = MetricsFile::open(&options.run_dir, Some(state.step))?;
+    let params = net.num_params();
+    let steps_per_epoch =
+        capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
+    let mut last_eval: Option<(usize, Evaluation)> = previous_eval(&options.run_dir, state.step);
+
+    while state.epoch < config.train.epochs {
+        let epoch = state.epoch;
+        let loader = Loader::new(
+            data.train.clone(),
+            LoaderConfig {
+                batch_size: config.train.batch_size,
+                seed: config.seed,
+                epoch: epoch as u64,
+                shuffle: config.data.shuffle,
+                shift_px: config.data.shift_pixels as u32,
+                drop_last: false,
+                start_batch: state.next_batch,
+                prefetch: 2,
+            },
+        )?;
+        log.start_bar(
+            steps_per_epoch as u64,
+            state.next_batch as u64,
+            format!("epoch {}/{}", epoch + 1, config.train.epochs),
+        );
+        let mut window = Window::new();
+        for batch in loader {
+            let step_start = Instant::now();
+            let len = batch.len;
+            let lr = learning_rate(&config.train, state.step, epoch);
+            let (images, labels) = batch_tensors(batch, &device);
+            device.seed(Rng::derive(config.seed, &[STREAM_DROPOUT, state.step]).next_u64());
+            let out = net.step(images, labels.clone(), &config.loss, true);
+            let hits = Net::correct(out.scores.clone().detach(), labels).float();
+            let mut parts = vec![out.total.clone().detach(), hits];
+            parts.extend(out.margin.iter().map(|t| t.clone().detach()));
+            parts.extend(out.reconstruction.iter().map(|t| t.clone().detach()));
+            let grads = GradientsParams::from_grads(out.total.backward(), &net);
+            net = optim.step(lr, net, grads);
+            let values = read_values(parts);
+            if !values[0].is_finite() {
+                return Err(TrainError::Diverged { step: state.step, loss: values[0] });
+            }
+            let secs = step_start.elapsed().as_secs_f64();
+            state.step += 1;
+            state.next_batch += 1;
+            state.images_seen += len as u64;
+            state.train_secs += secs;
+            window.add(&values, out.margin.is_some(), len, secs);
+
+            let position = state.next_batch as u64;
+            log.update_bar(position, window.message());
+            if state.step % config.train.log_every_steps as u64 == 0 || position == steps_per_epoch as u64 {
+                let record = window.record(epoch + 1, state.step, lr);
+                if !log.has_bars() {
+                    log.info(&format!(
+                        "epoch {}/{} step {} ({position}/{steps_per_epoch}) {}",
+                        epoch + 1,
+                        config.train.epochs,
+                        state.step,
+                        window.message()
+                    ));
+                }
+                metrics.write(&record)?;
+                window = Window::new();
+            }
+            let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
+            let every = config.train.checkpoint_every_steps as u64;
+            if stop || (every > 0 && state.step % every == 0 && position < steps_per_epoch as u64) {
+                checkpoint::save(&options.run_dir, &net, &optim, &state, config.train.keep_checkpoints)?;
+            }
+            if stop {
+                log.finish_bar();
+                log.info(&format!("stopped after step {} as asked; resume with --resume", state.step));
+                let summary = summarize(config, &state, &data, params, last_eval, false);
+                write_summary(&options.run_dir, &summary)?;
+                return Ok(summary);
+            }
+        }
+        log.finish_bar();
+        state.epoch += 1;
+        state.next_batch = 0;
+        if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == config.train.epochs {
+            let eval_device = device.clone().without_autodiff();
+            let eval = evaluate(&net.valid(), &data.test, config, &eval_device)?;
+            state.eval_secs += eval.secs;
+            metrics.write(&EvalRecord {
+                kind: "eval",
+                epoch: state.epoch,
+                step: state.step,
+                test_loss: eval.loss,
+                test_accuracy: eval.accuracy,
+                test_error_pct: 100.0 - eval.accuracy,
+                test_images: eval.images,
+                images_per_sec: eval.images as f64 / eval.secs.max(1e-9),
+            })?;
+            log.info(&format!(
+                "epoch {}/{}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
+                state.epoch,
+                config.train.epochs,
+                eval.accuracy,
+                100.0 - eval.accuracy,
+                eval.loss,
+                state.images_seen as f64 / state.train_secs.max(1e-9),
+            ));
+            last_eval = Some((state.epoch, eval));
+        }
+        checkpoint::save(&options.run_dir, &net, &optim, &state, config.train.keep_checkpoints)?;
+    }
+    let summary = summarize(config, &state, &data, params, last_eval, true);
+    write_summary(&options.run_dir, &summary)?;
+    log.info(&format!(
+        "done: final test error {} after {} epochs, {:.0} s training at {:.0} img/s",
+        summary.final_test_error_pct.map(|e| format!("{e:.2}%")).unwrap_or_else(|| "n/a".into()),
+        summary.epochs_completed,
+        summary.train_secs,
+        summary.train_images_per_sec
+    ));
+    Ok(summary)
+}
+
+/// The last evaluation recorded in `metrics.jsonl` up to `step` (for resumed runs).
+fn previous_eval(run_dir: &Path, step: u64) -> Option<(usize, Evaluation)> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step))
+        .last()
+        .map(|v| {
+            (
+                v["epoch"].as_u64().unwrap_or(0) as usize,
+                Evaluation {
+                    loss: v["test_loss"].as_f64().unwrap_or(f64::NAN),
+                    accuracy: v["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    images: v["test_images"].as_u64().unwrap_or(0) as usize,
+                    secs: 0.0,
+                },
+            )
+        })
+}
+
+fn summarize(
+    config: &ExperimentConfig,
+    state: &LoopState,
+    data: &Datasets,
+    params: usize,
+    last_eval: Option<(usize, Evaluation)>,
+    completed: bool,
+) -> Summary {
+    Summary {
+        name: config.name.clone(),
+        arch: match config.arch {
+            crate::Arch::Capsnet => "capsnet".into(),
+            crate::Arch::BaselineCnn => "baseline-cnn".into(),
+        },
+        dataset: config.data.dataset.clone(),
+        completed,
+        epochs: config.train.epochs,
+        epochs_completed: state.epoch,
+        steps: state.step,
+        batch_size: config.train.batch_size,
+        train_images: data.train.len(),
+        test_images: data.test.len(),
+        params,
+        final_eval_epoch: last_eval.map(|(e, _)| e),
+        final_test_error_pct: last_eval.map(|(_, e)| 100.0 - e.accuracy),
+        final_test_accuracy: last_eval.map(|(_, e)| e.accuracy),
+        final_test_loss: last_eval.map(|(_, e)| e.loss),
+        train_secs: state.train_secs,
+        eval_secs: state.eval_secs,
+        wall_time_secs: state.train_secs + state.eval_secs,
+        train_images_per_sec: state.images_seen as f64 / state.train_secs.max(1e-9),
+        backend: config.runtime.backend.clone(),
+        device: config.runtime.device,
+        machine: crate::machine::MachineInfo::current(),
+        git_revision: crate::machine::git_revision(),
+        capsnet_version: env!("CARGO_PKG_VERSION").into(),
+        burn_version: crate::machine::BURN_VERSION.into(),
+    }
+}
+
+fn write_summary(run_dir: &Path, summary: &Summary) -> Result<(), TrainError> {
+    let json = serde_json::to_string_pretty(summary).expect("summary serialises");
+    checkpoint::write_atomic(&run_dir.join("summary.json"), json.as_bytes())
+}
+
+/// Running means over the steps since the last log line.
+struct Window {
+    steps: usize,
+    images: usize,
+    loss: f64,
+    correct: f64,
+    margin: f64,
+    recon: f64,
+    has_margin: bool,
+    has_recon: bool,
+    secs: f64,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            steps: 0,
+            images: 0,
+            loss: 0.0,
+            correct: 0.0,
+            margin: 0.0,
+            recon: 0.0,
+            has_margin: false,
+            has_recon: false,
+            secs: 0.0,
+        }
+    }
+
+    /// `values`: total loss, correct count, then margin and reconstruction when present.
+    fn add(&mut self, values: &[f64], has_margin: bool, images: usize, secs: f64) {
+        self.steps += 1;
+        self.images += images;
+        self.loss += values[0];
+        self.correct += values[1];
+        self.has_margin = has_margin;
+        if has_margin {
+            self.margin += values[2];
+        }
+        if let Some(recon) = values.get(3) {
+            self.has_recon = true;
+            self.recon += recon;
+        }
+        self.secs += secs;
+    }
+
+    fn mean(&self, sum: f64) -> f64 {
+        sum / self.steps.max(1) as f64
+    }
+
+    fn accuracy(&self) -> f64 {
+        100.0 * self.correct / self.images.max(1) as f64
+    }
+
+    fn images_per_sec(&self) -> f64 {
+        self.images as f64 / self.secs.max(1e-9)
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "loss {:.4} acc {:.2}% {:.0} img/s",
+            self.mean(self.loss),
+            self.accuracy(),
+            self.images_per_sec()
+        )
+    }
+
+    fn record(&self, epoch: usize, step: u64, lr: f64) -> TrainRecord {
+        TrainRecord {
+            kind: "train",
+            epoch,
+            step,
+            loss: self.mean(self.loss),
+            margin_loss: self.has_margin.then(|| self.mean(self.margin)),
+            recon_loss: self.has_recon.then(|| self.mean(self.recon)),
+            accuracy: self.accuracy(),
+            lr,
+            images_per_sec: self.images_per_sec(),
+        }
+    }
+}
+
+/// Writes the resolved configuration of a run (used by [`run_dir::prepare`]).
+pub(crate) fn resolved_toml(resolved: &Resolved) -> String {
+    to_toml(&resolved.config)
+}
