@@ -618,10 +618,14 @@ pub fn load_files(
     labels_path: &Path,
     verify: bool,
 ) -> Result<ImageSet, DataError> {
-    let images_bytes = read_verified(kind, images_path, verify)?;
+    // Structure first (a truncated file says "truncated"), then the checksum.
+    let images_bytes = idx::read_file(images_path)?;
     let images = idx::parse_images(&images_bytes, images_path)?;
+    verify_checksum(kind, images_path, &images_bytes, verify)?;
     drop(images_bytes);
-    let labels = idx::parse_labels(&read_verified(kind, labels_path, verify)?, labels_path)?;
+    let labels_bytes = idx::read_file(labels_path)?;
+    let labels = idx::parse_labels(&labels_bytes, labels_path)?;
+    verify_checksum(kind, labels_path, &labels_bytes, verify)?;
     if images.count != labels.len() {
         return Err(DataError::CountMismatch {
             images: images_path.to_path_buf(),
@@ -651,8 +655,12 @@ pub fn load_files(
     ImageSet::new(images.pixels, labels, dims, num_classes)
 }
 
-fn read_verified(kind: DatasetKind, path: &Path, verify: bool) -> Result<Vec<u8>, DataError> {
-    let bytes = idx::read_file(path)?;
+fn verify_checksum(
+    kind: DatasetKind,
+    path: &Path,
+    bytes: &[u8],
+    verify: bool,
+) -> Result<(), DataError> {
     if verify {
         let name = path
             .file_name()
@@ -666,7 +674,7 @@ fn read_verified(kind: DatasetKind, path: &Path, verify: bool) -> Result<Vec<u8>
                 path.display()
             ))
         })?;
-        let found = sha256_hex(&bytes);
+        let found = sha256_hex(bytes);
         if found != expected {
             return Err(DataError::Checksum {
                 path: path.to_path_buf(),
@@ -675,7 +683,7 @@ fn read_verified(kind: DatasetKind, path: &Path, verify: bool) -> Result<Vec<u8>
             });
         }
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Lowercase hex SHA-256 of `bytes`.

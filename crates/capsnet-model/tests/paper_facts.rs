@@ -115,9 +115,9 @@ fn batch_of_one_equals_the_same_image_inside_a_batch() {
     let batch = tensor(pseudo_random(4 * 16 * 16, 5, 1.0), [4, 1, 16, 16], &device).abs();
     let all = model.forward(batch.clone(), None);
     for i in 0..4 {
-        let one = model.forward(batch.clone().slice([i..i + 1]), None);
+        let one = model.forward(batch.clone().narrow(0, i, 1), None);
         let a = values(one.lengths);
-        let b = values(all.lengths.clone().slice([i..i + 1]));
+        let b = values(all.lengths.clone().narrow(0, i, 1));
         for (x, y) in a.iter().zip(&b) {
             assert!(
                 (x - y).abs() < 1e-5,
@@ -125,7 +125,7 @@ fn batch_of_one_equals_the_same_image_inside_a_batch() {
             );
         }
         let ra = values(one.reconstruction.unwrap());
-        let rb = values(all.reconstruction.clone().unwrap().slice([i..i + 1]));
+        let rb = values(all.reconstruction.clone().unwrap().narrow(0, i, 1));
         assert!(ra.iter().zip(&rb).all(|(x, y)| (x - y).abs() < 1e-5));
     }
 }

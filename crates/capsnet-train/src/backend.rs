@@ -80,8 +80,8 @@ impl BackendKind {
         matches!(self, Self::Flex | Self::Ndarray | Self::Tch)
     }
 
-    /// The (non-autodiff) device with index `index`, or an error if not compiled in.
-    pub fn device(self, index: usize) -> Result<Device, BackendError> {
+    /// An error naming the cargo feature to build with, if the backend is not compiled in.
+    pub fn ensure_compiled(self) -> Result<(), BackendError> {
         if !self.compiled() {
             let hint = match self {
                 Self::Tch | Self::TchCuda => {
@@ -95,6 +95,12 @@ impl BackendKind {
                 hint,
             });
         }
+        Ok(())
+    }
+
+    /// The (non-autodiff) device with index `index`, or an error if not compiled in.
+    pub fn device(self, index: usize) -> Result<Device, BackendError> {
+        self.ensure_compiled()?;
         let _ = index;
         Ok(match self {
             #[cfg(feature = "flex")]
@@ -132,7 +138,10 @@ mod tests {
     fn missing_backend_names_the_feature() {
         for kind in BackendKind::ALL.into_iter().filter(|k| !k.compiled()) {
             let err = kind.device(0).unwrap_err().to_string();
-            assert!(err.contains(&format!("--features {}", kind.feature())), "{err}");
+            assert!(
+                err.contains(&format!("--features {}", kind.feature())),
+                "{err}"
+            );
         }
     }
 

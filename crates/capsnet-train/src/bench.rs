@@ -103,7 +103,11 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     })
 }
 
-fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+fn random_batch(
+    config: &ExperimentConfig,
+    batch: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
     let (c, h, w, classes) = match config.arch {
         Arch::Capsnet => {
             let m = &config.model;
@@ -116,5 +120,8 @@ fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Te
     };
     let images = Tensor::random([batch, c, h, w], Distribution::Uniform(0.0, 1.0), device);
     let labels: Vec<i64> = (0..batch).map(|i| (i % classes) as i64).collect();
-    (images, Tensor::from_data(TensorData::new(labels, [batch]), device))
+    (
+        images,
+        Tensor::from_data(TensorData::new(labels, [batch]), device),
+    )
 }

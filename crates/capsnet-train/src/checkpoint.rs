@@ -21,7 +21,7 @@ use crate::error::TrainError;
 use crate::net::Net;
 
 /// Where the training loop stands.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoopState {
     /// Current epoch (0-based); the epoch `next_batch` belongs to.
     pub epoch: usize,
@@ -35,12 +35,23 @@ pub struct LoopState {
     pub train_secs: f64,
     /// Seconds spent in evaluation so far.
     pub eval_secs: f64,
+    /// Training metrics accumulated since the last log line.
+    #[serde(default)]
+    pub window: crate::report::TrainWindow,
 }
 
 impl LoopState {
     /// The state of a fresh run.
     pub fn start() -> Self {
-        Self { epoch: 0, next_batch: 0, step: 0, images_seen: 0, train_secs: 0.0, eval_secs: 0.0 }
+        Self {
+            epoch: 0,
+            next_batch: 0,
+            step: 0,
+            images_seen: 0,
+            train_secs: 0.0,
+            eval_secs: 0.0,
+            window: Default::default(),
+        }
     }
 }
 
@@ -68,8 +79,12 @@ pub fn save(
         path: tmp.clone(),
         reason: format!("cannot write {what}: {e}"),
     };
-    net.clone().save_file(tmp.join("model.bpk")).map_err(|e| ckpt_err("model", &e))?;
-    optim.save(tmp.join("optim.bpk")).map_err(|e| ckpt_err("optimizer state", &e))?;
+    net.clone()
+        .save_file(tmp.join("model.bpk"))
+        .map_err(|e| ckpt_err("model", &e))?;
+    optim
+        .save(tmp.join("optim.bpk"))
+        .map_err(|e| ckpt_err("optimizer state", &e))?;
     let json = serde_json::to_string_pretty(state).expect("loop state serialises");
     std::fs::write(tmp.join("state.json"), json).map_err(|e| TrainError::io(&tmp, e))?;
     if final_dir.exists() {
@@ -140,10 +155,11 @@ pub fn run_dir_of(checkpoint: &Path) -> Option<PathBuf> {
 /// Loads the network of `config` from `dir/model.bpk` onto `device`.
 pub fn load_net(dir: &Path, config: &ExperimentConfig, device: &Device) -> Result<Net, TrainError> {
     let net = Net::init(config, device)?;
-    net.try_load_file(dir.join("model.bpk")).map_err(|e| TrainError::Checkpoint {
-        path: dir.to_path_buf(),
-        reason: format!("model.bpk does not fit the configured network: {e}"),
-    })
+    net.try_load_file(dir.join("model.bpk"))
+        .map_err(|e| TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: format!("model.bpk does not fit the configured network: {e}"),
+        })
 }
 
 /// Loads the optimizer state and loop position of a checkpoint.
@@ -151,10 +167,12 @@ pub fn load_training_state(
     dir: &Path,
     optim: ModuleOptimizer,
 ) -> Result<(ModuleOptimizer, LoopState), TrainError> {
-    let optim = optim.load(dir.join("optim.bpk")).map_err(|e| TrainError::Checkpoint {
-        path: dir.to_path_buf(),
-        reason: format!("cannot load optim.bpk: {e}"),
-    })?;
+    let optim = optim
+        .load(dir.join("optim.bpk"))
+        .map_err(|e| TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: format!("cannot load optim.bpk: {e}"),
+        })?;
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {

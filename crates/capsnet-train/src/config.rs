@@ -180,7 +180,10 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { backend: "flex".into(), device: 0 }
+        Self {
+            backend: "flex".into(),
+            device: 0,
+        }
     }
 }
 
@@ -188,22 +191,47 @@ impl ExperimentConfig {
     /// Rejects impossible values, naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, value: String, reason: &str| {
-            Err(ConfigError::Invalid { key: key.into(), value, reason: reason.into() })
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                value,
+                reason: reason.into(),
+            })
         };
         if self.name.trim().is_empty()
             || self.name.contains(['/', '\\'])
             || self.name.starts_with('.')
         {
-            return invalid("name", self.name.clone(), "must be a non-empty file-name-safe string");
+            return invalid(
+                "name",
+                self.name.clone(),
+                "must be a non-empty file-name-safe string",
+            );
         }
-        if self.data.dataset.parse::<capsnet_data::DatasetKind>().is_err() {
-            return invalid("data.dataset", self.data.dataset.clone(), "expected mnist or fashion-mnist");
+        if self
+            .data
+            .dataset
+            .parse::<capsnet_data::DatasetKind>()
+            .is_err()
+        {
+            return invalid(
+                "data.dataset",
+                self.data.dataset.clone(),
+                "expected mnist or fashion-mnist",
+            );
         }
         if self.data.train_limit == Some(0) {
-            return invalid("data.train_limit", "0".into(), "an empty training subset trains nothing");
+            return invalid(
+                "data.train_limit",
+                "0".into(),
+                "an empty training subset trains nothing",
+            );
         }
         if self.data.test_limit == Some(0) {
-            return invalid("data.test_limit", "0".into(), "an empty test subset evaluates nothing");
+            return invalid(
+                "data.test_limit",
+                "0".into(),
+                "an empty test subset evaluates nothing",
+            );
         }
         let t = &self.train;
         for (key, value) in [
@@ -223,19 +251,33 @@ impl ExperimentConfig {
             return invalid("train.lr", t.lr.to_string(), "must be a finite number > 0");
         }
         if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
-            return invalid("train.lr_decay", t.lr_decay.to_string(), "must be in (0, 1]");
+            return invalid(
+                "train.lr_decay",
+                t.lr_decay.to_string(),
+                "must be in (0, 1]",
+            );
         }
         if !(t.lr_min >= 0.0 && t.lr_min <= t.lr) {
-            return invalid("train.lr_min", t.lr_min.to_string(), "must be in [0, train.lr]");
+            return invalid(
+                "train.lr_min",
+                t.lr_min.to_string(),
+                "must be in [0, train.lr]",
+            );
         }
-        for (key, value) in [("train.adam_beta1", t.adam_beta1), ("train.adam_beta2", t.adam_beta2)]
-        {
+        for (key, value) in [
+            ("train.adam_beta1", t.adam_beta1),
+            ("train.adam_beta2", t.adam_beta2),
+        ] {
             if !(0.0..1.0).contains(&value) {
                 return invalid(key, value.to_string(), "must be in [0, 1)");
             }
         }
-        if !(t.adam_epsilon > 0.0) {
-            return invalid("train.adam_epsilon", t.adam_epsilon.to_string(), "must be > 0");
+        if t.adam_epsilon.is_nan() || t.adam_epsilon <= 0.0 {
+            return invalid(
+                "train.adam_epsilon",
+                t.adam_epsilon.to_string(),
+                "must be > 0",
+            );
         }
         let l = &self.loss;
         for (key, value) in [
@@ -249,26 +291,42 @@ impl ExperimentConfig {
             }
         }
         if l.m_minus >= l.m_plus {
-            return invalid("loss.m_minus", l.m_minus.to_string(), "must be below loss.m_plus");
+            return invalid(
+                "loss.m_minus",
+                l.m_minus.to_string(),
+                "must be below loss.m_plus",
+            );
         }
         let input = match self.arch {
             Arch::Capsnet => {
                 self.model.validate().map_err(ConfigError::Model)?;
-                (self.model.input_channels, self.model.input_height, self.model.input_width)
+                (
+                    self.model.input_channels,
+                    self.model.input_height,
+                    self.model.input_width,
+                )
             }
             Arch::BaselineCnn => {
                 self.baseline.validate().map_err(ConfigError::Model)?;
-                (self.baseline.input_channels, self.baseline.input_height, self.baseline.input_width)
+                (
+                    self.baseline.input_channels,
+                    self.baseline.input_height,
+                    self.baseline.input_width,
+                )
             }
         };
         if input != (1, 28, 28) {
             return invalid(
-                if self.arch == Arch::Capsnet { "model.input_height" } else { "baseline.input_height" },
+                if self.arch == Arch::Capsnet {
+                    "model.input_height"
+                } else {
+                    "baseline.input_height"
+                },
                 format!("{}x{}x{}", input.0, input.1, input.2),
                 "MNIST-family data is 1x28x28",
             );
         }
-        crate::backend::BackendKind::parse(&self.runtime.backend)?;
+        crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;
         Ok(())
     }
 }

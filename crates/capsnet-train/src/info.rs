@@ -33,7 +33,11 @@ pub fn layers(config: &ExperimentConfig) -> Result<(Vec<LayerInfo>, usize), Conf
 }
 
 fn row(name: impl Into<String>, output: Vec<usize>, params: usize) -> LayerInfo {
-    LayerInfo { name: name.into(), output, params }
+    LayerInfo {
+        name: name.into(),
+        output,
+        params,
+    }
 }
 
 fn dense(inputs: usize, outputs: usize) -> usize {
@@ -46,14 +50,21 @@ fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
     let k2 = m.primary_kernel * m.primary_kernel;
     let primary_channels = m.primary_types * m.primary_dim;
     let mut rows = vec![
-        row("input", vec![m.input_channels, m.input_height, m.input_width], 0),
+        row(
+            "input",
+            vec![m.input_channels, m.input_height, m.input_width],
+            0,
+        ),
         row(
             format!("conv1 {}x{} s1 relu", m.conv1_kernel, m.conv1_kernel),
             vec![m.conv1_channels, h1, w1],
             dense(m.input_channels * k1, m.conv1_channels),
         ),
         row(
-            format!("primarycaps {}x{} s{} squash", m.primary_kernel, m.primary_kernel, m.primary_stride),
+            format!(
+                "primarycaps {}x{} s{} squash",
+                m.primary_kernel, m.primary_kernel, m.primary_stride
+            ),
             vec![m.primary_capsules(), m.primary_dim],
             dense(m.conv1_channels * k2, primary_channels),
         ),
@@ -61,7 +72,11 @@ fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
             format!("digitcaps r={}", m.routing.iterations),
             vec![m.classes, m.class_dim],
             m.primary_capsules() * m.primary_dim * m.classes * m.class_dim
-                + if m.digit_bias { m.classes * m.class_dim } else { 0 },
+                + if m.digit_bias {
+                    m.classes * m.class_dim
+                } else {
+                    0
+                },
         ),
     ];
     if m.decoder.enabled {
@@ -69,14 +84,22 @@ fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
         widths.extend(&m.decoder.hidden);
         widths.push(m.input_len());
         for (i, w) in widths.windows(2).enumerate() {
-            rows.push(row(format!("decoder fc{}", i + 1), vec![w[1]], dense(w[0], w[1])));
+            rows.push(row(
+                format!("decoder fc{}", i + 1),
+                vec![w[1]],
+                dense(w[0], w[1]),
+            ));
         }
     }
     rows
 }
 
 fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
-    let mut rows = vec![row("input", vec![b.input_channels, b.input_height, b.input_width], 0)];
+    let mut rows = vec![row(
+        "input",
+        vec![b.input_channels, b.input_height, b.input_width],
+        0,
+    )];
     let mut channels = b.input_channels;
     for (i, &c) in b.conv_channels.iter().enumerate() {
         rows.push(row(
@@ -91,13 +114,20 @@ fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
         rows.push(row(format!("fc{} relu", i + 1), vec![h], dense(width, h)));
         width = h;
     }
-    rows.push(row(format!("dropout {} + fc softmax", b.dropout), vec![b.classes], dense(width, b.classes)));
+    rows.push(row(
+        format!("dropout {} + fc softmax", b.dropout),
+        vec![b.classes],
+        dense(width, b.classes),
+    ));
     rows
 }
 
 /// Renders the layer table as text.
 pub fn render(rows: &[LayerInfo], total: usize) -> String {
-    let mut out = format!("{:<32} {:>18} {:>12}\n", "layer", "output (per image)", "params");
+    let mut out = format!(
+        "{:<32} {:>18} {:>12}\n",
+        "layer", "output (per image)", "params"
+    );
     for r in rows {
         let shape = format!("{:?}", r.output);
         out += &format!("{:<32} {:>18} {:>12}\n", r.name, shape, group(r.params));
@@ -111,7 +141,7 @@ pub fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -130,7 +160,10 @@ mod tests {
         assert_eq!(total, 8_215_568);
         assert_eq!(rows[2].output, vec![1152, 8]);
         assert!(render(&rows, total).contains("8,215,568"));
-        let cnn = ExperimentConfig { arch: Arch::BaselineCnn, ..ExperimentConfig::default() };
+        let cnn = ExperimentConfig {
+            arch: Arch::BaselineCnn,
+            ..ExperimentConfig::default()
+        };
         assert_eq!(layers(&cnn).unwrap().1, 35_445_522);
     }
 

@@ -33,14 +33,21 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
     }
     let config = deserialize(table, &provenance)?;
     config.validate()?;
-    Ok(Resolved { config, files, overrides: overrides.to_vec() })
+    Ok(Resolved {
+        config,
+        files,
+        overrides: overrides.to_vec(),
+    })
 }
 
 /// Parses TOML text into an experiment (no `extends`, no validation): for tests and tools.
 pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigError> {
     let table: Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: source.into(), message: e.to_string() })?;
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: source.into(),
+            message: e.to_string(),
+        })?;
     let mut provenance = Provenance::new();
     record(&table, "", source, &mut provenance);
     deserialize(table, &provenance)
@@ -57,21 +64,26 @@ fn load_file(
     stack: &mut Vec<PathBuf>,
     provenance: &mut Provenance,
 ) -> Result<Table, ConfigError> {
-    let canonical = path
-        .canonicalize()
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let canonical = path.canonicalize().map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if stack.contains(&canonical) {
         return Err(ConfigError::Extends {
             path: path.to_path_buf(),
             reason: format!("cycle through {}", canonical.display()),
         });
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let mut table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
+    let mut table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let parents = match table.remove("extends") {
         None => Vec::new(),
         Some(Value::Array(items)) => items
@@ -126,7 +138,11 @@ fn merge(base: &mut Table, over: Table) {
 
 fn record(table: &Table, prefix: &str, source: &str, provenance: &mut Provenance) {
     for (key, value) in table {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         if let Value::Table(inner) = value {
             record(inner, &path, source, provenance);
         }
@@ -140,17 +156,29 @@ pub fn apply_override(
     text: &str,
     provenance: &mut Provenance,
 ) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::Override { text: text.into(), reason: reason.into() };
-    let (key, raw) = text.split_once('=').ok_or_else(|| bad("expected `dotted.key=value`"))?;
+    let bad = |reason: &str| ConfigError::Override {
+        text: text.into(),
+        reason: reason.into(),
+    };
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| bad("expected `dotted.key=value`"))?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
-        return Err(bad("the key must be dotted identifiers, e.g. model.routing.iterations"));
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+    {
+        return Err(bad(
+            "the key must be dotted identifiers, e.g. model.routing.iterations",
+        ));
     }
     let value = parse_literal(raw.trim());
     let mut node = table;
     for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
-        let entry = node.entry(part.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
         node = match entry {
             Value::Table(t) => t,
             _ => return Err(bad(&format!("`{}` is not a table", parts[..=i].join(".")))),
@@ -177,16 +205,28 @@ fn deserialize(table: Table, provenance: &Provenance) -> Result<ExperimentConfig
         let message = err.inner().to_string();
         if let Some(field) = unknown_field(&message) {
             let key = if path.ends_with(&field) || path == "." {
-                if path == "." { field.clone() } else { path.clone() }
+                if path == "." {
+                    field.clone()
+                } else {
+                    path.clone()
+                }
             } else {
                 format!("{path}.{field}")
             };
             let parent = key.rsplit_once('.').map(|(p, _)| p.to_string());
             let suggestion = closest(&field, &expected_fields(&message))
                 .map(|s| parent.as_ref().map(|p| format!("{p}.{s}")).unwrap_or(s));
-            ConfigError::UnknownKey { source_name: source_of(&key, provenance), key, suggestion }
+            ConfigError::UnknownKey {
+                source_name: source_of(&key, provenance),
+                key,
+                suggestion,
+            }
         } else {
-            ConfigError::WrongType { source_name: source_of(&path, provenance), key: path, message }
+            ConfigError::WrongType {
+                source_name: source_of(&path, provenance),
+                key: path,
+                message,
+            }
         }
     })
 }
@@ -210,8 +250,15 @@ fn unknown_field(message: &str) -> Option<String> {
 }
 
 fn expected_fields(message: &str) -> Vec<String> {
-    let Some(idx) = message.find("expected") else { return Vec::new() };
-    message[idx..].split('`').skip(1).step_by(2).map(str::to_string).collect()
+    let Some(idx) = message.find("expected") else {
+        return Vec::new();
+    };
+    message[idx..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The candidate closest to `word` by edit distance, if reasonably close.
@@ -258,7 +305,10 @@ mod tests {
         assert_eq!(parse_literal("1e-3"), Value::Float(1e-3));
         assert_eq!(parse_literal("true"), Value::Boolean(true));
         assert_eq!(parse_literal("\"x\""), Value::String("x".into()));
-        assert_eq!(parse_literal("fashion-mnist"), Value::String("fashion-mnist".into()));
+        assert_eq!(
+            parse_literal("fashion-mnist"),
+            Value::String("fashion-mnist".into())
+        );
         assert!(matches!(parse_literal("[0, 1, 2]"), Value::Array(a) if a.len() == 3));
     }
 }

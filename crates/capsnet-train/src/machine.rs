@@ -36,7 +36,9 @@ impl MachineInfo {
         Self {
             hostname,
             cpu,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         }
     }

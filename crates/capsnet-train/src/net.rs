@@ -81,3 +81,19 @@ impl Net {
         predictions(scores).equal(labels).int().sum()
     }
 }
+
+/// All float parameters of `net` flattened in module order (for comparing checkpoints and
+/// backends: parameter ids differ between runs, values must not).
+pub fn parameter_values(net: &Net) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let values = param.val().into_data().try_into_vec_as::<f32>();
+            self.0
+                .extend(values.expect("float parameters convert to f32"));
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    net.visit(&mut collect);
+    collect.0
+}

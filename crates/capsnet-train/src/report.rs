@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
@@ -84,7 +84,9 @@ impl RunLog {
         if !self.bars {
             return;
         }
-        let bar = ProgressBar::new(len).with_position(position).with_prefix(prefix);
+        let bar = ProgressBar::new(len)
+            .with_position(position)
+            .with_prefix(prefix);
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
@@ -112,7 +114,10 @@ impl RunLog {
 }
 
 fn unix_time() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Appends JSON lines to `<run>/metrics.jsonl`, the source of truth for results tables.
@@ -202,4 +207,75 @@ pub struct EvalRecord {
     pub test_images: usize,
     /// Test images per second.
     pub images_per_sec: f64,
+}
+
+/// Running sums over the steps since the last log line (saved in checkpoints, so that a
+/// resumed run logs exactly what an uninterrupted one would).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainWindow {
+    steps: usize,
+    images: usize,
+    loss: f64,
+    correct: f64,
+    margin: f64,
+    recon: f64,
+    has_margin: bool,
+    has_recon: bool,
+    secs: f64,
+}
+
+impl TrainWindow {
+    /// Adds one step. `values`: total loss, correct count, then margin and reconstruction when present.
+    pub fn add(&mut self, values: &[f64], has_margin: bool, images: usize, secs: f64) {
+        self.steps += 1;
+        self.images += images;
+        self.loss += values[0];
+        self.correct += values[1];
+        self.has_margin = has_margin;
+        if has_margin {
+            self.margin += values[2];
+        }
+        if let Some(recon) = values.get(3) {
+            self.has_recon = true;
+            self.recon += recon;
+        }
+        self.secs += secs;
+    }
+
+    fn mean(&self, sum: f64) -> f64 {
+        sum / self.steps.max(1) as f64
+    }
+
+    fn accuracy(&self) -> f64 {
+        100.0 * self.correct / self.images.max(1) as f64
+    }
+
+    fn images_per_sec(&self) -> f64 {
+        self.images as f64 / self.secs.max(1e-9)
+    }
+
+    /// One-line summary for progress output.
+    pub fn message(&self) -> String {
+        format!(
+            "loss {:.4} acc {:.2}% {:.0} img/s",
+            self.mean(self.loss),
+            self.accuracy(),
+            self.images_per_sec()
+        )
+    }
+
+    /// The `metrics.jsonl` record of this window.
+    pub fn record(&self, epoch: usize, step: u64, lr: f64) -> TrainRecord {
+        TrainRecord {
+            kind: "train",
+            epoch,
+            step,
+            loss: self.mean(self.loss),
+            margin_loss: self.has_margin.then(|| self.mean(self.margin)),
+            recon_loss: self.has_recon.then(|| self.mean(self.recon)),
+            accuracy: self.accuracy(),
+            lr,
+            images_per_sec: self.images_per_sec(),
+        }
+    }
 }

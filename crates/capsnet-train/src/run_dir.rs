@@ -22,13 +22,17 @@ pub fn prepare(
     resume: bool,
     overwrite: bool,
 ) -> Result<Option<PathBuf>, TrainError> {
-    let has_content = dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_content = dir
+        .read_dir()
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if resume {
         let stored_path = dir.join(RESOLVED_CONFIG);
-        let stored_text = std::fs::read_to_string(&stored_path).map_err(|_| TrainError::RunDir {
-            path: dir.to_path_buf(),
-            reason: format!("nothing to resume: {RESOLVED_CONFIG} is missing"),
-        })?;
+        let stored_text =
+            std::fs::read_to_string(&stored_path).map_err(|_| TrainError::RunDir {
+                path: dir.to_path_buf(),
+                reason: format!("nothing to resume: {RESOLVED_CONFIG} is missing"),
+            })?;
         let stored = parse_str(&stored_text, &stored_path.display().to_string())?;
         let mut now = resolved.config.clone();
         now.train.epochs = stored.train.epochs;
@@ -81,7 +85,11 @@ fn diff(a: &str, b: &str) -> Vec<String> {
         match value {
             toml::Value::Table(t) => {
                 for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     flatten(&key, v, out);
                 }
             }

@@ -20,7 +20,7 @@ use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
 use crate::error::TrainError;
 use crate::load::{Resolved, to_toml};
 use crate::net::Net;
-use crate::report::{EvalRecord, MetricsFile, ProgressMode, RunLog, TrainRecord};
+use crate::report::{EvalRecord, MetricsFile, ProgressMode, RunLog, TrainWindow};
 use crate::run_dir;
 
 /// Stream id for burn's generator (dropout), reseeded from `(seed, step)` before every step.
@@ -100,7 +100,10 @@ pub struct Summary {
 pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
     let lr = match train.lr_schedule {
         LrSchedule::ExponentialSteps => {
-            train.lr * train.lr_decay.powf(step as f64 / train.lr_decay_steps as f64)
+            train.lr
+                * train
+                    .lr_decay
+                    .powf(step as f64 / train.lr_decay_steps as f64)
         }
         LrSchedule::PerEpoch => train.lr * train.lr_decay.powi(epoch as i32),
         LrSchedule::Constant => train.lr,
@@ -111,7 +114,10 @@ pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
 /// The autodiff training device of an experiment.
 pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> {
     let kind = BackendKind::parse(&config.runtime.backend).map_err(crate::ConfigError::from)?;
-    Ok(kind.device(config.runtime.device).map_err(crate::ConfigError::from)?.autodiff())
+    Ok(kind
+        .device(config.runtime.device)
+        .map_err(crate::ConfigError::from)?
+        .autodiff())
 }
 
 /// The training and test sets of an experiment, with limits applied.
@@ -131,7 +137,8 @@ pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Data
     sources.download &= config.data.download;
     sources.verify = config.data.verify_checksums;
     let progress = BarProgress::new(log.has_bars());
-    let (mut train, dir) = capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
+    let (mut train, dir) =
+        capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
     let (mut test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
     if let Some(limit) = config.data.train_limit {
         train.truncate(limit);
@@ -145,7 +152,11 @@ pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Data
         train.len(),
         test.len()
     ));
-    Ok(Datasets { train: Arc::new(train), test: Arc::new(test), dir })
+    Ok(Datasets {
+        train: Arc::new(train),
+        test: Arc::new(test),
+        dir,
+    })
 }
 
 /// Download progress on an indicatif bar (terminal) or as start/finish lines.
@@ -156,7 +167,10 @@ struct BarProgress {
 
 impl BarProgress {
     fn new(bars: bool) -> Self {
-        Self { bars, bar: Mutex::new(None) }
+        Self {
+            bars,
+            bar: Mutex::new(None),
+        }
     }
 }
 
@@ -256,7 +270,12 @@ pub fn optimizer(train: &TrainConfig) -> ModuleOptimizer {
 /// Trains the experiment into `options.run_dir`, resuming if asked. Returns the run summary.
 pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, TrainError> {
     let config = &resolved.config;
-    let resume_from = run_dir::prepare(&options.run_dir, resolved, options.resume, options.overwrite)?;
+    let resume_from = run_dir::prepare(
+        &options.run_dir,
+        resolved,
+        options.resume,
+        options.overwrite,
+    )?;
     let mut log = RunLog::open(&options.run_dir, options.progress)?;
     let device = training_device(config)?;
     log.info(&format!(
@@ -316,7 +335,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             state.next_batch as u64,
             format!("epoch {}/{}", epoch + 1, config.train.epochs),
         );
-        let mut window = Window::new();
+
         for batch in loader {
             let step_start = Instant::now();
             let len = batch.len;
@@ -332,39 +351,53 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             net = optim.step(lr, net, grads);
             let values = read_values(parts);
             if !values[0].is_finite() {
-                return Err(TrainError::Diverged { step: state.step, loss: values[0] });
+                return Err(TrainError::Diverged {
+                    step: state.step,
+                    loss: values[0],
+                });
             }
             let secs = step_start.elapsed().as_secs_f64();
             state.step += 1;
             state.next_batch += 1;
             state.images_seen += len as u64;
             state.train_secs += secs;
-            window.add(&values, out.margin.is_some(), len, secs);
+            state.window.add(&values, out.margin.is_some(), len, secs);
 
             let position = state.next_batch as u64;
-            log.update_bar(position, window.message());
-            if state.step % config.train.log_every_steps as u64 == 0 || position == steps_per_epoch as u64 {
-                let record = window.record(epoch + 1, state.step, lr);
+            log.update_bar(position, state.window.message());
+            if state.step % config.train.log_every_steps as u64 == 0
+                || position == steps_per_epoch as u64
+            {
+                let record = state.window.record(epoch + 1, state.step, lr);
                 if !log.has_bars() {
                     log.info(&format!(
                         "epoch {}/{} step {} ({position}/{steps_per_epoch}) {}",
                         epoch + 1,
                         config.train.epochs,
                         state.step,
-                        window.message()
+                        state.window.message()
                     ));
                 }
                 metrics.write(&record)?;
-                window = Window::new();
+                state.window = TrainWindow::default();
             }
             let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
             let every = config.train.checkpoint_every_steps as u64;
             if stop || (every > 0 && state.step % every == 0 && position < steps_per_epoch as u64) {
-                checkpoint::save(&options.run_dir, &net, &optim, &state, config.train.keep_checkpoints)?;
+                checkpoint::save(
+                    &options.run_dir,
+                    &net,
+                    &optim,
+                    &state,
+                    config.train.keep_checkpoints,
+                )?;
             }
             if stop {
                 log.finish_bar();
-                log.info(&format!("stopped after step {} as asked; resume with --resume", state.step));
+                log.info(&format!(
+                    "stopped after step {} as asked; resume with --resume",
+                    state.step
+                ));
                 let summary = summarize(config, &state, &data, params, last_eval, false);
                 write_summary(&options.run_dir, &summary)?;
                 return Ok(summary);
@@ -398,13 +431,22 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             ));
             last_eval = Some((state.epoch, eval));
         }
-        checkpoint::save(&options.run_dir, &net, &optim, &state, config.train.keep_checkpoints)?;
+        checkpoint::save(
+            &options.run_dir,
+            &net,
+            &optim,
+            &state,
+            config.train.keep_checkpoints,
+        )?;
     }
     let summary = summarize(config, &state, &data, params, last_eval, true);
     write_summary(&options.run_dir, &summary)?;
     log.info(&format!(
         "done: final test error {} after {} epochs, {:.0} s training at {:.0} img/s",
-        summary.final_test_error_pct.map(|e| format!("{e:.2}%")).unwrap_or_else(|| "n/a".into()),
+        summary
+            .final_test_error_pct
+            .map(|e| format!("{e:.2}%"))
+            .unwrap_or_else(|| "n/a".into()),
         summary.epochs_completed,
         summary.train_secs,
         summary.train_images_per_sec
@@ -416,9 +458,9 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
 fn previous_eval(run_dir: &Path, step: u64) -> Option<(usize, Evaluation)> {
     let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step))
-        .last()
+        .find(|v| v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step))
         .map(|v| {
             (
                 v["epoch"].as_u64().unwrap_or(0) as usize,
@@ -475,87 +517,6 @@ fn summarize(
 fn write_summary(run_dir: &Path, summary: &Summary) -> Result<(), TrainError> {
     let json = serde_json::to_string_pretty(summary).expect("summary serialises");
     checkpoint::write_atomic(&run_dir.join("summary.json"), json.as_bytes())
-}
-
-/// Running means over the steps since the last log line.
-struct Window {
-    steps: usize,
-    images: usize,
-    loss: f64,
-    correct: f64,
-    margin: f64,
-    recon: f64,
-    has_margin: bool,
-    has_recon: bool,
-    secs: f64,
-}
-
-impl Window {
-    fn new() -> Self {
-        Self {
-            steps: 0,
-            images: 0,
-            loss: 0.0,
-            correct: 0.0,
-            margin: 0.0,
-            recon: 0.0,
-            has_margin: false,
-            has_recon: false,
-            secs: 0.0,
-        }
-    }
-
-    /// `values`: total loss, correct count, then margin and reconstruction when present.
-    fn add(&mut self, values: &[f64], has_margin: bool, images: usize, secs: f64) {
-        self.steps += 1;
-        self.images += images;
-        self.loss += values[0];
-        self.correct += values[1];
-        self.has_margin = has_margin;
-        if has_margin {
-            self.margin += values[2];
-        }
-        if let Some(recon) = values.get(3) {
-            self.has_recon = true;
-            self.recon += recon;
-        }
-        self.secs += secs;
-    }
-
-    fn mean(&self, sum: f64) -> f64 {
-        sum / self.steps.max(1) as f64
-    }
-
-    fn accuracy(&self) -> f64 {
-        100.0 * self.correct / self.images.max(1) as f64
-    }
-
-    fn images_per_sec(&self) -> f64 {
-        self.images as f64 / self.secs.max(1e-9)
-    }
-
-    fn message(&self) -> String {
-        format!(
-            "loss {:.4} acc {:.2}% {:.0} img/s",
-            self.mean(self.loss),
-            self.accuracy(),
-            self.images_per_sec()
-        )
-    }
-
-    fn record(&self, epoch: usize, step: u64, lr: f64) -> TrainRecord {
-        TrainRecord {
-            kind: "train",
-            epoch,
-            step,
-            loss: self.mean(self.loss),
-            margin_loss: self.has_margin.then(|| self.mean(self.margin)),
-            recon_loss: self.has_recon.then(|| self.mean(self.recon)),
-            accuracy: self.accuracy(),
-            lr,
-            images_per_sec: self.images_per_sec(),
-        }
-    }
 }
 
 /// Writes the resolved configuration of a run (used by [`run_dir::prepare`]).

@@ -12,7 +12,11 @@ use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "capsnet", version, about = "Capsule networks (Sabour et al. 2017) on burn")]
+#[command(
+    name = "capsnet",
+    version,
+    about = "Capsule networks (Sabour et al. 2017) on burn"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -152,7 +156,10 @@ fn with_shorthands(
         overrides.push(format!("runtime.backend={}", toml_string(&b)));
     }
     if let Some(dir) = data_dir {
-        overrides.push(format!("data.root={}", toml_string(&dir.display().to_string())));
+        overrides.push(format!(
+            "data.root={}",
+            toml_string(&dir.display().to_string())
+        ));
     }
     overrides
 }
@@ -164,7 +171,9 @@ fn toml_string(s: &str) -> String {
 fn train(args: TrainArgs) -> Result<()> {
     let overrides = with_shorthands(args.overrides, args.backend, args.data_dir.as_deref());
     let resolved = load::load_experiment(&args.experiment, &overrides)?;
-    let run_dir = args.run_dir.unwrap_or_else(|| Path::new("runs").join(&resolved.config.name));
+    let run_dir = args
+        .run_dir
+        .unwrap_or_else(|| Path::new("runs").join(&resolved.config.name));
     let progress = if args.quiet {
         ProgressMode::Quiet
     } else if args.plain {
@@ -246,10 +255,15 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
     let resolved = load::load_experiment(&args.experiment, &overrides)?;
     let (rows, total) = info::layers(&resolved.config)?;
     if args.json {
-        let json = serde_json::json!({ "name": resolved.config.name, "layers": rows, "params": total });
+        let json =
+            serde_json::json!({ "name": resolved.config.name, "layers": rows, "params": total });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!("{} ({} files merged)", resolved.config.name, resolved.files.len());
+        println!(
+            "{} ({} files merged)",
+            resolved.config.name,
+            resolved.files.len()
+        );
         print!("{}", info::render(&rows, total));
     }
     Ok(())
@@ -264,11 +278,19 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
     }
     eprintln!(
         "benchmarking {} on {} at batch {} ({} warm-up + {} timed steps)…",
-        resolved.config.name, resolved.config.runtime.backend, args.batch_size, args.warmup, args.steps
+        resolved.config.name,
+        resolved.config.runtime.backend,
+        args.batch_size,
+        args.warmup,
+        args.steps
     );
     let result = bench::run(
         &resolved.config,
-        BenchOptions { batch_size: args.batch_size, warmup: args.warmup, steps: args.steps },
+        BenchOptions {
+            batch_size: args.batch_size,
+            warmup: args.warmup,
+            steps: args.steps,
+        },
     )?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())

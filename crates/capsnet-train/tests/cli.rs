@@ -1,0 +1,248 @@
+//! The `capsnet` binary: bad input gives a clear message and exit code 1 (never a panic);
+//! a killed training run resumes exactly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{TINY, data_root, final_weights, write_experiment};
+
+fn capsnet(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsnet"));
+    cmd.args(args).env_remove("CAPSNET_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit code 1, got {:?}: {err}",
+        out.status
+    );
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+}
+
+#[test]
+fn info_prints_the_paper_parameter_count() {
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist.toml");
+    let out = capsnet(&["info", exp.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("8,215,568") && text.contains("[1152, 8]"),
+        "{text}"
+    );
+    let out = capsnet(
+        &[
+            "info",
+            exp.to_str().unwrap(),
+            "model.decoder.enabled=false",
+            "--json",
+        ],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["params"], 6_804_224);
+}
+
+#[test]
+fn backends_lists_flex() {
+    let out = capsnet(&["backends"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("flex") && l.contains("compiled in")),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_experiments_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.toml");
+    assert_clean_failure(
+        &capsnet(&["train", missing.to_str().unwrap()], &[]),
+        &["missing.toml"],
+    );
+
+    let exp = write_experiment(tmp.path(), "typo", "[train]\nepochz = 3\n");
+    assert_clean_failure(
+        &capsnet(&["train", exp.to_str().unwrap()], &[]),
+        &["train.epochz", "typo.toml", "train.epochs"],
+    );
+    let exp = write_experiment(tmp.path(), "ok", TINY);
+    assert_clean_failure(
+        &capsnet(&["train", exp.to_str().unwrap(), "train.lr=-1"], &[]),
+        &["train.lr"],
+    );
+    assert_clean_failure(
+        &capsnet(&["train", exp.to_str().unwrap(), "--backend", "tch"], &[]),
+        &["--features tch"],
+    );
+}
+
+#[test]
+fn missing_and_corrupt_data_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let exp = write_experiment(tmp.path(), "tiny", TINY);
+    let run = tmp.path().join("run");
+    let args = [
+        "train",
+        exp.to_str().unwrap(),
+        "data.download=false",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    let env = [
+        ("CAPSNET_DATA", empty.as_path()),
+        ("HOME", empty.as_path()),
+        ("XDG_CACHE_HOME", empty.as_path()),
+    ];
+    assert_clean_failure(
+        &capsnet(&args, &env),
+        &["train-images-idx3-ubyte", "CAPSNET_DATA"],
+    );
+
+    // A corrupt copy: real labels, images with flipped bytes.
+    let bad = tmp.path().join("bad/mnist");
+    std::fs::create_dir_all(&bad).unwrap();
+    let real = data_root().join("mnist");
+    for f in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(real.join(f), bad.join(f)).unwrap();
+    }
+    let raw = capsnet_data::idx::read_file(&real.join("train-images-idx3-ubyte.gz")).unwrap();
+    let mut flipped = raw.clone();
+    flipped[5000] ^= 0xff;
+    std::fs::write(bad.join("train-images-idx3-ubyte"), &flipped).unwrap();
+    let env = [
+        ("CAPSNET_DATA", bad.parent().unwrap()),
+        ("HOME", empty.as_path()),
+        ("XDG_CACHE_HOME", empty.as_path()),
+    ];
+    let args = [
+        "train",
+        exp.to_str().unwrap(),
+        "data.download=false",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--overwrite",
+    ];
+    assert_clean_failure(
+        &capsnet(&args, &env),
+        &["train-images-idx3-ubyte", "SHA-256"],
+    );
+
+    // Truncated: wrong size is reported as such.
+    std::fs::write(bad.join("train-images-idx3-ubyte"), &raw[..raw.len() - 100]).unwrap();
+    assert_clean_failure(
+        &capsnet(&args, &env),
+        &["train-images-idx3-ubyte", "truncated"],
+    );
+}
+
+/// SIGKILL a training run once it has written a checkpoint, resume it, and compare with an
+/// uninterrupted run: the same final weights and test metrics, whenever the kill landed.
+#[test]
+fn killed_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "tiny", TINY);
+    let data = data_root();
+    let env = [("CAPSNET_DATA", data.as_path())];
+    let straight = tmp.path().join("straight");
+    let out = capsnet(
+        &[
+            "train",
+            exp.to_str().unwrap(),
+            "--quiet",
+            "--run-dir",
+            straight.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capsnet"))
+        .args([
+            "train",
+            exp.to_str().unwrap(),
+            "--quiet",
+            "--run-dir",
+            killed.to_str().unwrap(),
+        ])
+        .env("CAPSNET_DATA", &data)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed.join("checkpoints/latest").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = capsnet(
+        &[
+            "train",
+            exp.to_str().unwrap(),
+            "--quiet",
+            "--resume",
+            "--run-dir",
+            killed.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let summary = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (summary(&straight), summary(&killed));
+    assert_eq!(b["completed"], true);
+    for key in [
+        "steps",
+        "final_test_loss",
+        "final_test_accuracy",
+        "epochs_completed",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert!(
+        final_weights(&straight) == final_weights(&killed),
+        "final weights differ"
+    );
+
+    // The checkpoint evaluates to the summary's accuracy.
+    let out = capsnet(
+        &["eval", "--checkpoint", killed.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["test_accuracy"], b["final_test_accuracy"]);
+}

@@ -1,0 +1,57 @@
+//! Shared test helpers: the dataset folder and small experiments.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The folder holding `mnist/` (CAPSNET_DATA, else the workplace's shared datasets).
+/// Fails loudly when neither exists: these tests must never pass vacuously.
+pub fn data_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAPSNET_DATA") {
+        return PathBuf::from(dir);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    assert!(
+        shared.join("mnist").is_dir(),
+        "MNIST not found: set CAPSNET_DATA to a folder holding mnist/ (tried {})",
+        shared.display()
+    );
+    shared
+}
+
+/// Writes an experiment file into `dir` and returns its path.
+pub fn write_experiment(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("name = \"{name}\"\n{body}")).unwrap();
+    path
+}
+
+/// A tiny CapsNet experiment on a subset of MNIST (seconds on a CPU).
+pub const TINY: &str = r#"
+seed = 3
+[data]
+train_limit = 320
+test_limit = 200
+shift_pixels = 2
+[model]
+conv1_channels = 16
+primary_types = 4
+decoder.hidden = [64, 128]
+[train]
+epochs = 2
+batch_size = 32
+checkpoint_every_steps = 4
+log_every_steps = 2
+eval_batch_size = 100
+"#;
+
+/// Parameter values of the latest checkpoint of a run (ids differ between runs; values must not).
+pub fn final_weights(run: &Path) -> Vec<f32> {
+    let ckpt = capsnet_train::checkpoint::latest(run)
+        .unwrap()
+        .expect("a checkpoint");
+    let text = std::fs::read_to_string(run.join("config.resolved.toml")).unwrap();
+    let config = capsnet_train::load::parse_str(&text, "resolved").unwrap();
+    let device = capsnet_train::backend::BackendKind::Flex.device(0).unwrap();
+    let net = capsnet_train::checkpoint::load_net(&ckpt, &config, &device).unwrap();
+    capsnet_train::net::parameter_values(&net)
+}
