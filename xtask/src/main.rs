@@ -1,30 +1,62 @@
 //! Project orchestration: `cargo xtask <task>`. No burn dependency, so it builds in seconds.
 //!
-//! - `ci`: what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo nextest` (release).
+//! - `ci`: what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo nextest`
+//!   (release), `cargo xtask tables --check`.
 //! - `test`: only the test suite.
+//! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`).
+//! - `collect`, `tables`: results tables from run summaries (see `tables.rs`).
 
+mod slurm;
+mod sweep;
+mod tables;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("ci") => ci(&args[1..]),
-        Some("test") => test(&args[1..]),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask <ci|test> [extra nextest args]");
-            println!("  ci    fmt check, clippy -D warnings, nextest (release) — what CI runs");
-            println!("  test  nextest (release) only");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task `{other}` (try `cargo xtask help`)"),
+const HELP: &str = "usage: cargo xtask <task> [args]
+  ci                      fmt check, clippy -D warnings, nextest (release), tables --check — what CI runs
+  test [nextest args]     the test suite (release)
+  sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
+  collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table>
+  tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
     }
 }
 
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(rest),
+        Some("test") => test(rest),
+        Some("sweep") => sweep::run(sweep::SweepArgs::parse(rest)?),
+        Some("collect") => tables::collect(rest),
+        Some("tables") => tables::tables(&repo_root()?, rest),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}`\n{HELP}"),
+    }
+}
+
+fn repo_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest
+        .parent()
+        .context("xtask lives in the workspace")?
+        .to_path_buf())
+}
+
 fn ci(extra: &[String]) -> Result<()> {
-    run("cargo", &["fmt", "--all", "--", "--check"])?;
-    run(
+    run_cmd("cargo", &["fmt", "--all", "--", "--check"])?;
+    run_cmd(
         "cargo",
         &[
             "clippy",
@@ -36,18 +68,19 @@ fn ci(extra: &[String]) -> Result<()> {
             "warnings",
         ],
     )?;
-    let mut args = vec!["--profile", "ci"];
-    args.extend(extra.iter().map(String::as_str));
-    test(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    let mut args = vec!["--profile".to_string(), "ci".to_string()];
+    args.extend(extra.iter().cloned());
+    test(&args)?;
+    tables::tables(&repo_root()?, &["--check".into()])
 }
 
 fn test(extra: &[String]) -> Result<()> {
     let mut args = vec!["nextest", "run", "--workspace", "--release"];
     args.extend(extra.iter().map(String::as_str));
-    run("cargo", &args)
+    run_cmd("cargo", &args)
 }
 
-fn run(program: &str, args: &[&str]) -> Result<()> {
+fn run_cmd(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)

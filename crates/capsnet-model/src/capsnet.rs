@@ -117,6 +117,8 @@ pub struct CapsNetOutput {
     pub lengths: Tensor<2>,
     /// Final coupling coefficients: `[batch, classes, primary capsules]`.
     pub couplings: Tensor<3>,
+    /// Coupling coefficients of every routing iteration, first to last.
+    pub coupling_history: Vec<Tensor<3>>,
     /// Reconstruction `[batch, channels·height·width]`, present iff the decoder is enabled.
     pub reconstruction: Option<Tensor<2>>,
 }
@@ -213,7 +215,11 @@ impl CapsNet {
     pub fn forward(&self, images: Tensor<4>, targets: Option<Tensor<1, Int>>) -> CapsNetOutput {
         let features = relu(self.conv1.forward(images));
         let primary = self.primary.forward(features);
-        let Routed { parents, couplings } = self.digit.forward(primary, &self.config.routing);
+        let Routed {
+            parents,
+            couplings,
+            coupling_history,
+        } = self.digit.forward(primary, &self.config.routing);
         let lengths = capsule_lengths(parents.clone(), self.config.routing.squash_eps);
         let reconstruction = self.decoder.is_some().then(|| {
             let mask_labels = targets.unwrap_or_else(|| predictions(lengths.clone()));
@@ -223,6 +229,7 @@ impl CapsNet {
             capsules: parents,
             lengths,
             couplings,
+            coupling_history,
             reconstruction: reconstruction.flatten(),
         }
     }

@@ -44,6 +44,8 @@ pub struct Routed {
     pub parents: Tensor<3>,
     /// Coupling coefficients `c_ij` used in the last iteration: `[batch, parents, children]`.
     pub couplings: Tensor<3>,
+    /// Coupling coefficients of every iteration, first to last (diagnostics).
+    pub coupling_history: Vec<Tensor<3>>,
 }
 
 /// Routes `votes` û_{j|i} from children to parents.
@@ -66,10 +68,12 @@ pub fn route(votes: Tensor<4>, bias: Option<&Tensor<2>>, config: &RoutingConfig)
     };
 
     let mut iteration = 0;
+    let mut coupling_history = Vec::with_capacity(iterations);
     loop {
         iteration += 1;
         let last = iteration == iterations;
         let couplings = couplings_from_logits(logits.clone(), config.leaky);
+        coupling_history.push(couplings.clone());
         let votes_now = if last {
             votes.clone()
         } else {
@@ -89,6 +93,7 @@ pub fn route(votes: Tensor<4>, bias: Option<&Tensor<2>>, config: &RoutingConfig)
             return Routed {
                 parents: parents_v,
                 couplings,
+                coupling_history,
             };
         }
         // b_ij += û_{j|i} · v_j: [b, j, i, d] × [b, j, d, 1] → [b, j, i, 1].

@@ -144,6 +144,8 @@ pub struct TrainConfig {
     pub log_every_steps: usize,
     /// Evaluate on the test set every N epochs (the last epoch is always evaluated).
     pub eval_every_epochs: usize,
+    /// Write a TensorBoard event file into the run directory.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -164,6 +166,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             log_every_steps: 50,
             eval_every_epochs: 1,
+            tensorboard: true,
         }
     }
 }

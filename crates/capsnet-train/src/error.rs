@@ -130,6 +130,9 @@ pub enum TrainError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Writing the TensorBoard event file failed.
+    #[error("TensorBoard output: {0}")]
+    Tensorboard(String),
     /// Training diverged.
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged {

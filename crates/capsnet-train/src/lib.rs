@@ -4,11 +4,13 @@
 //! - [`load`]: TOML files with `extends`, `key=value` overrides, strict key checking.
 //! - [`backend`]: backend names → burn devices (cargo features of the binary).
 //! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
+//! - [`sweep`]: `[sweep]` grids and zips expanded into validated jobs.
 //! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod bench;
+pub mod board;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod machine;
 pub mod net;
 pub mod report;
 pub mod run_dir;
+pub mod sweep;
 pub mod train_loop;
 
 pub use config::{Arch, ExperimentConfig};

@@ -18,6 +18,8 @@ pub struct Resolved {
     pub files: Vec<PathBuf>,
     /// Command-line overrides, in order.
     pub overrides: Vec<String>,
+    /// The `[sweep]` table (and `seeds`), if the experiment has one.
+    pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
 /// Where each dotted key's value came from.
@@ -31,12 +33,14 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
     for text in overrides {
         apply_override(&mut table, text, &mut provenance)?;
     }
+    let sweep = crate::sweep::SweepSpec::parse(table.remove("sweep"), table.remove("seeds"))?;
     let config = deserialize(table, &provenance)?;
     config.validate()?;
     Ok(Resolved {
         config,
         files,
         overrides: overrides.to_vec(),
+        sweep,
     })
 }
 

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::board::RunBoard;
 use crate::checkpoint::{self, LoopState};
 use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
 use crate::error::TrainError;
@@ -310,6 +311,14 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         None => (Net::init(config, &device)?, LoopState::start()),
     };
     let mut metrics = MetricsFile::open(&options.run_dir, Some(state.step))?;
+    let mut board = match config.train.tensorboard {
+        true => Some(RunBoard::open(
+            &options.run_dir,
+            resolved,
+            resume_from.is_none(),
+        )?),
+        false => None,
+    };
     let params = net.num_params();
     let steps_per_epoch =
         capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
@@ -351,6 +360,9 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             net = optim.step(lr, net, grads);
             let values = read_values(parts);
             if !values[0].is_finite() {
+                if let Some(board) = &mut board {
+                    board.finish(false)?;
+                }
                 return Err(TrainError::Diverged {
                     step: state.step,
                     loss: values[0],
@@ -379,6 +391,9 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                     ));
                 }
                 metrics.write(&record)?;
+                if let Some(board) = &mut board {
+                    board.train(&record)?;
+                }
                 state.window = TrainWindow::default();
             }
             let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
@@ -408,9 +423,10 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         state.next_batch = 0;
         if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == config.train.epochs {
             let eval_device = device.clone().without_autodiff();
-            let eval = evaluate(&net.valid(), &data.test, config, &eval_device)?;
+            let valid = net.valid();
+            let eval = evaluate(&valid, &data.test, config, &eval_device)?;
             state.eval_secs += eval.secs;
-            metrics.write(&EvalRecord {
+            let record = EvalRecord {
                 kind: "eval",
                 epoch: state.epoch,
                 step: state.step,
@@ -419,7 +435,11 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                 test_error_pct: 100.0 - eval.accuracy,
                 test_images: eval.images,
                 images_per_sec: eval.images as f64 / eval.secs.max(1e-9),
-            })?;
+            };
+            metrics.write(&record)?;
+            if let Some(board) = &mut board {
+                board.eval(&record, &valid, &data.test, &eval_device)?;
+            }
             log.info(&format!(
                 "epoch {}/{}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
                 state.epoch,
@@ -441,6 +461,9 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     }
     let summary = summarize(config, &state, &data, params, last_eval, true);
     write_summary(&options.run_dir, &summary)?;
+    if let Some(board) = &mut board {
+        board.finish(true)?;
+    }
     log.info(&format!(
         "done: final test error {} after {} epochs, {:.0} s training at {:.0} img/s",
         summary

@@ -34,6 +34,22 @@ enum Command {
     Bench(BenchArgs),
     /// List the backends compiled into this binary.
     Backends,
+    /// Expand and validate an experiment's `[sweep]` into jobs (used by `cargo xtask sweep`).
+    SweepPlan(SweepPlanArgs),
+}
+
+#[derive(Args)]
+struct SweepPlanArgs {
+    /// Experiment file (TOML) with a `[sweep]` table.
+    experiment: PathBuf,
+    /// Overrides as `dotted.key=value`, applied to every job before its sweep values.
+    overrides: Vec<String>,
+    /// Directory holding sweep directories.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Print JSON (the format `cargo xtask sweep` reads).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -133,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Info(args) => info_cmd(args),
         Command::Bench(args) => bench_cmd(args),
+        Command::SweepPlan(args) => sweep_plan(args),
         Command::Backends => {
             for kind in BackendKind::ALL {
                 let status = if kind.compiled() {
@@ -293,5 +310,51 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
         },
     )?;
     println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
+    let plan = capsnet_train::sweep::plan(&args.experiment, &args.overrides, &args.runs_dir)?;
+    if args.json {
+        let jobs: Vec<_> = plan
+            .jobs
+            .iter()
+            .map(|p| {
+                let mut overrides = args.overrides.clone();
+                overrides.extend(p.job.overrides.iter().cloned());
+                serde_json::json!({
+                    "index": p.job.index,
+                    "name": p.job.name,
+                    "sweep_overrides": p.job.overrides,
+                    "overrides": overrides,
+                    "run_dir": p.run_dir,
+                    "backend": p.resolved.config.runtime.backend,
+                    "epochs": p.resolved.config.train.epochs,
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "name": plan.base.config.name,
+            "experiment": args.experiment,
+            "dir": plan.dir,
+            "jobs": jobs,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "{}: {} jobs in {}",
+            plan.base.config.name,
+            plan.jobs.len(),
+            plan.dir.display()
+        );
+        for p in &plan.jobs {
+            println!(
+                "{:>4}  {:<48} {}",
+                p.job.index,
+                p.job.name,
+                p.job.overrides.join(" ")
+            );
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,546 @@
+//! `cargo xtask tables [--check]` and `cargo xtask collect`: results tables from run summaries.
+//!
+//! `results/tables.toml` lists the tables: for each, the folder of committed run records
+//! (`results/raw/<table>/<job>/{summary.json,config.resolved.toml}`, copied from a sweep by
+//! `cargo xtask collect`), the command that produced them, and rows that select runs by
+//! resolved-config keys. Paper numbers live once, in `results/paper.toml`. Each row reports the
+//! mean ± sample standard deviation over its runs (seeds) of the final-epoch test error — never
+//! the best epoch — with n, epochs, backend and hardware.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use toml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default)]
+    table: Vec<TableSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSpec {
+    name: String,
+    title: String,
+    /// Folder of run records, relative to `results/`.
+    raw: String,
+    /// The commands that produced the runs.
+    command: String,
+    /// Where the runs ran, in words (e.g. "2-core AMD EPYC VM, CPU only").
+    machine_note: Option<String>,
+    /// Section of `results/paper.toml` with this table's paper numbers.
+    paper: Option<String>,
+    row: Vec<RowSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowSpec {
+    label: String,
+    /// Dotted resolved-config keys and the values a run must have.
+    #[serde(rename = "match")]
+    matches: toml::Table,
+    /// Key of the paper's number in the table's paper section.
+    paper: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaperNumber {
+    mean: f64,
+    std: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Summary {
+    completed: bool,
+    epochs: u64,
+    epochs_completed: u64,
+    final_eval_epoch: Option<u64>,
+    final_test_error_pct: Option<f64>,
+    batch_size: u64,
+    steps: u64,
+    train_images: u64,
+    backend: String,
+    machine: Machine,
+}
+
+#[derive(Debug, Deserialize)]
+struct Machine {
+    cpu: String,
+    threads: u64,
+}
+
+struct Run {
+    name: String,
+    summary: Summary,
+    config: BTreeMap<String, Value>,
+}
+
+/// Runs `cargo xtask tables [--check]` in the repository `root`.
+pub fn tables(root: &Path, args: &[String]) -> Result<()> {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        _ => bail!("usage: cargo xtask tables [--check]"),
+    };
+    let results = root.join("results");
+    let outputs = render_all(&results)?;
+    if check {
+        let stale: Vec<String> = outputs
+            .iter()
+            .filter(|(path, text)| {
+                std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str())
+            })
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        if !stale.is_empty() {
+            bail!(
+                "stale or missing tables (run `cargo xtask tables` and commit): {}",
+                stale.join(", ")
+            );
+        }
+        eprintln!("{} table files are up to date", outputs.len());
+        return Ok(());
+    }
+    for (path, text) in &outputs {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Every table's `.md` and `.csv`, computed before anything is written.
+fn render_all(results: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let manifest_path = results.join("tables.toml");
+    let manifest: Manifest = toml::from_str(
+        &std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("cannot read {}", manifest_path.display()))?,
+    )
+    .with_context(|| format!("{} is invalid", manifest_path.display()))?;
+    let paper_path = results.join("paper.toml");
+    let paper: BTreeMap<String, BTreeMap<String, Value>> = toml::from_str(
+        &std::fs::read_to_string(&paper_path)
+            .with_context(|| format!("cannot read {}", paper_path.display()))?,
+    )
+    .with_context(|| format!("{} is invalid", paper_path.display()))?;
+    let mut outputs = Vec::new();
+    for table in &manifest.table {
+        let (md, csv) =
+            render(results, table, &paper).with_context(|| format!("table `{}`", table.name))?;
+        outputs.push((results.join(format!("{}.md", table.name)), md));
+        outputs.push((results.join(format!("{}.csv", table.name)), csv));
+    }
+    Ok(outputs)
+}
+
+fn render(
+    results: &Path,
+    table: &TableSpec,
+    paper: &BTreeMap<String, BTreeMap<String, Value>>,
+) -> Result<(String, String)> {
+    let raw = results.join(&table.raw);
+    let runs = read_runs(&raw)?;
+    let paper_section = match &table.paper {
+        Some(name) => Some(
+            paper
+                .get(name)
+                .with_context(|| format!("results/paper.toml has no [{name}] section"))?,
+        ),
+        None => None,
+    };
+    let mut md = format!(
+        "# {}\n\nGenerated by `cargo xtask tables` from `results/{}` (do not edit by hand).\n\n",
+        table.title, table.raw
+    );
+    md += &format!("Produced by: `{}`\n\n", table.command);
+    if let Some(note) = &table.machine_note {
+        md += &format!("Machine: {note}\n\n");
+    }
+    md += "Test error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n";
+    md += "| Method | ours: test error % | n | paper | epochs | steps | batch | train images | backend | hardware |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|\n";
+    let mut csv = String::from(
+        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs\n",
+    );
+    for row in &table.row {
+        let matched: Vec<&Run> = runs.iter().filter(|r| matches(r, &row.matches)).collect();
+        if matched.is_empty() {
+            bail!(
+                "row `{}` matches no run in {} (match: {})",
+                row.label,
+                raw.display(),
+                row.matches
+            );
+        }
+        let mut errors = Vec::new();
+        for run in &matched {
+            let s = &run.summary;
+            if !s.completed
+                || s.final_eval_epoch != Some(s.epochs)
+                || s.epochs_completed != s.epochs
+            {
+                bail!(
+                    "run {} of row `{}` did not finish all {} epochs",
+                    run.name,
+                    row.label,
+                    s.epochs
+                );
+            }
+            errors.push(
+                s.final_test_error_pct
+                    .with_context(|| format!("run {} has no test error", run.name))?,
+            );
+        }
+        let same = |f: &dyn Fn(&Summary) -> String, what: &str| -> Result<String> {
+            let first = f(&matched[0].summary);
+            if let Some(other) = matched.iter().find(|r| f(&r.summary) != first) {
+                bail!(
+                    "row `{}` mixes runs with different {what}: {} vs {}",
+                    row.label,
+                    first,
+                    f(&other.summary)
+                );
+            }
+            Ok(first)
+        };
+        let epochs = same(&|s| s.epochs.to_string(), "epochs")?;
+        let steps = same(&|s| s.steps.to_string(), "steps")?;
+        let batch = same(&|s| s.batch_size.to_string(), "batch sizes")?;
+        let images = same(&|s| s.train_images.to_string(), "training sets")?;
+        let backend = same(&|s| s.backend.clone(), "backends")?;
+        let hardware = same(
+            &|s| format!("{} ({} threads)", s.machine.cpu, s.machine.threads),
+            "hardware",
+        )?;
+        let (mean, std) = mean_std(&errors);
+        let paper_number: Option<PaperNumber> = match (&row.paper, paper_section) {
+            (Some(key), Some(section)) => Some(
+                section
+                    .get(key)
+                    .with_context(|| {
+                        format!(
+                            "paper section `{}` has no `{key}`",
+                            table.paper.as_deref().unwrap_or("")
+                        )
+                    })?
+                    .clone()
+                    .try_into()
+                    .with_context(|| {
+                        format!("paper number `{key}` needs `mean` (and optional `std`)")
+                    })?,
+            ),
+            (Some(key), None) => bail!(
+                "row `{}` names paper number `{key}` but the table has no `paper` section",
+                row.label
+            ),
+            _ => None,
+        };
+        let ours = match std {
+            Some(std) => format!("{mean:.2} ± {std:.2}"),
+            None => format!("{mean:.2}"),
+        };
+        let paper_text = paper_number
+            .as_ref()
+            .map(|p| match p.std {
+                Some(s) => format!("{} ± {}", p.mean, s),
+                None => p.mean.to_string(),
+            })
+            .unwrap_or_else(|| "–".into());
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row.label,
+            ours,
+            errors.len(),
+            paper_text,
+            epochs,
+            steps,
+            batch,
+            images,
+            backend,
+            hardware
+        );
+        let names: Vec<&str> = matched.iter().map(|r| r.name.as_str()).collect();
+        csv += &format!(
+            "{},{:.4},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_field(&row.label),
+            mean,
+            std.map(|s| format!("{s:.4}")).unwrap_or_default(),
+            errors.len(),
+            paper_number
+                .as_ref()
+                .map(|p| p.mean.to_string())
+                .unwrap_or_default(),
+            paper_number
+                .as_ref()
+                .and_then(|p| p.std)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            epochs,
+            steps,
+            batch,
+            images,
+            backend,
+            csv_field(&hardware),
+            csv_field(&names.join(" ")),
+        );
+    }
+    Ok((md, csv))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Mean and sample standard deviation (None for a single value).
+fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some(var.sqrt()))
+}
+
+fn matches(run: &Run, wanted: &toml::Table) -> bool {
+    let mut flat = BTreeMap::new();
+    flatten("", &Value::Table(wanted.clone()), &mut flat);
+    flat.iter()
+        .all(|(k, v)| run.config.get(k).is_some_and(|have| same_value(have, v)))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => {
+            (*x as f64) == *y
+        }
+        _ => a == b,
+    }
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+fn read_runs(raw: &Path) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    let entries = std::fs::read_dir(raw).with_context(|| {
+        format!(
+            "no run records in {} (collect them with `cargo xtask collect`)",
+            raw.display()
+        )
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let summary_path = dir.join("summary.json");
+        let summary: Summary = serde_json::from_str(
+            &std::fs::read_to_string(&summary_path)
+                .with_context(|| format!("missing {}", summary_path.display()))?,
+        )
+        .with_context(|| format!("{} is not a run summary", summary_path.display()))?;
+        let config_path = dir.join("config.resolved.toml");
+        let config_value: Value = toml::from_str(
+            &std::fs::read_to_string(&config_path)
+                .with_context(|| format!("missing {}", config_path.display()))?,
+        )
+        .with_context(|| format!("{} is invalid", config_path.display()))?;
+        let mut config = BTreeMap::new();
+        flatten("", &config_value, &mut config);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        runs.push(Run {
+            name,
+            summary,
+            config,
+        });
+    }
+    if runs.is_empty() {
+        bail!("no run records in {}", raw.display());
+    }
+    Ok(runs)
+}
+
+/// `cargo xtask collect SWEEP_DIR RAW_DIR`: copies each finished run's `summary.json` and
+/// `config.resolved.toml` into `RAW_DIR/<job>/` (small files, meant to be committed).
+pub fn collect(args: &[String]) -> Result<()> {
+    let [sweep, raw] = args else {
+        bail!("usage: cargo xtask collect SWEEP_DIR RAW_DIR")
+    };
+    let (sweep, raw) = (Path::new(sweep), Path::new(raw));
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(sweep)
+        .with_context(|| format!("cannot read {}", sweep.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        bail!(
+            "no finished runs (with summary.json) in {}",
+            sweep.display()
+        );
+    }
+    for dir in &dirs {
+        let name = dir.file_name().context("run directory name")?;
+        let target = raw.join(name);
+        std::fs::create_dir_all(&target)?;
+        for file in ["summary.json", "config.resolved.toml"] {
+            std::fs::copy(dir.join(file), target.join(file))
+                .with_context(|| format!("cannot copy {}", dir.join(file).display()))?;
+        }
+    }
+    eprintln!("collected {} runs into {}", dirs.len(), raw.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_run(raw: &Path, name: &str, error: f64, iterations: i64, completed: bool) {
+        let dir = raw.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let summary = serde_json::json!({
+            "completed": completed, "epochs": 2, "epochs_completed": if completed { 2 } else { 1 },
+            "final_eval_epoch": if completed { 2 } else { 1 }, "final_test_error_pct": error,
+            "batch_size": 64, "steps": 100, "train_images": 3200, "backend": "flex",
+            "machine": { "cpu": "Test CPU", "threads": 2 }
+        });
+        std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+        std::fs::write(
+            dir.join("config.resolved.toml"),
+            format!("arch = \"capsnet\"\n[model.routing]\niterations = {iterations}\n"),
+        )
+        .unwrap();
+    }
+
+    fn setup(tmp: &Path) -> PathBuf {
+        let results = tmp.join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            r#"
+[[table]]
+name = "t"
+title = "Test table"
+raw = "raw/t"
+command = "cargo xtask sweep x.toml"
+paper = "t"
+[[table.row]]
+label = "r1"
+match = { "model.routing.iterations" = 1 }
+paper = "r1"
+[[table.row]]
+label = "r3"
+match = { model = { routing = { iterations = 3 } } }
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            results.join("paper.toml"),
+            "[t]\nr1 = { mean = 0.34, std = 0.032 }\n",
+        )
+        .unwrap();
+        results
+    }
+
+    #[test]
+    fn mean_std_over_seeds_with_paper_numbers() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        write_run(&raw, "b", 2.0, 1, true);
+        write_run(&raw, "c", 3.0, 1, true);
+        write_run(&raw, "d", 0.5, 3, true);
+        let out = render_all(&results).unwrap();
+        let md = &out[0].1;
+        assert!(
+            md.contains("| r1 | 2.00 ± 1.00 | 3 | 0.34 ± 0.032 | 2 |"),
+            "{md}"
+        );
+        assert!(md.contains("| r3 | 0.50 | 1 | – |"), "{md}");
+        let csv = &out[1].1;
+        assert!(
+            csv.contains(
+                "r1,2.0000,1.0000,3,0.34,0.032,2,100,64,3200,flex,Test CPU (2 threads),a b c"
+            ),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn missing_or_unfinished_runs_are_errors() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("row `r3` matches no run"), "{err}");
+        write_run(&raw, "d", 0.5, 3, false);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("did not finish"), "{err}");
+    }
+
+    #[test]
+    fn check_detects_stale_tables_and_nothing_is_half_written() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        // Row r3 has no runs: nothing may be written.
+        assert!(tables(&tmp, &[]).is_err());
+        assert!(!results.join("t.md").exists());
+        write_run(&raw, "d", 0.5, 3, true);
+        assert!(tables(&tmp, &["--check".into()]).is_err());
+        tables(&tmp, &[]).unwrap();
+        tables(&tmp, &["--check".into()]).unwrap();
+        write_run(&raw, "e", 0.7, 3, true);
+        let err = format!("{:#}", tables(&tmp, &["--check".into()]).unwrap_err());
+        assert!(err.contains("stale"), "{err}");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-tables-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
