@@ -170,3 +170,65 @@ fn resume_refuses_a_different_experiment() {
     assert_eq!(summary.epochs_completed, 3);
     assert_eq!(summary.steps, 30);
 }
+
+/// The run's TensorBoard event file holds every dashboard: scalars, reconstruction images,
+/// histograms, the config text and the HParams records.
+#[test]
+fn run_writes_tensorboard_dashboards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "tiny", TINY);
+    let root = vec![
+        format!("data.root={:?}", data_root().display().to_string()),
+        "model.routing.iterations=2".into(),
+    ];
+    let resolved = load_experiment(&exp, &root).unwrap();
+    let run = tmp.path().join("run");
+    train(&resolved, &options(&run)).unwrap();
+    let file = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains("tfevents")
+        })
+        .expect("an event file in the run directory");
+    let events = capsnet_tensorboard::read_events(&file).unwrap();
+    let mut tags = std::collections::BTreeMap::<String, Vec<i64>>::new();
+    for event in &events {
+        if let Some(capsnet_tensorboard::proto::event::What::Summary(summary)) = &event.what {
+            for value in &summary.value {
+                tags.entry(value.tag.clone()).or_default().push(event.step);
+            }
+        }
+    }
+    for tag in [
+        "train/loss",
+        "train/margin_loss",
+        "train/recon_loss",
+        "train/accuracy",
+        "train/lr",
+        "test/error_pct",
+        "test/accuracy",
+        "reconstructions",
+        "capsules/lengths",
+        "routing/couplings_iter1",
+        "routing/couplings_iter2",
+        "weights/digitcaps_w_norms",
+        "config",
+        "_hparams_/experiment",
+        "_hparams_/session_start_info",
+        "_hparams_/session_end_info",
+    ] {
+        assert!(
+            tags.contains_key(tag),
+            "missing {tag}; have {:?}",
+            tags.keys()
+        );
+    }
+    // 2 epochs of 10 steps, logged every 2 steps; evaluated after each epoch.
+    assert_eq!(tags["train/loss"], vec![2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+    assert_eq!(tags["test/error_pct"], vec![10, 20]);
+    assert!(!tags.contains_key("routing/couplings_iter3"));
+}
