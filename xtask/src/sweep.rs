@@ -4,7 +4,8 @@
 //! The schema lives in `capsnet` (`capsnet sweep-plan --json` expands and validates every job);
 //! this module only orchestrates. Each job gets a script `<sweep>/jobs/<i>.sh` that both
 //! launchers run; it resumes the job's run from its last checkpoint if there is one and writes
-//! its exit code to `<sweep>/jobs/<i>.exit`.
+//! its exit code to `<sweep>/jobs/<i>.exit`. `<sweep>/manifest.json` lists every job (index,
+//! name, overrides, run directory).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -128,6 +129,9 @@ struct Plan {
     name: String,
     dir: PathBuf,
     jobs: Vec<PlanJob>,
+    /// The JSON as printed, saved as `<sweep>/manifest.json`.
+    #[serde(skip)]
+    raw: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +210,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
     for job in &plan.jobs {
         write_job_script(&root, &capsnet, &experiment, &jobs_dir, job)?;
     }
+    // The manifest: what each array index / job script runs.
+    let manifest = plan.dir.join("manifest.json");
+    std::fs::write(&manifest, &plan.raw)
+        .with_context(|| format!("cannot write {}", manifest.display()))?;
     let mut statuses: Vec<JobStatus> = plan
         .jobs
         .iter()
@@ -500,25 +508,33 @@ fn sweep_plan(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    serde_json::from_slice(&out.stdout).context("cannot read `capsnet sweep-plan --json` output")
+    let mut plan: Plan = serde_json::from_slice(&out.stdout)
+        .context("cannot read `capsnet sweep-plan --json` output")?;
+    plan.raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(plan)
 }
 
 /// Builds the `capsnet` binary (release; with extra backend features in its own target dir).
 pub fn build_capsnet(root: &Path, features: &[String]) -> Result<PathBuf> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "capsnet-train",
-        "--bin",
-        "capsnet",
-    ]);
+    cmd.current_dir(root);
     let target = if features.is_empty() {
+        // Build like the test suite: `--workspace --all-targets` unifies the same dependency
+        // features as `cargo nextest run --workspace --release`, so a sweep after the tests
+        // reuses their build of burn instead of compiling it a second time.
+        cmd.args(["build", "--release", "--workspace", "--all-targets"]);
         root.join("target")
     } else {
         let mut sorted = features.to_vec();
         sorted.sort();
+        cmd.args([
+            "build",
+            "--release",
+            "-p",
+            "capsnet-train",
+            "--bin",
+            "capsnet",
+        ]);
         cmd.arg("--features").arg(sorted.join(","));
         // Each feature set rebuilds most of burn: keep it in its own target directory.
         root.join("target")
