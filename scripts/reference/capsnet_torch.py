@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""PyTorch reference of the paper's MNIST CapsNet, for throughput comparisons.
+
+The same network, loss and optimiser as `crates/capsnet-model` with `experiments/mnist.toml`
+(Sabour et al. 2017: r = 3 routing iterations, reconstruction decoder, Adam), written so that
+every tensor has the shape and layout of the Rust code:
+
+    input [B,1,28,28]
+    Conv1 256@9x9 s1, ReLU                         -> [B,256,20,20]
+    PrimaryCaps conv 256->256 9x9 s2               -> [B,256,6,6]
+      reshape [B,32,8,6,6], permute [B,32,6,6,8]   -> [B,1152,8], squash
+    DigitCaps W [1152,8,160] (no bias)
+      votes = u^T [1152,B,8] @ W                   -> [1152,B,160] -> [1152,B,10,16]
+      permute                                      -> [B,10,1152,16]
+    routing, 3 iterations, no stop-gradient        -> v [B,10,16]
+    lengths sqrt(sum v^2 + 1e-8)                   -> [B,10]
+    decoder on (v * onehot) [B,160]: 512 ReLU, 1024 ReLU, 784 sigmoid
+    loss = margin (sum over classes, batch mean) + 0.0005 * per-image SSE (batch mean)
+
+Usage:
+    capsnet_torch.py bench [--batch-size 32] [--steps 10] [--warmup 2] [--threads N]
+                           [--device cpu|cuda] [--dtype fp32|tf32|bf16]
+        one JSON object on stdout, the shape of `capsnet bench`'s output
+    capsnet_torch.py info [--json]
+        layer table (output shape per image, parameters), like `capsnet info`
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sys
+import time
+
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - exercised by `cargo xtask bench-compare`
+    sys.stderr.write(
+        "error: PyTorch is not installed for this interpreter ("
+        + sys.executable
+        + ").\n  python3 -m venv /work/venv-torch && "
+        "/work/venv-torch/bin/pip install torch numpy\n"
+        "  then pass --python /work/venv-torch/bin/python (see scripts/reference/README.md)\n"
+    )
+    sys.exit(3)
+
+# Paper MNIST configuration (crates/capsnet-model `CapsNetConfig::paper_mnist`).
+INPUT = (1, 28, 28)
+CONV1_CHANNELS = 256
+CONV1_KERNEL = 9
+PRIMARY_TYPES = 32
+PRIMARY_DIM = 8
+PRIMARY_KERNEL = 9
+PRIMARY_STRIDE = 2
+CLASSES = 10
+CLASS_DIM = 16
+ROUTING_ITERATIONS = 3
+SQUASH_EPS = 1e-8
+WEIGHT_INIT_STD = 0.01
+DECODER_HIDDEN = (512, 1024)
+M_PLUS, M_MINUS, LAMBDA, RECON_WEIGHT = 0.9, 0.1, 0.5, 0.0005
+LR, ADAM_EPS = 1e-3, 1e-8
+
+EXPECTED_PARAMS = 8_215_568
+
+
+def squash(s, dim):
+    """v = s * |s|^2 / ((1 + |s|^2) * sqrt(|s|^2 + eps)), finite at s = 0."""
+    sq = (s * s).sum(dim=dim, keepdim=True)
+    return s * (sq / ((sq + 1.0) * torch.sqrt(sq + SQUASH_EPS)))
+
+
+class CapsNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        c, h, w = INPUT
+        self.conv1 = nn.Conv2d(c, CONV1_CHANNELS, CONV1_KERNEL)
+        self.primary = nn.Conv2d(
+            CONV1_CHANNELS, PRIMARY_TYPES * PRIMARY_DIM, PRIMARY_KERNEL, stride=PRIMARY_STRIDE
+        )
+        h1, w1 = h - CONV1_KERNEL + 1, w - CONV1_KERNEL + 1
+        self.grid = ((h1 - PRIMARY_KERNEL) // PRIMARY_STRIDE + 1, (w1 - PRIMARY_KERNEL) // PRIMARY_STRIDE + 1)
+        self.children_n = PRIMARY_TYPES * self.grid[0] * self.grid[1]
+        # W stored as [children, child_dim, parents * parent_dim]: all votes are one bmm.
+        self.weight = nn.Parameter(
+            torch.randn(self.children_n, PRIMARY_DIM, CLASSES * CLASS_DIM) * WEIGHT_INIT_STD
+        )
+        layers, width = [], CLASSES * CLASS_DIM
+        for hidden in DECODER_HIDDEN:
+            layers.append(nn.Linear(width, hidden))
+            width = hidden
+        layers.append(nn.Linear(width, c * h * w))
+        self.decoder = nn.ModuleList(layers)
+
+    def primary_caps(self, features):
+        out = self.primary(features)  # [B, 256, 6, 6]
+        b, _, h, w = out.shape
+        caps = (
+            out.reshape(b, PRIMARY_TYPES, PRIMARY_DIM, h, w)
+            .permute(0, 1, 3, 4, 2)
+            .reshape(b, PRIMARY_TYPES * h * w, PRIMARY_DIM)
+        )
+        return squash(caps, 2)  # [B, 1152, 8]
+
+    def votes(self, u):
+        b, n, _ = u.shape
+        votes = torch.bmm(u.transpose(0, 1), self.weight)  # [1152, B, 160]
+        # [1152, B, 10, 16] -> [B, 10, 1152, 16]; made contiguous once, reused by every iteration.
+        return votes.view(n, b, CLASSES, CLASS_DIM).permute(1, 2, 0, 3).contiguous()
+
+    @staticmethod
+    def route(votes):
+        b, parents, children, _ = votes.shape
+        logits = torch.zeros(b, parents, children, device=votes.device, dtype=votes.dtype)
+        for iteration in range(ROUTING_ITERATIONS):
+            c = torch.softmax(logits, dim=1)  # over the parents
+            s = (c.unsqueeze(2) @ votes).squeeze(2)  # [B,10,1,1152] @ [B,10,1152,16] -> [B,10,16]
+            v = squash(s, 2)
+            if iteration == ROUTING_ITERATIONS - 1:
+                return v
+            logits = logits + (votes @ v.unsqueeze(3)).squeeze(3)  # [B,10,1152]
+
+    def decode(self, v, labels):
+        mask = F.one_hot(labels, CLASSES).to(v.dtype).unsqueeze(2)
+        x = (v * mask).flatten(1)
+        last = len(self.decoder) - 1
+        for i, layer in enumerate(self.decoder):
+            x = layer(x)
+            x = torch.sigmoid(x) if i == last else F.relu(x)
+        return x
+
+    def forward(self, images, targets=None):
+        """Returns (v [B,10,16], lengths [B,10], reconstruction [B,784]).
+
+        The decoder is masked by `targets` when given (training), else by the longest capsule.
+        """
+        features = F.relu(self.conv1(images))
+        u = self.primary_caps(features)
+        v = self.route(self.votes(u))
+        lengths = torch.sqrt((v * v).sum(dim=2) + SQUASH_EPS)
+        mask_labels = targets if targets is not None else lengths.argmax(dim=1)
+        return v, lengths, self.decode(v, mask_labels)
+
+
+def capsnet_loss(lengths, reconstruction, images, labels):
+    t = F.one_hot(labels, CLASSES).to(lengths.dtype)
+    present = F.relu(M_PLUS - lengths) ** 2
+    absent = F.relu(lengths - M_MINUS) ** 2
+    margin = (t * present + LAMBDA * (1.0 - t) * absent).sum(dim=1).mean()
+    sse = ((reconstruction - images.flatten(1)) ** 2).sum(dim=1).mean()
+    return margin + RECON_WEIGHT * sse
+
+
+def num_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def layer_table(model):
+    """Rows (name, output shape per image, params) from a real forward pass, like `capsnet info`."""
+    x = torch.zeros(1, *INPUT)
+    with torch.no_grad():
+        f = F.relu(model.conv1(x))
+        u = model.primary_caps(f)
+        v = model.route(model.votes(u))
+        d = [v.flatten(1)]
+        for i, layer in enumerate(model.decoder):
+            d.append(layer(d[-1]))
+    rows = [
+        ("input", list(x.shape[1:]), 0),
+        (f"conv1 {CONV1_KERNEL}x{CONV1_KERNEL} s1 relu", list(f.shape[1:]), num_params(model.conv1)),
+        (
+            f"primarycaps {PRIMARY_KERNEL}x{PRIMARY_KERNEL} s{PRIMARY_STRIDE} squash",
+            list(u.shape[1:]),
+            num_params(model.primary),
+        ),
+        (f"digitcaps r={ROUTING_ITERATIONS}", list(v.shape[1:]), model.weight.numel()),
+    ]
+    for i, layer in enumerate(model.decoder):
+        rows.append((f"decoder fc{i + 1}", list(d[i + 1].shape[1:]), num_params(layer)))
+    return rows
+
+
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/sys/kernel/hostname") as f:
+            hostname = f.read().strip()
+    except OSError:
+        hostname = socket.gethostname()
+    try:
+        threads = len(os.sched_getaffinity(0))
+    except AttributeError:
+        threads = os.cpu_count() or 1
+    system = {"Linux": "linux", "Darwin": "macos", "Windows": "windows"}.get(platform.system(), platform.system().lower())
+    return {"hostname": hostname, "cpu": cpu, "threads": threads, "os": f"{system} {platform.machine()}"}
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(args):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but torch.cuda.is_available() is False")
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    tf32 = args.dtype == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    autocast_dtype = torch.bfloat16 if args.dtype == "bf16" else None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    torch.manual_seed(0)
+    model = CapsNet().to(device)
+    params = num_params(model)
+    assert params == EXPECTED_PARAMS, f"parameter count {params:,} != {EXPECTED_PARAMS:,}"
+    print(f"pytorch reference: {params:,} parameters", file=sys.stderr)
+    optim = torch.optim.Adam(model.parameters(), lr=LR, eps=ADAM_EPS)
+
+    b = args.batch_size
+    images = torch.rand(b, *INPUT, device=device)
+    labels = (torch.arange(b, device=device) % CLASSES).long()
+
+    # Training: forward + loss + backward + Adam step + loss read back.
+    model.train()
+    times = []
+    for i in range(args.warmup + args.steps):
+        synchronize(device)
+        start = time.perf_counter()
+        with autocast():
+            _, lengths, recon = model(images, labels)
+            loss = capsnet_loss(lengths.float(), recon.float(), images, labels)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        loss.item()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    train_total = sum(times)
+
+    # Inference: no autodiff, decoder masked by the longest capsule, lengths read back. The loss
+    # is computed too (not read), as `capsnet bench` does through the same step function.
+    model.eval()
+    images = torch.rand(b, *INPUT, device=device)
+    infer_total = 0.0
+    with torch.no_grad():
+        for i in range(args.warmup + args.steps):
+            synchronize(device)
+            start = time.perf_counter()
+            with autocast():
+                _, lengths, recon = model(images)
+                capsnet_loss(lengths.float(), recon.float(), images, labels)
+            lengths.float().cpu().tolist()
+            if i >= args.warmup:
+                infer_total += time.perf_counter() - start
+
+    images_timed = b * args.steps
+    result = {
+        "name": "pytorch-reference",
+        "arch": "capsnet",
+        "backend": f"pytorch-{device.type}",
+        "batch_size": b,
+        "steps": args.steps,
+        "train_images_per_sec": images_timed / train_total,
+        # sorted[len / 2], as `capsnet bench` computes it (the upper median for even counts).
+        "train_ms_per_step_median": sorted(times)[len(times) // 2] * 1e3,
+        "inference_images_per_sec": images_timed / infer_total,
+        "machine": machine_info(),
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "params": params,
+    }
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+        result["cuda_version"] = torch.version.cuda
+    print(json.dumps(result, indent=2))
+
+
+def info(args):
+    model = CapsNet()
+    rows = layer_table(model)
+    total = num_params(model)
+    assert sum(r[2] for r in rows) == total, "layer table out of sync with the model"
+    assert total == EXPECTED_PARAMS, f"parameter count {total:,} != {EXPECTED_PARAMS:,}"
+    if args.json:
+        layers = [{"name": n, "output": o, "params": p} for n, o, p in rows]
+        print(json.dumps({"name": "pytorch-reference", "layers": layers, "params": total}, indent=2))
+        return
+    print(f"{'layer':<28} {'output (per image)':>22} {'params':>12}")
+    for name, output, p in rows:
+        print(f"{name:<28} {str(output):>22} {p:>12,}")
+    print(f"{'total':<28} {'':>22} {total:>12,}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="training and inference images/s on random inputs (JSON)")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument("--dtype", choices=["fp32", "tf32", "bf16"], default="fp32")
+    i = sub.add_parser("info", help="layer shapes and parameter counts")
+    i.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.command == "bench":
+        if args.batch_size <= 0 or args.steps <= 0 or args.warmup < 0:
+            parser.error("--batch-size and --steps must be positive, --warmup non-negative")
+        if args.threads is not None and args.threads <= 0:
+            parser.error("--threads must be positive")
+        bench(args)
+    else:
+        info(args)
+
+
+if __name__ == "__main__":
+    main()
