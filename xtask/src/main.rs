@@ -20,7 +20,8 @@ const HELP: &str = "usage: cargo xtask <task> [args]
   test [nextest args]     the test suite (release)
   sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
   collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table>
-  tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)";
+  tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)
+  capsnet [args]          build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`)";
 
 fn main() {
     if let Err(err) = run() {
@@ -38,6 +39,7 @@ fn run() -> Result<()> {
         Some("sweep") => sweep::run(sweep::SweepArgs::parse(rest)?),
         Some("collect") => tables::collect(rest),
         Some("tables") => tables::tables(&repo_root()?, rest),
+        Some("capsnet") => capsnet(rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{HELP}");
             Ok(())
@@ -52,6 +54,17 @@ fn repo_root() -> Result<PathBuf> {
         .parent()
         .context("xtask lives in the workspace")?
         .to_path_buf())
+}
+
+/// `cargo capsnet …`: builds the CLI with the test suite's feature resolution (one shared build
+/// of burn for tests, sweeps and the CLI) and runs it with the given arguments.
+fn capsnet(args: &[String]) -> Result<()> {
+    let binary = sweep::build_capsnet(&repo_root()?, &[])?;
+    let status = Command::new(&binary)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 fn ci(extra: &[String]) -> Result<()> {

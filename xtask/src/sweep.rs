@@ -541,8 +541,9 @@ pub fn build_capsnet(root: &Path, features: &[String]) -> Result<PathBuf> {
             .join(format!("features-{}", sorted.join("-")))
     };
     cmd.arg("--target-dir").arg(&target);
+    cmd.arg("--quiet");
     eprintln!(
-        "building capsnet{}",
+        "building capsnet{} (cargo build --release; the first build compiles burn and takes minutes)",
         if features.is_empty() {
             String::new()
         } else {
