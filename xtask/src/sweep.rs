@@ -169,7 +169,7 @@ struct StatusFile<'a> {
 
 /// Runs `cargo xtask sweep`.
 pub fn run(args: SweepArgs) -> Result<()> {
-    let root = repo_root()?;
+    let root = crate::repo_root()?;
     let capsnet = build_capsnet(&root, &args.features)?;
     let experiment = absolute(&args.experiment)?;
     let runs_dir = absolute(&args.runs_dir)?;
@@ -555,14 +555,6 @@ pub fn build_capsnet(root: &Path, features: &[String]) -> Result<PathBuf> {
         bail!("building capsnet failed");
     }
     Ok(target.join("release").join("capsnet"))
-}
-
-fn repo_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(manifest
-        .parent()
-        .context("xtask lives in the workspace")?
-        .to_path_buf())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {

@@ -88,10 +88,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     let images_timed = (options.batch_size * options.steps) as f64;
     Ok(BenchResult {
         name: config.name.clone(),
-        arch: match config.arch {
-            Arch::Capsnet => "capsnet".into(),
-            Arch::BaselineCnn => "baseline-cnn".into(),
-        },
+        arch: config.arch.name().into(),
         backend: config.runtime.backend.clone(),
         batch_size: options.batch_size,
         steps: options.steps,

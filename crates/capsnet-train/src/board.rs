@@ -60,7 +60,7 @@ impl RunBoard {
             writer
                 .text("config", 0, &format!("```toml\n{toml}\n```"))
                 .map_err(tb_err)?;
-            let flat = flatten(&toml);
+            let flat = crate::load::flatten_toml(&toml);
             let mut keys: Vec<String> = CORE_HPARAMS.iter().map(|k| k.to_string()).collect();
             for o in &resolved.overrides {
                 if let Some((key, _)) = o.split_once('=') {
@@ -186,29 +186,4 @@ fn hparam(v: &toml::Value) -> HParamValue {
         toml::Value::String(s) => HParamValue::Text(s.clone()),
         other => HParamValue::Text(other.to_string()),
     }
-}
-
-fn flatten(toml: &str) -> BTreeMap<String, toml::Value> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(t) = toml.parse::<toml::Table>() {
-        walk("", &toml::Value::Table(t), &mut out);
-    }
-    out
 }

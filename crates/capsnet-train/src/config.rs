@@ -21,6 +21,16 @@ pub enum Arch {
     BaselineCnn,
 }
 
+impl Arch {
+    /// The name used in experiment files (`capsnet`, `baseline-cnn`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Capsnet => "capsnet",
+            Arch::BaselineCnn => "baseline-cnn",
+        }
+    }
+}
+
 /// One experiment, fully resolved. Written to `<run dir>/config.resolved.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -128,6 +128,32 @@ fn load_file(
     Ok(merged)
 }
 
+/// A TOML document as `dotted.key → value` (tables flattened; arrays are values).
+pub fn flatten_toml(text: &str) -> std::collections::BTreeMap<String, Value> {
+    fn walk(prefix: &str, value: &Value, out: &mut std::collections::BTreeMap<String, Value>) {
+        match value {
+            Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(table) = text.parse::<Table>() {
+        walk("", &Value::Table(table), &mut out);
+    }
+    out
+}
+
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
 fn merge(base: &mut Table, over: Table) {
     for (key, value) in over {

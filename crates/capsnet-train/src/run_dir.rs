@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
 use crate::error::TrainError;
-use crate::load::{Resolved, parse_str};
+use crate::load::{Resolved, flatten_toml, parse_str};
 
 /// File holding the fully resolved configuration of a run.
 pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
@@ -81,31 +81,11 @@ fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
 
 /// Dotted keys whose values differ between two TOML documents.
 fn diff(a: &str, b: &str) -> Vec<String> {
-    fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match value {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let parse = |s: &str| {
-        let mut out = BTreeMap::new();
-        if let Ok(v) = s.parse::<toml::Table>() {
-            flatten("", &toml::Value::Table(v), &mut out);
-        }
-        out
-    };
-    let (a, b) = (parse(a), parse(b));
+    let (a, b) = (flatten_toml(a), flatten_toml(b));
+    let (a, b): (BTreeMap<String, String>, BTreeMap<String, String>) = (
+        a.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+        b.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+    );
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();

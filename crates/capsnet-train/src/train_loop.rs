@@ -282,10 +282,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     log.info(&format!(
         "run {} ({}, backend {}, {} epochs, batch {})",
         options.run_dir.display(),
-        match config.arch {
-            crate::Arch::Capsnet => "capsnet",
-            crate::Arch::BaselineCnn => "baseline-cnn",
-        },
+        config.arch.name(),
         config.runtime.backend,
         config.train.epochs,
         config.train.batch_size
@@ -323,6 +320,15 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     let steps_per_epoch =
         capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
     let mut last_eval: Option<(usize, Evaluation)> = previous_eval(&options.run_dir, state.step);
+    let save_checkpoint = |net: &Net, optim: &ModuleOptimizer, state: &LoopState| {
+        checkpoint::save(
+            &options.run_dir,
+            net,
+            optim,
+            state,
+            config.train.keep_checkpoints,
+        )
+    };
 
     while state.epoch < config.train.epochs {
         let epoch = state.epoch;
@@ -399,13 +405,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
             let every = config.train.checkpoint_every_steps as u64;
             if stop || (every > 0 && state.step % every == 0 && position < steps_per_epoch as u64) {
-                checkpoint::save(
-                    &options.run_dir,
-                    &net,
-                    &optim,
-                    &state,
-                    config.train.keep_checkpoints,
-                )?;
+                save_checkpoint(&net, &optim, &state)?;
             }
             if stop {
                 log.finish_bar();
@@ -451,13 +451,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             ));
             last_eval = Some((state.epoch, eval));
         }
-        checkpoint::save(
-            &options.run_dir,
-            &net,
-            &optim,
-            &state,
-            config.train.keep_checkpoints,
-        )?;
+        save_checkpoint(&net, &optim, &state)?;
     }
     let summary = summarize(config, &state, &data, params, last_eval, true);
     write_summary(&options.run_dir, &summary)?;
@@ -507,10 +501,7 @@ fn summarize(
 ) -> Summary {
     Summary {
         name: config.name.clone(),
-        arch: match config.arch {
-            crate::Arch::Capsnet => "capsnet".into(),
-            crate::Arch::BaselineCnn => "baseline-cnn".into(),
-        },
+        arch: config.arch.name().into(),
         dataset: config.data.dataset.clone(),
         completed,
         epochs: config.train.epochs,
