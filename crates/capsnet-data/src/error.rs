@@ -145,7 +145,11 @@ pub enum DataError {
         reason: String,
     },
     /// Every mirror failed for a file; holds each attempt's error, in mirror order.
-    #[error("could not download {file} from any mirror: {}", ErrorList(failures))]
+    #[error(
+        "could not download {file} from any mirror: {}. Offline? Put the dataset files in a \
+         folder and point CAPSNET_DATA (or data.root / --data-dir) at it",
+        ErrorList(failures)
+    )]
     MirrorsExhausted {
         /// The file name (without `.gz`).
         file: String,
