@@ -23,6 +23,8 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Timed training steps.
     pub steps: usize,
+    /// The machine's peak GFLOP/s (fp32), if known, to report the fraction reached.
+    pub peak_gflops: Option<f64>,
 }
 
 /// Measured throughput.
@@ -44,6 +46,18 @@ pub struct BenchResult {
     pub train_ms_per_step_median: f64,
     /// Inference images per second (forward without autodiff, scores read back).
     pub inference_images_per_sec: f64,
+    /// FLOP model: GFLOP per trained image (3 × forward, element-wise work not counted).
+    pub train_gflop_per_image: f64,
+    /// Achieved training GFLOP/s under the FLOP model.
+    pub train_gflops: f64,
+    /// Achieved inference GFLOP/s under the FLOP model.
+    pub inference_gflops: f64,
+    /// Fraction of `peak_gflops` reached in training, when a peak was given.
+    pub train_peak_fraction: Option<f64>,
+    /// The machine's peak GFLOP/s as given by the user (`--peak-gflops`).
+    pub peak_gflops: Option<f64>,
+    /// Peak resident memory of the process (MiB; CPU backends hold tensors there).
+    pub peak_rss_mib: Option<f64>,
     /// Machine.
     pub machine: MachineInfo,
     /// Code revision.
@@ -86,15 +100,25 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
         }
     }
     let images_timed = (options.batch_size * options.steps) as f64;
+    let macs = crate::info::forward_macs(config);
+    let train_ips = images_timed / train_total;
+    let infer_ips = images_timed / infer_total;
+    let train_gflops = train_ips * macs.train_flops() / 1e9;
     Ok(BenchResult {
         name: config.name.clone(),
         arch: config.arch.name().into(),
         backend: config.runtime.backend.clone(),
         batch_size: options.batch_size,
         steps: options.steps,
-        train_images_per_sec: images_timed / train_total,
+        train_images_per_sec: train_ips,
         train_ms_per_step_median: median * 1e3,
-        inference_images_per_sec: images_timed / infer_total,
+        inference_images_per_sec: infer_ips,
+        train_gflop_per_image: macs.train_flops() / 1e9,
+        train_gflops,
+        inference_gflops: infer_ips * macs.inference_flops() / 1e9,
+        train_peak_fraction: options.peak_gflops.map(|p| train_gflops / p),
+        peak_gflops: options.peak_gflops,
+        peak_rss_mib: peak_rss_mib(),
         machine: MachineInfo::current(),
         git_revision: crate::machine::git_revision(),
     })
@@ -121,4 +145,12 @@ fn random_batch(
         images,
         Tensor::from_data(TensorData::new(labels, [batch]), device),
     )
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -122,6 +122,91 @@ fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
     rows
 }
 
+/// Multiply-accumulates of one forward pass per image, by part of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ForwardMacs {
+    /// Convolutions (CapsNet: conv1 + PrimaryCaps; CNN: all convolutions).
+    pub convolutions: u64,
+    /// CapsNet votes û = W·u.
+    pub votes: u64,
+    /// CapsNet routing: weighted sums and agreements over all iterations.
+    pub routing: u64,
+    /// Fully connected layers (CapsNet decoder; CNN classifier).
+    pub dense: u64,
+}
+
+impl ForwardMacs {
+    /// Total forward multiply-accumulates per image.
+    pub fn total(&self) -> u64 {
+        self.convolutions + self.votes + self.routing + self.dense
+    }
+
+    /// FLOPs per image of a training step: forward + backward ≈ 3 × forward, 2 FLOPs per MAC.
+    pub fn train_flops(&self) -> f64 {
+        6.0 * self.total() as f64
+    }
+
+    /// FLOPs per image of inference (2 per MAC).
+    pub fn inference_flops(&self) -> f64 {
+        2.0 * self.total() as f64
+    }
+}
+
+/// The FLOP model of an experiment's network (element-wise work such as squash, softmax and
+/// activations is not counted; it is memory-bound and small in FLOPs).
+pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
+    match config.arch {
+        Arch::Capsnet => {
+            let m = &config.model;
+            let (h1, w1) = m.conv1_grid();
+            let (h2, w2) = m.primary_grid();
+            let conv1 = h1 * w1 * m.conv1_channels * m.input_channels * m.conv1_kernel.pow(2);
+            let primary = h2
+                * w2
+                * m.primary_types
+                * m.primary_dim
+                * m.conv1_channels
+                * m.primary_kernel.pow(2);
+            let n = m.primary_capsules();
+            let per_pass = m.classes * n * m.class_dim;
+            let r = m.routing.iterations.max(1);
+            let mut dense = 0;
+            if m.decoder.enabled {
+                let mut widths = vec![m.classes * m.class_dim];
+                widths.extend(&m.decoder.hidden);
+                widths.push(m.input_len());
+                dense = widths.windows(2).map(|w| w[0] * w[1]).sum();
+            }
+            ForwardMacs {
+                convolutions: (conv1 + primary) as u64,
+                votes: (n * m.primary_dim * m.classes * m.class_dim) as u64,
+                routing: (per_pass * (2 * r - 1)) as u64,
+                dense: dense as u64,
+            }
+        }
+        Arch::BaselineCnn => {
+            let b = &config.baseline;
+            let pixels = b.input_height * b.input_width;
+            let mut channels = b.input_channels;
+            let mut conv = 0;
+            for &c in &b.conv_channels {
+                conv += pixels * c * channels * b.kernel.pow(2);
+                channels = c;
+            }
+            let mut widths = vec![channels * pixels];
+            widths.extend(&b.hidden);
+            widths.push(b.classes);
+            let dense: usize = widths.windows(2).map(|w| w[0] * w[1]).sum();
+            ForwardMacs {
+                convolutions: conv as u64,
+                votes: 0,
+                routing: 0,
+                dense: dense as u64,
+            }
+        }
+    }
+}
+
 /// Renders the layer table as text.
 pub fn render(rows: &[LayerInfo], total: usize) -> String {
     let mut out = format!(
@@ -165,6 +250,19 @@ mod tests {
             ..ExperimentConfig::default()
         };
         assert_eq!(layers(&cnn).unwrap().1, 35_445_522);
+    }
+
+    #[test]
+    fn flop_model_matches_the_papers_anchors() {
+        // Design notes: PrimaryCaps 191M, conv1 8.3M, votes 1.5M, decoder 1.4M MACs per image;
+        // ≈ 1.2 GFLOP per trained image.
+        let macs = forward_macs(&ExperimentConfig::default());
+        assert_eq!(macs.convolutions, 8_294_400 + 191_102_976);
+        assert_eq!(macs.votes, 1_474_560);
+        assert_eq!(macs.routing, 5 * 10 * 1152 * 16);
+        assert_eq!(macs.dense, 160 * 512 + 512 * 1024 + 1024 * 784);
+        let gflop = macs.train_flops() / 1e9;
+        assert!((1.2..1.25).contains(&gflop), "{gflop}");
     }
 
     #[test]

@@ -133,6 +133,9 @@ struct BenchArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// The machine's peak fp32 GFLOP/s, to report the fraction reached.
+    #[arg(long)]
+    peak_gflops: Option<f64>,
 }
 
 fn main() {
@@ -307,6 +310,7 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
             batch_size: args.batch_size,
             warmup: args.warmup,
             steps: args.steps,
+            peak_gflops: args.peak_gflops,
         },
     )?;
     println!("{}", serde_json::to_string_pretty(&result)?);
