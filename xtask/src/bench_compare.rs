@@ -103,16 +103,7 @@ pub fn run(args: &[String]) -> Result<()> {
         return Ok(());
     };
     let root = workspace_root()?;
-    let load_start = load_average();
     let machine = machine();
-    let started = utc_timestamp();
-    if let Some(&[one, ..]) = load_start.as_deref()
-        && one > QUIET_LOAD
-    {
-        eprintln!(
-            "warning: load average {one:.2} at the start (> {QUIET_LOAD}): timings will be noisy"
-        );
-    }
 
     // Fail before the (possibly long) build when the reference cannot run.
     let script = root.join("scripts/reference/capsnet_torch.py");
@@ -183,6 +174,17 @@ pub fn run(args: &[String]) -> Result<()> {
             args.experiment,
             ours_info["layers"],
             ref_info["layers"]
+        );
+    }
+
+    // The load when timing starts (after the build, which loads the machine itself).
+    let load_start = load_average();
+    let started = utc_timestamp();
+    if let Some(&[one, ..]) = load_start.as_deref()
+        && one > QUIET_LOAD
+    {
+        eprintln!(
+            "warning: load average {one:.2} before timing (> {QUIET_LOAD}): timings will be noisy"
         );
     }
 
@@ -532,7 +534,7 @@ fn table(report: &Value) -> String {
         out += &format!("{label:<24} {a:>18} {b:>18} {r:>18}\n");
     }
     out += &format!(
-        "load average at start: {}",
+        "load average when timing started: {}",
         loads(&report["load_average_start"])
     );
     out
@@ -568,7 +570,7 @@ fn render_markdown(report: &Value) -> String {
     }
     md += &format!(
         "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n\
-         - load average (1, 5, 15 min): {} at the start, {} at the end\n\
+         - load average (1, 5, 15 min): {} when timing started, {} at the end\n\
          - versions: {}, burn {}, PyTorch {} (Python {}), capsnet revision {}\n\
          - commands:\n",
         s(&report["date_utc"]),
@@ -655,7 +657,7 @@ mod tests {
             md.contains("| inference images/s | 100.0 | 50.0 | 2.00× |"),
             "{md}"
         );
-        assert!(md.contains("0.10, 0.20, 0.30 at the start"), "{md}");
+        assert!(md.contains("0.10, 0.20, 0.30 when timing started"), "{md}");
         assert!(!md.contains("`null`"));
         assert!(md.contains("8,215,568 parameters"), "{md}");
         assert_eq!(thousands(999), "999");

@@ -5,7 +5,9 @@
 //! - `test`: only the test suite.
 //! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`).
 //! - `collect`, `tables`: results tables from run summaries (see `tables.rs`).
+//! - `bench-compare`: capsnet vs the PyTorch reference on the same machine (`bench_compare.rs`).
 
+mod bench_compare;
 mod slurm;
 mod sweep;
 mod tables;
@@ -21,7 +23,8 @@ const HELP: &str = "usage: cargo xtask <task> [args]
   sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
   collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table>
   tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)
-  capsnet [args]          build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`)";
+  capsnet [args]          build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`)
+  bench-compare [...]     capsnet vs the PyTorch reference (scripts/reference) on this machine";
 
 fn main() {
     if let Err(err) = run() {
@@ -40,6 +43,7 @@ fn run() -> Result<()> {
         Some("collect") => tables::collect(rest),
         Some("tables") => tables::tables(&repo_root()?, rest),
         Some("capsnet") => capsnet(rest),
+        Some("bench-compare") => bench_compare::run(rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{HELP}");
             Ok(())
