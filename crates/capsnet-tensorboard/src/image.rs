@@ -57,7 +57,7 @@ fn to_u8(v: f32) -> u8 {
 }
 
 /// Checks the arguments of an image and encodes it as PNG (8 bits per channel).
-pub(crate) fn encode_png(
+pub fn encode_png(
     width: u32,
     height: u32,
     channels: u8,
@@ -105,8 +105,20 @@ pub(crate) fn encode_png(
     Ok(out)
 }
 
+impl std::fmt::Display for PngError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PngError::Invalid(reason) => write!(f, "invalid image: {reason}"),
+            PngError::Encoding(e) => write!(f, "PNG encoding failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PngError {}
+
 /// Why [`encode_png`] failed; the writer turns it into a [`TbError`](crate::TbError).
-pub(crate) enum PngError {
+#[derive(Debug)]
+pub enum PngError {
     /// Bad arguments.
     Invalid(String),
     /// The encoder failed.

@@ -102,7 +102,7 @@ mod writer;
 
 pub use error::TbError;
 pub use histogram::{HISTOGRAM_BUCKETS, bucketize};
-pub use image::{GRID_GAP_VALUE, image_grid};
+pub use image::{GRID_GAP_VALUE, PngError, encode_png, image_grid};
 pub use proto::Event;
 pub use record::{ReadEvents, encode_record, masked_crc32c, read_events, read_events_lossy};
 pub use writer::{

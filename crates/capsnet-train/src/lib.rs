@@ -14,6 +14,7 @@ pub mod board;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod figures;
 pub mod info;
 pub mod load;
 pub mod machine;

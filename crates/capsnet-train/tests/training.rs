@@ -232,3 +232,51 @@ fn run_writes_tensorboard_dashboards() {
     assert_eq!(tags["test/error_pct"], vec![10, 20]);
     assert!(!tags.contains_key("routing/couplings_iter3"));
 }
+
+/// `figures` draws Fig. 3 (inputs above reconstructions) and Fig. 4 (16 dimensions × 11
+/// offsets) from a trained checkpoint, as PNG files of the expected size.
+#[test]
+fn figures_from_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "tiny", TINY);
+    let root = vec![format!("data.root={:?}", data_root().display().to_string())];
+    let resolved = load_experiment(&exp, &root).unwrap();
+    let run = tmp.path().join("run");
+    train(
+        &resolved,
+        &TrainOptions {
+            stop_after_steps: Some(3),
+            ..options(&run)
+        },
+    )
+    .unwrap();
+    let ckpt = capsnet_train::checkpoint::latest(&run).unwrap().unwrap();
+    let device = capsnet_train::backend::BackendKind::Flex.device(0).unwrap();
+    let capsnet_train::net::Net::Capsnet(net) =
+        capsnet_train::checkpoint::load_net(&ckpt, &resolved.config, &device).unwrap()
+    else {
+        panic!("a CapsNet run");
+    };
+    let mut log = capsnet_train::report::RunLog::stderr_only(ProgressMode::Quiet);
+    let data = capsnet_train::train_loop::load_datasets(&resolved.config, &mut log).unwrap();
+    let out = tmp.path().join("figures");
+    let options = capsnet_train::figures::FigureOptions {
+        images: 5,
+        perturbed: 2,
+        step: 3,
+    };
+    let figures =
+        capsnet_train::figures::write(&net, &data.test, options, &out, None, &device).unwrap();
+    assert_eq!(figures.files.len(), 3);
+    let png_size = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        (w, h)
+    };
+    // 5 columns × 2 rows of 28×28 tiles with 1-px gaps.
+    assert_eq!(png_size(&figures.files[0]), (5 * 28 + 4, 2 * 28 + 1));
+    // 11 offsets × 16 capsule dimensions.
+    assert_eq!(png_size(&figures.files[1]), (11 * 28 + 10, 16 * 28 + 15));
+}

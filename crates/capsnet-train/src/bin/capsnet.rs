@@ -36,6 +36,28 @@ enum Command {
     Backends,
     /// Expand and validate an experiment's `[sweep]` into jobs (used by `cargo xtask sweep`).
     SweepPlan(SweepPlanArgs),
+    /// Draw the paper's Fig. 3 (reconstructions) and Fig. 4 (dimension perturbations) from a
+    /// trained CapsNet, as PNG files and TensorBoard images.
+    Figures(FiguresArgs),
+}
+
+#[derive(Args)]
+struct FiguresArgs {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Output folder (default: <run dir>/figures).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Test images in the reconstruction grid.
+    #[arg(long, default_value_t = 8)]
+    images: usize,
+    /// Test images to draw dimension perturbations for.
+    #[arg(long, default_value_t = 3)]
+    perturbed: usize,
+    /// Dataset directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -153,6 +175,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info_cmd(args),
         Command::Bench(args) => bench_cmd(args),
         Command::SweepPlan(args) => sweep_plan(args),
+        Command::Figures(args) => figures(args),
         Command::Backends => {
             for kind in BackendKind::ALL {
                 let status = if kind.compiled() {
@@ -213,14 +236,62 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval(args: EvalArgs) -> Result<()> {
-    let ckpt = checkpoint::resolve(&args.checkpoint)?;
+/// A checkpoint (or a run's latest), its run directory and the run's resolved experiment.
+fn open_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf, capsnet_train::ExperimentConfig)> {
+    let ckpt = checkpoint::resolve(path)?;
     let run = checkpoint::run_dir_of(&ckpt)
         .with_context(|| format!("{} is not inside a run directory", ckpt.display()))?;
     let config_path = run.join(run_dir::RESOLVED_CONFIG);
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let mut config = load::parse_str(&text, &config_path.display().to_string())?;
+    let config = load::parse_str(&text, &config_path.display().to_string())?;
+    Ok((ckpt, run, config))
+}
+
+fn figures(args: FiguresArgs) -> Result<()> {
+    let (ckpt, run, mut config) = open_checkpoint(&args.checkpoint)?;
+    if let Some(dir) = args.data_dir {
+        config.data.root = Some(dir);
+    }
+    config.validate()?;
+    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let capsnet_train::net::Net::Capsnet(net) = checkpoint::load_net(&ckpt, &config, &device)?
+    else {
+        bail!(
+            "figures need a CapsNet run; {} is a baseline CNN",
+            run.display()
+        );
+    };
+    let mut log = RunLog::stderr_only(ProgressMode::Plain);
+    let data = load_datasets(&config, &mut log)?;
+    let step = std::fs::read_to_string(ckpt.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_i64())
+        .unwrap_or(0);
+    let mut board = capsnet_tensorboard::EventWriter::open(&run)
+        .with_context(|| format!("cannot open the event file in {}", run.display()))?;
+    let out = args.out.unwrap_or_else(|| run.join("figures"));
+    let figures = capsnet_train::figures::write(
+        &net,
+        &data.test,
+        capsnet_train::figures::FigureOptions {
+            images: args.images,
+            perturbed: args.perturbed,
+            step,
+        },
+        &out,
+        Some(&mut board),
+        &device,
+    )?;
+    for file in &figures.files {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let (ckpt, _run, mut config) = open_checkpoint(&args.checkpoint)?;
     if let Some(b) = args.backend {
         config.runtime.backend = b;
     }
