@@ -159,6 +159,52 @@ pub enum DataError {
     /// An argument is invalid (unknown dataset name, zero batch size, out-of-range index…).
     #[error("{0}")]
     Invalid(String),
+    /// A file is not valid data of its format (CIFAR-10 batch, NORB matrix, MATLAB MAT-file,
+    /// tar archive…): wrong magic number or version, bad header, truncated, trailing bytes,
+    /// unexpected shape, missing variable, not the canonical file…
+    #[error("{}: invalid {format} file: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The format it should be in, e.g. `smallNORB matrix`.
+        format: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No data root holds the files of a dataset outside the MNIST family (CIFAR-10,
+    /// smallNORB, SVHN), and they could not be downloaded.
+    #[error(
+        "{dataset} data not found: need {} in one directory; tried {}. {hint}",
+        files.join(", "),
+        PathList(tried)
+    )]
+    DataNotFound {
+        /// Dataset and split, e.g. `cifar10 train`.
+        dataset: String,
+        /// The file names needed.
+        files: Vec<String>,
+        /// Every path that was looked at, in order.
+        tried: Vec<PathBuf>,
+        /// How to get the files.
+        hint: String,
+    },
+    /// A file's digest is not the published one (for files whose canonical checksum is not
+    /// a SHA-256 of decompressed data, e.g. the MD5 sums published for SVHN).
+    #[error(
+        "checksum mismatch for {}: {algorithm} is {found}, expected {expected} \
+         (corrupt or different file; delete it, or disable verification for custom data)",
+        path.display()
+    )]
+    DigestMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The digest algorithm, e.g. `MD5`.
+        algorithm: &'static str,
+        /// Expected lowercase hex digest.
+        expected: String,
+        /// Actual lowercase hex digest.
+        found: String,
+    },
 }
 
 impl DataError {

@@ -13,6 +13,10 @@
 //!   per-epoch permutations.
 //! - [`augment`]: random translation with zero padding.
 //! - [`batch`]: [`fill_batch`] into reused `f32` buffers, and a prefetching [`Loader`].
+//! - [`multimnist`]: MultiMNIST (overlapping digit pairs, on the fly) and two-target accuracy.
+//! - [`affnist`]: expanded MNIST, affNIST-like affine warps and the real affNIST `.mat` files.
+//! - [`cifar`], [`norb`], [`svhn`]: CIFAR-10 (binary batches, archive download, crops),
+//!   smallNORB (NORB matrix files, 48×48 downscale) and SVHN (MATLAB v5 `.mat` files).
 //!
 //! # Where data comes from
 //!
@@ -37,13 +41,18 @@
 
 #![warn(missing_docs)]
 
+pub mod affnist;
 pub mod augment;
 pub mod batch;
+pub mod cifar;
 pub mod dataset;
 pub mod download;
 mod error;
 pub mod idx;
+pub mod multimnist;
+pub mod norb;
 pub mod rng;
+pub mod svhn;
 #[cfg(test)]
 mod test_util;
 

@@ -1,0 +1,1440 @@
+//! affNIST-style robustness data (Sabour, Frosst & Hinton 2017, section 5.2): expanded
+//! MNIST for training, affine-transformed MNIST for testing, and a reader for the real
+//! affNIST `.mat` files.
+//!
+//! The paper trains on MNIST digits placed at random on a 40×40 black background and tests
+//! on affNIST, whose 40×40 digits are MNIST digits under random affine transformations.
+//!
+//! # Expanded MNIST ([`ExpandedMnist`])
+//!
+//! Example `k` is source image `k`, pasted unchanged (no interpolation) with its top-left
+//! corner at column `x`, row `y` of a black `canvas`×`canvas` image (default 40), `x` and `y`
+//! uniform in `0..=canvas - 28` (the digit's side, in general), drawn (x, then y) from
+//! `Rng::derive(seed, &[STREAM_EXPANDED, k])`.
+//!
+//! # Affine-transformed MNIST ([`AffineMnist`], [`warp`])
+//!
+//! A digit is first centred on the canvas (a 28×28 digit on a 40×40 canvas gets a 6-pixel
+//! border, as in affNIST's "just centred" version), then transformed about its centre by
+//!
+//! `A = R(rotation) · Shear(shear) · diag(scale_x, scale_y)`, then translated by `(tx, ty)`:
+//!
+//! - `diag(scale_x, scale_y)` scales x and y independently;
+//! - `Shear(shear)` is an x-shear, `x' = x + shear · y`;
+//! - `R(θ)` rotates counter-clockwise on screen (rows grow downwards), so `(x, y)` relative to
+//!   the centre goes to `(x cos θ + y sin θ, −x sin θ + y cos θ)`.
+//!
+//! So a source pixel at `p` lands at `q = c_canvas + t + A (p − c_source)`, where `c` is the
+//! centre of an image (`((width − 1) / 2, (height − 1) / 2)` in pixel coordinates). Every canvas
+//! pixel `q` takes the bilinear interpolation of the source at `c_source + A⁻¹ (q − c_canvas −
+//! t)`, with zero outside the source (inverse mapping: no holes), rounded to the nearest byte.
+//!
+//! The default [`AffineRanges`] ([`AffineRanges::AFFNIST`]) approximate affNIST's
+//! generation (random rotation, shear, scaling, and a translation that keeps the digit
+//! whole) with these bounds:
+//!
+//! | parameter              | range                         |
+//! |------------------------|-------------------------------|
+//! | rotation               | uniform in −20° ..= 20°       |
+//! | x-shear                | uniform in −0.2 ..= 0.2       |
+//! | scale_x, scale_y       | each uniform in 0.8 ..= 1.2, independently |
+//! | translation tx, ty     | uniform over the offsets that keep the whole (transformed) digit inside the canvas |
+//!
+//! The translation range depends on the digit: it is computed from the transformed bounding
+//! box of its non-zero pixels (widened by one pixel for the interpolation), so no ink is ever
+//! cut. A digit too large for the canvas along an axis is centred on its ink along it
+//! instead; a blank image is not translated. Example `k` is source image
+//! `k / per_digit` (affNIST's test set holds 32 transformations of each MNIST test digit) and
+//! its parameters are drawn from `Rng::derive(seed, &[STREAM_AFFINE, k])` in the order
+//! rotation, shear, scale_x, scale_y, tx, ty.
+//!
+//! These are affNIST-*like* data: the generator reproduces affNIST's kind and amount of
+//! distortion, not its exact images. For the real set, see below.
+//!
+//! # The real affNIST files ([`load_affnist_mat`])
+//!
+//! affNIST is distributed as MATLAB v5 `.mat` files (`test.mat`, `test_batches/1.mat`…),
+//! each holding one 1×1 struct `affNISTdata` whose field `image` is a 1600×N `uint8`
+//! matrix (one column per image) and `label_int` N labels. MATLAB stores matrices
+//! column-major, so each image's 1600 bytes are contiguous, and affNIST stored each 40×40
+//! image transposed, so those bytes are the image in row-major order: exactly the
+//! [`ImageSet`] layout (NumPy users write `image.T.reshape(-1, 40, 40)`). The reader
+//! handles both byte orders, compressed (`miCOMPRESSED`, zlib) and plain variables, the
+//! small-element format, and skips other variables and fields; MATLAB v7.3 (HDF5) files are
+//! refused with a hint.
+
+use std::borrow::Borrow;
+use std::path::Path;
+
+use crate::multimnist::paste;
+use crate::{DataError, Dims, ImageSet, Rng};
+
+/// Stream id of the expanded-MNIST placements (see [`Rng::derive`]).
+pub const STREAM_EXPANDED: u64 = 0x4558_5044; // "EXPD"
+/// Stream id of the affine-MNIST transformations (see [`Rng::derive`]).
+pub const STREAM_AFFINE: u64 = 0x4146_464e; // "AFFN"
+/// Side of affNIST images, in pixels.
+pub const AFFNIST_SIDE: usize = 40;
+/// Shape of affNIST images: 1×40×40.
+pub const AFFNIST_DIMS: Dims = Dims {
+    channels: 1,
+    height: AFFNIST_SIDE,
+    width: AFFNIST_SIDE,
+};
+/// Name of the struct variable in the affNIST `.mat` files.
+pub const AFFNIST_VARIABLE: &str = "affNISTdata";
+
+/// The canvas of `dims`-shaped images on a `side`×`side` image (same channels).
+fn canvas_dims(dims: Dims, side: usize) -> Result<Dims, DataError> {
+    let canvas = Dims {
+        channels: dims.channels,
+        height: side,
+        width: side,
+    };
+    let ok = side > 0
+        && side
+            .checked_mul(side)
+            .and_then(|n| n.checked_mul(dims.channels))
+            .is_some();
+    if ok {
+        Ok(canvas)
+    } else {
+        Err(DataError::Invalid(format!(
+            "invalid canvas of {side}x{side} pixels for {dims:?} images"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Expanded MNIST
+// ---------------------------------------------------------------------------------------
+
+/// Settings of an [`ExpandedMnist`] generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExpandedConfig {
+    /// Side of the square black canvas (paper: 40). At least the source's height and width.
+    pub canvas: usize,
+    /// Seed of the placements. For a new placement every epoch, derive one seed per epoch,
+    /// e.g. `Rng::derive(seed, &[epoch]).next_u64()`.
+    pub seed: u64,
+}
+
+impl Default for ExpandedConfig {
+    /// A 40×40 canvas, seed 0.
+    fn default() -> Self {
+        Self {
+            canvas: AFFNIST_SIDE,
+            seed: 0,
+        }
+    }
+}
+
+/// MNIST digits placed at uniformly random positions on a larger black canvas, one
+/// example per source image (see the [module docs](self)).
+///
+/// `S` is anything that borrows an [`ImageSet`] (`&ImageSet`, `ImageSet`, `Arc<ImageSet>`).
+#[derive(Debug, Clone)]
+pub struct ExpandedMnist<S> {
+    source: S,
+    config: ExpandedConfig,
+    canvas: Dims,
+}
+
+impl<S: Borrow<ImageSet>> ExpandedMnist<S> {
+    /// A generator of `source.len()` examples.
+    ///
+    /// Fails with [`DataError::Invalid`] if the canvas is smaller than the source images.
+    pub fn new(source: S, config: ExpandedConfig) -> Result<Self, DataError> {
+        let dims = source.borrow().dims();
+        if config.canvas < dims.height || config.canvas < dims.width {
+            return Err(DataError::Invalid(format!(
+                "expanded MNIST: a {0}x{0} canvas cannot hold {1}x{2} images",
+                config.canvas, dims.height, dims.width
+            )));
+        }
+        let canvas = canvas_dims(dims, config.canvas)?;
+        Ok(Self {
+            source,
+            config,
+            canvas,
+        })
+    }
+
+    /// Number of examples (one per source image).
+    pub fn len(&self) -> usize {
+        self.source().len()
+    }
+
+    /// True if the source is empty.
+    pub fn is_empty(&self) -> bool {
+        self.source().is_empty()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ExpandedConfig {
+        &self.config
+    }
+
+    /// The source images.
+    pub fn source(&self) -> &ImageSet {
+        self.source.borrow()
+    }
+
+    /// Shape of every example (1×40×40 for MNIST with the default canvas).
+    pub fn canvas(&self) -> Dims {
+        self.canvas
+    }
+
+    /// Column and row of the top-left corner of digit `k` on the canvas.
+    ///
+    /// Fails with [`DataError::Invalid`] if `k` is out of range.
+    pub fn offset(&self, k: usize) -> Result<(usize, usize), DataError> {
+        self.check_index(k)?;
+        let dims = self.source().dims();
+        let mut rng = Rng::derive(self.config.seed, &[STREAM_EXPANDED, k as u64]);
+        let x = rng.below((self.canvas.width - dims.width + 1) as u64) as usize;
+        let y = rng.below((self.canvas.height - dims.height + 1) as u64) as usize;
+        Ok((x, y))
+    }
+
+    /// Example `k`: the canvas and the label.
+    pub fn example(&self, k: usize) -> Result<(Vec<u8>, u8), DataError> {
+        let mut image = vec![0; self.canvas.size()];
+        let label = self.example_into(k, &mut image)?;
+        Ok((image, label))
+    }
+
+    /// Writes example `k` into `out` (exactly [`ExpandedMnist::canvas`]`.size()` bytes) and
+    /// returns its label.
+    pub fn example_into(&self, k: usize, out: &mut [u8]) -> Result<u8, DataError> {
+        let (x, y) = self.offset(k)?;
+        if out.len() != self.canvas.size() {
+            return Err(DataError::Invalid(format!(
+                "expanded MNIST: output buffer of {} bytes, expected {} ({:?})",
+                out.len(),
+                self.canvas.size(),
+                self.canvas
+            )));
+        }
+        out.fill(0);
+        let set = self.source();
+        paste(set.image(k), set.dims(), out, self.canvas, x, y);
+        Ok(set.label(k))
+    }
+
+    /// The examples `0..n` as an [`ImageSet`] (`n` may not exceed [`ExpandedMnist::len`]).
+    pub fn materialize(&self, n: usize) -> Result<ImageSet, DataError> {
+        if n > self.len() {
+            return Err(DataError::Invalid(format!(
+                "cannot materialize {n} expanded-MNIST examples from {} source images",
+                self.len()
+            )));
+        }
+        let size = self.canvas.size();
+        let mut images = vec![0; n * size];
+        let mut labels = Vec::with_capacity(n);
+        for (k, out) in images.chunks_exact_mut(size).enumerate() {
+            labels.push(self.example_into(k, out)?);
+        }
+        ImageSet::new(images, labels, self.canvas, self.source().num_classes())
+    }
+
+    fn check_index(&self, k: usize) -> Result<(), DataError> {
+        if k < self.len() {
+            Ok(())
+        } else {
+            Err(DataError::Invalid(format!(
+                "expanded-MNIST example {k} out of range for {} source images",
+                self.len()
+            )))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Affine transformations
+// ---------------------------------------------------------------------------------------
+
+/// The ranges random affine transformations are drawn from (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineRanges {
+    /// Largest rotation either way, in degrees (affNIST: 20).
+    pub max_rotation_deg: f64,
+    /// Largest x-shear factor either way (affNIST: 0.2).
+    pub max_shear: f64,
+    /// Smallest scale factor, drawn independently for x and y (affNIST: 0.8).
+    pub min_scale: f64,
+    /// Largest scale factor (affNIST: 1.2).
+    pub max_scale: f64,
+    /// Translate the digit uniformly within the offsets that keep it whole on the canvas
+    /// (affNIST: yes); if false, the digit stays centred.
+    pub translate: bool,
+}
+
+impl Default for AffineRanges {
+    /// The affNIST ranges, [`AffineRanges::AFFNIST`].
+    fn default() -> Self {
+        Self::AFFNIST
+    }
+}
+
+/// A uniform draw in `[lo, hi)` (exactly `lo` when the range is empty).
+fn uniform(rng: &mut Rng, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * f64::from(rng.f32())
+}
+
+impl AffineRanges {
+    /// affNIST's ranges: rotation ±20°, x-shear ±0.2, scales 0.8–1.2, translation keeping
+    /// the digit on the canvas.
+    pub const AFFNIST: Self = Self {
+        max_rotation_deg: 20.0,
+        max_shear: 0.2,
+        min_scale: 0.8,
+        max_scale: 1.2,
+        translate: true,
+    };
+
+    /// Checks that every bound is finite, the maxima are not negative and
+    /// `0 < min_scale <= max_scale`.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let bad = |what: String| Err(DataError::Invalid(format!("affine ranges: {what}")));
+        if !(self.max_rotation_deg.is_finite() && self.max_rotation_deg >= 0.0) {
+            return bad(format!(
+                "max_rotation_deg is {}, expected a finite value >= 0",
+                self.max_rotation_deg
+            ));
+        }
+        if !(self.max_shear.is_finite() && self.max_shear >= 0.0) {
+            return bad(format!(
+                "max_shear is {}, expected a finite value >= 0",
+                self.max_shear
+            ));
+        }
+        let scales_ok = self.min_scale.is_finite()
+            && self.max_scale.is_finite()
+            && self.min_scale > 0.0
+            && self.min_scale <= self.max_scale;
+        if !scales_ok {
+            return bad(format!(
+                "scale range {}..={} is invalid, expected 0 < min_scale <= max_scale (finite)",
+                self.min_scale, self.max_scale
+            ));
+        }
+        Ok(())
+    }
+
+    /// Draws rotation, shear, `scale_x` and `scale_y` (in that order) uniformly from the
+    /// ranges; the translation is zero.
+    pub fn sample_linear(&self, rng: &mut Rng) -> AffineParams {
+        let rotation_deg = uniform(rng, -self.max_rotation_deg, self.max_rotation_deg);
+        let shear = uniform(rng, -self.max_shear, self.max_shear);
+        let scale_x = uniform(rng, self.min_scale, self.max_scale);
+        let scale_y = uniform(rng, self.min_scale, self.max_scale);
+        AffineParams {
+            rotation_deg,
+            shear,
+            scale_x,
+            scale_y,
+            tx: 0.0,
+            ty: 0.0,
+        }
+    }
+
+    /// Draws a whole transformation of `image` (shaped `src`) onto a `height`×`width`
+    /// canvas: [`AffineRanges::sample_linear`], then `tx` and `ty` uniformly among the
+    /// translations that keep every non-zero pixel of the warped image on the canvas (see
+    /// the [module docs](self)). Always draws six numbers, so the stream does not depend on
+    /// the image.
+    ///
+    /// Fails with [`DataError::Invalid`] if the ranges are invalid or `image` is not
+    /// `src`-shaped.
+    pub fn sample(
+        &self,
+        rng: &mut Rng,
+        image: &[u8],
+        src: Dims,
+        height: usize,
+        width: usize,
+    ) -> Result<AffineParams, DataError> {
+        self.validate()?;
+        check_image(image, src)?;
+        let mut params = self.sample_linear(rng);
+        let (ux, uy) = (f64::from(rng.f32()), f64::from(rng.f32()));
+        if !self.translate {
+            return Ok(params);
+        }
+        if let Some([(x_lo, x_hi), (y_lo, y_hi)]) =
+            params.translation_range(image, src, height, width)
+        {
+            let pick = |lo: f64, hi: f64, u: f64| {
+                if lo <= hi {
+                    lo + (hi - lo) * u
+                } else {
+                    (lo + hi) / 2.0
+                }
+            };
+            params.tx = pick(x_lo, x_hi, ux);
+            params.ty = pick(y_lo, y_hi, uy);
+        }
+        Ok(params)
+    }
+}
+
+/// One affine transformation (see the [module docs](self) for the conventions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineParams {
+    /// Counter-clockwise rotation on screen, in degrees.
+    pub rotation_deg: f64,
+    /// x-shear factor: `x' = x + shear · y`.
+    pub shear: f64,
+    /// Horizontal scale factor.
+    pub scale_x: f64,
+    /// Vertical scale factor.
+    pub scale_y: f64,
+    /// Horizontal translation from the centred position, in pixels (positive: right).
+    pub tx: f64,
+    /// Vertical translation from the centred position, in pixels (positive: down).
+    pub ty: f64,
+}
+
+impl Default for AffineParams {
+    /// [`AffineParams::IDENTITY`].
+    fn default() -> Self {
+        Self::IDENTITY
+    }
+}
+
+/// Centre of an axis of `n` pixels, in pixel coordinates.
+fn centre(n: usize) -> f64 {
+    (n as f64 - 1.0) / 2.0
+}
+
+impl AffineParams {
+    /// No transformation: the digit is only centred.
+    pub const IDENTITY: Self = Self {
+        rotation_deg: 0.0,
+        shear: 0.0,
+        scale_x: 1.0,
+        scale_y: 1.0,
+        tx: 0.0,
+        ty: 0.0,
+    };
+
+    /// The linear part `A = R · Shear · diag(scale_x, scale_y)`, row-major: a vector `(x, y)`
+    /// becomes `(A[0][0] x + A[0][1] y, A[1][0] x + A[1][1] y)`.
+    pub fn matrix(&self) -> [[f64; 2]; 2] {
+        let (s, c) = self.rotation_deg.to_radians().sin_cos();
+        let (sx, sy, h) = (self.scale_x, self.scale_y, self.shear);
+        // R = [[c, s], [-s, c]], Shear · diag = [[sx, h sy], [0, sy]].
+        [[c * sx, (c * h + s) * sy], [-s * sx, (c - s * h) * sy]]
+    }
+
+    /// Where the source pixel `(x, y)` of a `src`-shaped image lands on a `height`×`width`
+    /// canvas (column, row; fractional).
+    pub fn map_point(&self, src: Dims, height: usize, width: usize, x: f64, y: f64) -> (f64, f64) {
+        let a = self.matrix();
+        let (dx, dy) = (x - centre(src.width), y - centre(src.height));
+        (
+            centre(width) + self.tx + a[0][0] * dx + a[0][1] * dy,
+            centre(height) + self.ty + a[1][0] * dx + a[1][1] * dy,
+        )
+    }
+
+    /// `A⁻¹`, or an error naming the parameters if they are not finite or `A` is singular.
+    fn inverse(&self) -> Result<[[f64; 2]; 2], DataError> {
+        let finite = [
+            self.rotation_deg,
+            self.shear,
+            self.scale_x,
+            self.scale_y,
+            self.tx,
+            self.ty,
+        ]
+        .iter()
+        .all(|v| v.is_finite());
+        let [[a, b], [c, d]] = self.matrix();
+        let det = a * d - b * c;
+        if !finite || det == 0.0 || !det.is_finite() {
+            return Err(DataError::Invalid(format!(
+                "affine transformation {self:?} is not invertible (scales must be finite and \
+                 non-zero, every parameter finite)"
+            )));
+        }
+        Ok([[d / det, -b / det], [-c / det, a / det]])
+    }
+
+    /// The ranges of `tx` and `ty` (ignoring this transformation's own translation) that keep
+    /// every pixel the warp may make non-zero on a `height`×`width` canvas; `None` for a
+    /// blank image. A range with `lo > hi` means the digit does not fit along that axis.
+    fn translation_range(
+        &self,
+        image: &[u8],
+        src: Dims,
+        height: usize,
+        width: usize,
+    ) -> Option<[(f64, f64); 2]> {
+        let (xmin, xmax, ymin, ymax) = ink_box(image, src)?;
+        let a = self.matrix();
+        let (cx, cy) = (centre(src.width), centre(src.height));
+        let (mut umin, mut umax) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        // A source pixel at p influences the bilinear samples within (p - 1, p + 1).
+        for x in [xmin as f64 - 1.0, xmax as f64 + 1.0] {
+            for y in [ymin as f64 - 1.0, ymax as f64 + 1.0] {
+                let (dx, dy) = (x - cx, y - cy);
+                let u = [a[0][0] * dx + a[0][1] * dy, a[1][0] * dx + a[1][1] * dy];
+                for i in 0..2 {
+                    umin[i] = umin[i].min(u[i]);
+                    umax[i] = umax[i].max(u[i]);
+                }
+            }
+        }
+        // Samples strictly inside (-1, n) are the pixels 0..n.
+        let range =
+            |i: usize, n: usize| (-1.0 - centre(n) - umin[i], n as f64 - centre(n) - umax[i]);
+        Some([range(0, width), range(1, height)])
+    }
+}
+
+/// Columns and rows spanned by the non-zero pixels of `image` (any channel).
+fn ink_box(image: &[u8], dims: Dims) -> Option<(usize, usize, usize, usize)> {
+    let (h, w) = (dims.height, dims.width);
+    let mut bbox: Option<(usize, usize, usize, usize)> = None;
+    for plane in image.chunks_exact(h * w) {
+        for (y, row) in plane.chunks_exact(w).enumerate() {
+            for (x, _) in row.iter().enumerate().filter(|(_, p)| **p != 0) {
+                bbox = Some(match bbox {
+                    None => (x, x, y, y),
+                    Some((x0, x1, y0, y1)) => (x0.min(x), x1.max(x), y0.min(y), y1.max(y)),
+                });
+            }
+        }
+    }
+    bbox
+}
+
+fn check_image(image: &[u8], dims: Dims) -> Result<(), DataError> {
+    if dims.size() == 0 || image.len() != dims.size() {
+        return Err(DataError::Invalid(format!(
+            "image of {} pixels does not have the shape {dims:?}",
+            image.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Returns `image` (shaped `src`) centred on a black `height`×`width` canvas and transformed
+/// by `params`, with bilinear interpolation (see the [module docs](self)).
+///
+/// Fails with [`DataError::Invalid`] if `image` is not `src`-shaped, the canvas is empty or
+/// `params` is not invertible.
+pub fn warp(
+    image: &[u8],
+    src: Dims,
+    params: &AffineParams,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>, DataError> {
+    let size = src
+        .channels
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| DataError::Invalid(format!("canvas {height}x{width} overflows")))?;
+    let mut out = vec![0; size];
+    warp_into(image, src, params, &mut out, height, width)?;
+    Ok(out)
+}
+
+/// Like [`warp`], writing into `out` (`src.channels × height × width` bytes).
+pub fn warp_into(
+    image: &[u8],
+    src: Dims,
+    params: &AffineParams,
+    out: &mut [u8],
+    height: usize,
+    width: usize,
+) -> Result<(), DataError> {
+    check_image(image, src)?;
+    if height == 0 || width == 0 || src.channels.checked_mul(height * width) != Some(out.len()) {
+        return Err(DataError::Invalid(format!(
+            "warp output of {} bytes does not hold {} channels of {height}x{width}",
+            out.len(),
+            src.channels
+        )));
+    }
+    let inv = params.inverse()?;
+    let (h, w) = (src.height, src.width);
+    let (csx, csy) = (centre(w), centre(h));
+    let (cdx, cdy) = (centre(width) + params.tx, centre(height) + params.ty);
+    let (src_plane, dst_plane) = (h * w, height * width);
+    for qy in 0..height {
+        for qx in 0..width {
+            let (dx, dy) = (qx as f64 - cdx, qy as f64 - cdy);
+            let px = csx + inv[0][0] * dx + inv[0][1] * dy;
+            let py = csy + inv[1][0] * dx + inv[1][1] * dy;
+            let (x0, y0) = (px.floor(), py.floor());
+            let q = qy * width + qx;
+            if !(x0 >= -1.0 && x0 < w as f64 && y0 >= -1.0 && y0 < h as f64) {
+                for c in 0..src.channels {
+                    out[c * dst_plane + q] = 0;
+                }
+                continue;
+            }
+            let (fx, fy) = (px - x0, py - y0);
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            let taps = [
+                (x0, y0, (1.0 - fx) * (1.0 - fy)),
+                (x0 + 1, y0, fx * (1.0 - fy)),
+                (x0, y0 + 1, (1.0 - fx) * fy),
+                (x0 + 1, y0 + 1, fx * fy),
+            ];
+            for c in 0..src.channels {
+                let plane = &image[c * src_plane..(c + 1) * src_plane];
+                let mut v = 0.0;
+                for &(x, y, weight) in &taps {
+                    if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
+                        v += weight * f64::from(plane[y as usize * w + x as usize]);
+                    }
+                }
+                out[c * dst_plane + q] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Settings of an [`AffineMnist`] generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineConfig {
+    /// Where the transformations are drawn from (default: affNIST's).
+    pub ranges: AffineRanges,
+    /// Side of the square canvas (affNIST: 40).
+    pub canvas: usize,
+    /// Transformed versions of each source image (affNIST: 32); at least 1.
+    pub per_digit: usize,
+    /// Seed of the transformations.
+    pub seed: u64,
+}
+
+impl Default for AffineConfig {
+    /// affNIST's ranges on a 40×40 canvas, one version per digit, seed 0.
+    fn default() -> Self {
+        Self {
+            ranges: AffineRanges::AFFNIST,
+            canvas: AFFNIST_SIDE,
+            per_digit: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// One affine-transformed digit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AffineExample {
+    /// The transformed digit on the canvas.
+    pub image: Vec<u8>,
+    /// Its class.
+    pub label: u8,
+    /// Index of the digit in the source.
+    pub source: usize,
+    /// The transformation applied.
+    pub params: AffineParams,
+}
+
+/// A deterministic generator of affine-transformed digits: an affNIST-like test set
+/// (see the [module docs](self)).
+///
+/// `S` is anything that borrows an [`ImageSet`] (`&ImageSet`, `ImageSet`, `Arc<ImageSet>`).
+#[derive(Debug, Clone)]
+pub struct AffineMnist<S> {
+    source: S,
+    config: AffineConfig,
+    canvas: Dims,
+    len: usize,
+}
+
+impl<S: Borrow<ImageSet>> AffineMnist<S> {
+    /// A generator of `source.len() * config.per_digit` examples.
+    ///
+    /// Fails with [`DataError::Invalid`] if the ranges are invalid, `per_digit` is 0, or the
+    /// canvas is empty or overflows.
+    pub fn new(source: S, config: AffineConfig) -> Result<Self, DataError> {
+        config.ranges.validate()?;
+        if config.per_digit == 0 {
+            return Err(DataError::Invalid(
+                "affine MNIST: per_digit must be at least 1".into(),
+            ));
+        }
+        let set = source.borrow();
+        let canvas = canvas_dims(set.dims(), config.canvas)?;
+        let len = set.len().checked_mul(config.per_digit).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "affine MNIST: {} images × {} versions overflows",
+                set.len(),
+                config.per_digit
+            ))
+        })?;
+        Ok(Self {
+            source,
+            config,
+            canvas,
+            len,
+        })
+    }
+
+    /// Number of examples: source images × `per_digit`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the source is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AffineConfig {
+        &self.config
+    }
+
+    /// The source images.
+    pub fn source(&self) -> &ImageSet {
+        self.source.borrow()
+    }
+
+    /// Shape of every example (1×40×40 for MNIST with the default canvas).
+    pub fn canvas(&self) -> Dims {
+        self.canvas
+    }
+
+    /// The transformation of example `k`.
+    ///
+    /// Fails with [`DataError::Invalid`] if `k` is out of range.
+    pub fn params(&self, k: usize) -> Result<AffineParams, DataError> {
+        if k >= self.len {
+            return Err(DataError::Invalid(format!(
+                "affine-MNIST example {k} out of range for a generator of {} examples",
+                self.len
+            )));
+        }
+        let set = self.source();
+        let mut rng = Rng::derive(self.config.seed, &[STREAM_AFFINE, k as u64]);
+        self.config.ranges.sample(
+            &mut rng,
+            set.image(k / self.config.per_digit),
+            set.dims(),
+            self.canvas.height,
+            self.canvas.width,
+        )
+    }
+
+    /// Example `k`, computed from the seed and `k` alone.
+    pub fn example(&self, k: usize) -> Result<AffineExample, DataError> {
+        let mut out = AffineExample::default();
+        self.example_into(k, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`AffineMnist::example`], reusing the image buffer of `out`.
+    pub fn example_into(&self, k: usize, out: &mut AffineExample) -> Result<(), DataError> {
+        let params = self.params(k)?;
+        let set = self.source();
+        let i = k / self.config.per_digit;
+        out.image.clear();
+        out.image.resize(self.canvas.size(), 0);
+        warp_into(
+            set.image(i),
+            set.dims(),
+            &params,
+            &mut out.image,
+            self.canvas.height,
+            self.canvas.width,
+        )?;
+        out.label = set.label(i);
+        out.source = i;
+        out.params = params;
+        Ok(())
+    }
+
+    /// The examples `0..n` as an [`ImageSet`] (`n` may not exceed [`AffineMnist::len`]).
+    pub fn materialize(&self, n: usize) -> Result<ImageSet, DataError> {
+        if n > self.len {
+            return Err(DataError::Invalid(format!(
+                "cannot materialize {n} affine-MNIST examples from a generator of {}",
+                self.len
+            )));
+        }
+        let mut images = Vec::with_capacity(n * self.canvas.size());
+        let mut labels = Vec::with_capacity(n);
+        let mut ex = AffineExample::default();
+        for k in 0..n {
+            self.example_into(k, &mut ex)?;
+            images.extend_from_slice(&ex.image);
+            labels.push(ex.label);
+        }
+        ImageSet::new(images, labels, self.canvas, self.source().num_classes())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real affNIST files
+// ---------------------------------------------------------------------------------------
+
+/// Reads an affNIST `.mat` file (MATLAB v5) into an [`ImageSet`] of 1×40×40 images in 10
+/// classes (see the [module docs](self)).
+///
+/// The file is read and decompressed whole: `test.mat` (320,000 images, 512 MB of pixels)
+/// needs about 1 GB while loading; each of the 32 `test_batches/*.mat` needs 1/32 of that.
+///
+/// Errors name the file: [`DataError::Io`] if it cannot be read, [`DataError::Malformed`] if
+/// it is not a MATLAB v5 file, is truncated or corrupt, or lacks the `affNISTdata` struct,
+/// its `image` or `label_int` field, or holds sizes or values affNIST cannot have.
+pub fn load_affnist_mat(path: &Path) -> Result<ImageSet, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_affnist_mat(&bytes, path)
+}
+
+/// Reads several affNIST `.mat` files (e.g. `test_batches/1.mat` … `32.mat`) into one
+/// [`ImageSet`], in order. Fails like [`load_affnist_mat`], or with [`DataError::Invalid`]
+/// for an empty list.
+pub fn load_affnist_mats<P: AsRef<Path>>(paths: &[P]) -> Result<ImageSet, DataError> {
+    if paths.is_empty() {
+        return Err(DataError::Invalid("no affNIST .mat file given".into()));
+    }
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for path in paths {
+        let set = load_affnist_mat(path.as_ref())?;
+        images.extend_from_slice(set.images());
+        labels.extend_from_slice(set.labels());
+    }
+    ImageSet::new(images, labels, AFFNIST_DIMS, 10)
+}
+
+/// Parses the bytes of an affNIST `.mat` file; `path` is only used in error messages.
+///
+/// Fails like [`load_affnist_mat`].
+pub fn parse_affnist_mat(bytes: &[u8], path: &Path) -> Result<ImageSet, DataError> {
+    mat::with_variable(bytes, AFFNIST_VARIABLE, extract_affnist).map_err(|reason| {
+        DataError::Malformed {
+            path: path.to_path_buf(),
+            format: "affNIST .mat",
+            reason,
+        }
+    })
+}
+
+/// Turns the `affNISTdata` struct into an image set.
+fn extract_affnist(array: &mat::Array<'_>) -> Result<ImageSet, String> {
+    let mat::Array::Struct {
+        dims,
+        fields,
+        values,
+    } = array
+    else {
+        return Err(format!(
+            "variable `{AFFNIST_VARIABLE}` is {}, expected a struct",
+            array.describe()
+        ));
+    };
+    if values.len() != fields.len() {
+        return Err(format!(
+            "variable `{AFFNIST_VARIABLE}` is a {} struct array, expected 1x1",
+            mat::dims_string(dims)
+        ));
+    }
+    let field = |name: &str| -> Result<&mat::Array<'_>, String> {
+        fields
+            .iter()
+            .position(|f| f == name)
+            .map(|i| &values[i])
+            .ok_or_else(|| {
+                format!(
+                    "`{AFFNIST_VARIABLE}` has no field `{name}` (fields: {})",
+                    fields.join(", ")
+                )
+            })
+    };
+    let side2 = AFFNIST_DIMS.size();
+    let (image_dims, images) = field("image")?.to_bytes("image")?;
+    let count = match image_dims.as_slice() {
+        [rows, n] if *rows == side2 => *n,
+        _ => {
+            return Err(format!(
+                "field `image` is {}, expected {side2}xN (one 40x40 image per column)",
+                mat::dims_string(&image_dims)
+            ));
+        }
+    };
+    let (_, labels) = field("label_int")?.to_bytes("label_int")?;
+    if labels.len() != count {
+        return Err(format!(
+            "field `image` holds {count} images but `label_int` holds {} labels",
+            labels.len()
+        ));
+    }
+    if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= 10) {
+        return Err(format!("label_int #{i} is {l}, but affNIST has 10 classes"));
+    }
+    ImageSet::new(images, labels, AFFNIST_DIMS, 10).map_err(|e| e.to_string())
+}
+
+/// A minimal MATLAB v5 MAT-file reader: enough to find a variable and read its numeric and
+/// struct contents (see "MAT-File Format", MathWorks, version 5).
+mod mat {
+    use std::io::Read;
+
+    use flate2::read::ZlibDecoder;
+
+    pub(super) const MI_INT8: u32 = 1;
+    pub(super) const MI_UINT8: u32 = 2;
+    pub(super) const MI_INT16: u32 = 3;
+    pub(super) const MI_UINT16: u32 = 4;
+    pub(super) const MI_INT32: u32 = 5;
+    pub(super) const MI_UINT32: u32 = 6;
+    pub(super) const MI_SINGLE: u32 = 7;
+    pub(super) const MI_DOUBLE: u32 = 9;
+    pub(super) const MI_INT64: u32 = 12;
+    pub(super) const MI_UINT64: u32 = 13;
+    pub(super) const MI_MATRIX: u32 = 14;
+    pub(super) const MI_COMPRESSED: u32 = 15;
+    pub(super) const MI_UTF8: u32 = 16;
+
+    const CELL_CLASS: u8 = 1;
+    const STRUCT_CLASS: u8 = 2;
+    /// Deepest nesting of structs and cells accepted (guards the stack against crafted
+    /// files).
+    const MAX_DEPTH: usize = 32;
+    /// Size of the file header.
+    pub(super) const HEADER_LEN: usize = 128;
+
+    fn type_name(ty: u32) -> String {
+        let name = match ty {
+            MI_INT8 => "miINT8",
+            MI_UINT8 => "miUINT8",
+            MI_INT16 => "miINT16",
+            MI_UINT16 => "miUINT16",
+            MI_INT32 => "miINT32",
+            MI_UINT32 => "miUINT32",
+            MI_SINGLE => "miSINGLE",
+            MI_DOUBLE => "miDOUBLE",
+            MI_INT64 => "miINT64",
+            MI_UINT64 => "miUINT64",
+            MI_MATRIX => "miMATRIX",
+            MI_COMPRESSED => "miCOMPRESSED",
+            MI_UTF8 => "miUTF8",
+            _ => return format!("data type {ty}"),
+        };
+        name.to_owned()
+    }
+
+    fn class_name(class: u8) -> String {
+        let name = match class {
+            CELL_CLASS => "cell",
+            STRUCT_CLASS => "struct",
+            3 => "object",
+            4 => "char",
+            5 => "sparse",
+            6 => "double",
+            7 => "single",
+            8 => "int8",
+            9 => "uint8",
+            10 => "int16",
+            11 => "uint16",
+            12 => "int32",
+            13 => "uint32",
+            14 => "int64",
+            15 => "uint64",
+            _ => return format!("array class {class}"),
+        };
+        name.to_owned()
+    }
+
+    /// `1600x3`-style rendering of dimensions.
+    pub(super) fn dims_string(dims: &[usize]) -> String {
+        dims.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x")
+    }
+
+    /// Byte order of a file.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Endian {
+        Little,
+        Big,
+    }
+
+    impl Endian {
+        fn u16(self, b: &[u8]) -> u16 {
+            let b = [b[0], b[1]];
+            match self {
+                Self::Little => u16::from_le_bytes(b),
+                Self::Big => u16::from_be_bytes(b),
+            }
+        }
+
+        fn u32(self, b: &[u8]) -> u32 {
+            let b = [b[0], b[1], b[2], b[3]];
+            match self {
+                Self::Little => u32::from_le_bytes(b),
+                Self::Big => u32::from_be_bytes(b),
+            }
+        }
+
+        fn u64(self, b: &[u8]) -> u64 {
+            let b: [u8; 8] = std::array::from_fn(|i| b[i]);
+            match self {
+                Self::Little => u64::from_le_bytes(b),
+                Self::Big => u64::from_be_bytes(b),
+            }
+        }
+    }
+
+    /// One data element: its type, its payload and where its tag starts.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Element<'a> {
+        ty: u32,
+        data: &'a [u8],
+        offset: usize,
+    }
+
+    /// Reads consecutive data elements from a buffer, reporting positions in the file.
+    #[derive(Debug, Clone, Copy)]
+    struct Reader<'a> {
+        data: &'a [u8],
+        pos: usize,
+        /// Offset of `data[0]` in the file, or in the decompressed data of `origin`.
+        base: usize,
+        endian: Endian,
+        /// File offset of the compressed element `data` was inflated from, if any.
+        origin: Option<usize>,
+    }
+
+    impl<'a> Reader<'a> {
+        fn at(&self, offset: usize) -> String {
+            match self.origin {
+                None => format!("offset {offset}"),
+                Some(o) => format!(
+                    "offset {offset} of the data decompressed from the element at offset {o}"
+                ),
+            }
+        }
+
+        fn done(&self) -> bool {
+            self.pos >= self.data.len()
+        }
+
+        /// A reader of the sub-elements of `el`.
+        fn child(&self, el: &Element<'a>) -> Self {
+            Self {
+                data: el.data,
+                pos: 0,
+                base: el.offset + 8,
+                ..*self
+            }
+        }
+
+        fn next(&mut self, what: &str) -> Result<Element<'a>, String> {
+            let start = self.pos;
+            let rest = &self.data[start..];
+            let offset = self.base + start;
+            if rest.len() < 8 {
+                return Err(format!(
+                    "truncated: the tag of the {what} at {} needs 8 bytes, {} remain",
+                    self.at(offset),
+                    rest.len()
+                ));
+            }
+            let first = self.endian.u32(&rest[..4]);
+            if first >> 16 != 0 {
+                // Small data element: 2-byte size, 2-byte type, up to 4 bytes of data.
+                let (ty, n) = (first & 0xffff, (first >> 16) as usize);
+                if n > 4 {
+                    return Err(format!(
+                        "the {what} at {} is a small data element of {n} bytes (at most 4)",
+                        self.at(offset)
+                    ));
+                }
+                self.pos = start + 8;
+                return Ok(Element {
+                    ty,
+                    data: &rest[4..4 + n],
+                    offset,
+                });
+            }
+            let ty = first;
+            let n = self.endian.u32(&rest[4..8]) as usize;
+            let Some(data) = n.checked_add(8).and_then(|end| rest.get(8..end)) else {
+                return Err(format!(
+                    "truncated: the {what} at {} ({}) declares {n} bytes, {} remain",
+                    self.at(offset),
+                    type_name(ty),
+                    rest.len() - 8
+                ));
+            };
+            let end = start + 8 + n;
+            // Elements are padded to 8 bytes, except compressed ones.
+            self.pos = if ty == MI_COMPRESSED {
+                end
+            } else {
+                end.next_multiple_of(8).min(self.data.len())
+            };
+            Ok(Element { ty, data, offset })
+        }
+    }
+
+    /// An array (a variable, a struct field or a cell).
+    #[derive(Debug)]
+    pub(super) enum Array<'a> {
+        /// An empty array (a zero-size `miMATRIX`).
+        Empty,
+        /// A numeric array: its class, dimensions and real part.
+        Numeric {
+            class: u8,
+            dims: Vec<usize>,
+            complex: bool,
+            real: Element<'a>,
+            endian: Endian,
+        },
+        /// A struct array: field names and values, element after element, field after
+        /// field.
+        Struct {
+            dims: Vec<usize>,
+            fields: Vec<String>,
+            values: Vec<Array<'a>>,
+        },
+        /// Anything else (cell, char, sparse, object…), not read.
+        Other { class: u8, dims: Vec<usize> },
+    }
+
+    impl Array<'_> {
+        /// E.g. `a 2x3 double array`.
+        pub(super) fn describe(&self) -> String {
+            match self {
+                Self::Empty => "an empty array".into(),
+                Self::Numeric {
+                    class,
+                    dims,
+                    complex,
+                    ..
+                } => format!(
+                    "a {} {}{} array",
+                    dims_string(dims),
+                    if *complex { "complex " } else { "" },
+                    class_name(*class)
+                ),
+                Self::Struct { dims, .. } => format!("a {} struct", dims_string(dims)),
+                Self::Other { class, dims } => {
+                    format!("a {} {} array", dims_string(dims), class_name(*class))
+                }
+            }
+        }
+
+        /// The dimensions and values of a real numeric array whose values are all integers
+        /// in `0..=255`; `name` is used in error messages.
+        pub(super) fn to_bytes(&self, name: &str) -> Result<(Vec<usize>, Vec<u8>), String> {
+            let Self::Numeric {
+                dims,
+                complex: false,
+                real,
+                endian,
+                ..
+            } = self
+            else {
+                return Err(format!(
+                    "field `{name}` is {}, expected a real numeric array",
+                    self.describe()
+                ));
+            };
+            let count = dims
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| format!("field `{name}`: dimensions {dims:?} overflow"))?;
+            let width = match real.ty {
+                MI_INT8 | MI_UINT8 => 1,
+                MI_INT16 | MI_UINT16 => 2,
+                MI_INT32 | MI_UINT32 | MI_SINGLE => 4,
+                MI_INT64 | MI_UINT64 | MI_DOUBLE => 8,
+                ty => {
+                    return Err(format!(
+                        "field `{name}` stores its values as {}, not a numeric type",
+                        type_name(ty)
+                    ));
+                }
+            };
+            if count.checked_mul(width) != Some(real.data.len()) {
+                return Err(format!(
+                    "field `{name}` is {} but its data holds {} bytes of {} ({} expected)",
+                    self.describe(),
+                    real.data.len(),
+                    type_name(real.ty),
+                    count.saturating_mul(width)
+                ));
+            }
+            if real.ty == MI_UINT8 {
+                return Ok((dims.clone(), real.data.to_vec()));
+            }
+            let e = *endian;
+            let value = |b: &[u8]| -> f64 {
+                match real.ty {
+                    MI_INT8 => f64::from(b[0] as i8),
+                    MI_INT16 => f64::from(e.u16(b) as i16),
+                    MI_UINT16 => f64::from(e.u16(b)),
+                    MI_INT32 => f64::from(e.u32(b) as i32),
+                    MI_UINT32 => f64::from(e.u32(b)),
+                    MI_SINGLE => f64::from(f32::from_bits(e.u32(b))),
+                    MI_DOUBLE => f64::from_bits(e.u64(b)),
+                    MI_INT64 => e.u64(b) as i64 as f64,
+                    _ => e.u64(b) as f64, // MI_UINT64
+                }
+            };
+            let mut out = Vec::with_capacity(count);
+            for (i, chunk) in real.data.chunks_exact(width).enumerate() {
+                let v = value(chunk);
+                if !(v.fract() == 0.0 && (0.0..=255.0).contains(&v)) {
+                    return Err(format!(
+                        "field `{name}`: value #{i} is {v}, not an integer in 0..=255"
+                    ));
+                }
+                out.push(v as u8);
+            }
+            Ok((dims.clone(), out))
+        }
+    }
+
+    /// Parses an `miMATRIX` element: its name and contents.
+    fn parse_matrix<'a>(
+        parent: &Reader<'a>,
+        el: &Element<'a>,
+        depth: usize,
+    ) -> Result<(String, Array<'a>), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "arrays nested deeper than {MAX_DEPTH} levels at {}",
+                parent.at(el.offset)
+            ));
+        }
+        if el.data.is_empty() {
+            return Ok((String::new(), Array::Empty));
+        }
+        let mut r = parent.child(el);
+        let endian = r.endian;
+        let flags = r.next("array flags")?;
+        if flags.ty != MI_UINT32 || flags.data.len() != 8 {
+            return Err(format!(
+                "the array flags at {} are {} bytes of {}, expected 8 bytes of miUINT32",
+                r.at(flags.offset),
+                flags.data.len(),
+                type_name(flags.ty)
+            ));
+        }
+        let flag_word = endian.u32(flags.data);
+        let class = (flag_word & 0xff) as u8;
+        let complex = flag_word & 0x0800 != 0;
+
+        let dims_el = r.next("dimensions")?;
+        if dims_el.ty != MI_INT32 || !dims_el.data.len().is_multiple_of(4) || dims_el.data.len() < 8
+        {
+            return Err(format!(
+                "the dimensions at {} are {} bytes of {}, expected at least two miINT32",
+                r.at(dims_el.offset),
+                dims_el.data.len(),
+                type_name(dims_el.ty)
+            ));
+        }
+        let mut dims = Vec::with_capacity(dims_el.data.len() / 4);
+        for b in dims_el.data.chunks_exact(4) {
+            let d = endian.u32(b) as i32;
+            let d = usize::try_from(d)
+                .map_err(|_| format!("negative dimension {d} at {}", r.at(dims_el.offset)))?;
+            dims.push(d);
+        }
+        let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let count =
+            count.ok_or_else(|| format!("dimensions {dims:?} overflow at {}", r.at(el.offset)))?;
+
+        let name_el = r.next("array name")?;
+        if name_el.ty != MI_INT8 && name_el.ty != MI_UTF8 && name_el.ty != MI_UINT8 {
+            return Err(format!(
+                "the array name at {} is {}, expected miINT8 characters",
+                r.at(name_el.offset),
+                type_name(name_el.ty)
+            ));
+        }
+        let name = String::from_utf8_lossy(name_el.data).into_owned();
+
+        let array = match class {
+            STRUCT_CLASS => {
+                let len_el = r.next("field name length")?;
+                if len_el.ty != MI_INT32 || len_el.data.len() != 4 {
+                    return Err(format!(
+                        "the field name length of struct `{name}` at {} is {} bytes of {}, \
+                         expected one miINT32",
+                        r.at(len_el.offset),
+                        len_el.data.len(),
+                        type_name(len_el.ty)
+                    ));
+                }
+                let len = endian.u32(len_el.data) as usize;
+                let names_el = r.next("field names")?;
+                if len == 0 || !names_el.data.len().is_multiple_of(len) {
+                    return Err(format!(
+                        "the field names of struct `{name}` at {} ({} bytes) are not made of \
+                         {len}-byte names",
+                        r.at(names_el.offset),
+                        names_el.data.len()
+                    ));
+                }
+                let fields: Vec<String> = names_el
+                    .data
+                    .chunks_exact(len)
+                    .map(|f| {
+                        let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+                        String::from_utf8_lossy(&f[..end]).into_owned()
+                    })
+                    .collect();
+                let mut values = Vec::new();
+                for _ in 0..count {
+                    for field in &fields {
+                        let what = format!("value of field `{field}` of struct `{name}`");
+                        values.push(parse_child(&mut r, &what, depth)?);
+                    }
+                }
+                Array::Struct {
+                    dims,
+                    fields,
+                    values,
+                }
+            }
+            6..=15 => {
+                let real = r.next(&format!("data of `{name}`"))?;
+                Array::Numeric {
+                    class,
+                    dims,
+                    complex,
+                    real,
+                    endian,
+                }
+            }
+            _ => Array::Other { class, dims },
+        };
+        Ok((name, array))
+    }
+
+    /// Reads the next element of `r`, which must be an `miMATRIX`, and parses it.
+    fn parse_child<'a>(r: &mut Reader<'a>, what: &str, depth: usize) -> Result<Array<'a>, String> {
+        let el = r.next(what)?;
+        if el.ty != MI_MATRIX {
+            return Err(format!(
+                "the {what} at {} is {}, expected miMATRIX",
+                r.at(el.offset),
+                type_name(el.ty)
+            ));
+        }
+        Ok(parse_matrix(r, &el, depth + 1)?.1)
+    }
+
+    /// Checks the 128-byte header; returns the byte order.
+    fn header(bytes: &[u8]) -> Result<Endian, String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!(
+                "truncated: {} bytes, too short for the {HEADER_LEN}-byte MAT-file header",
+                bytes.len()
+            ));
+        }
+        let endian = match &bytes[126..128] {
+            b"IM" => Endian::Little,
+            b"MI" => Endian::Big,
+            other => {
+                return Err(format!(
+                    "not a MATLAB v5 MAT-file: bytes 126-127 are {other:?}, not the endian \
+                     indicator \"IM\" or \"MI\" (MATLAB v4 files are not supported)"
+                ));
+            }
+        };
+        match endian.u16(&bytes[124..126]) {
+            0x0100 => Ok(endian),
+            0x0200 => Err(
+                "MATLAB v7.3 (HDF5) MAT-files are not supported; re-save the data \
+                 with save(..., '-v7')"
+                    .into(),
+            ),
+            v => Err(format!(
+                "unsupported MAT-file version {v:#06x} (expected 0x0100)"
+            )),
+        }
+    }
+
+    /// Finds the top-level variable `name` and hands its contents to `f`. Errors are
+    /// messages without the file name.
+    pub(super) fn with_variable<T>(
+        bytes: &[u8],
+        name: &str,
+        f: impl FnOnce(&Array<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let endian = header(bytes)?;
+        let mut r = Reader {
+            data: bytes,
+            pos: HEADER_LEN,
+            base: 0,
+            endian,
+            origin: None,
+        };
+        let mut seen = Vec::new();
+        while !r.done() {
+            let el = r.next("variable")?;
+            match el.ty {
+                MI_MATRIX => {
+                    let (found, array) = parse_matrix(&r, &el, 0)?;
+                    if found == name {
+                        return f(&array);
+                    }
+                    seen.push(found);
+                }
+                MI_COMPRESSED => {
+                    let mut inflated = Vec::new();
+                    ZlibDecoder::new(el.data)
+                        .read_to_end(&mut inflated)
+                        .map_err(|e| {
+                            format!(
+                                "corrupt or truncated compressed element at {}: {e}",
+                                r.at(el.offset)
+                            )
+                        })?;
+                    let mut inner = Reader {
+                        data: &inflated,
+                        pos: 0,
+                        base: 0,
+                        endian,
+                        origin: Some(el.offset),
+                    };
+                    let var = inner.next("variable")?;
+                    if var.ty != MI_MATRIX {
+                        return Err(format!(
+                            "the compressed element at {} holds {}, expected miMATRIX",
+                            r.at(el.offset),
+                            type_name(var.ty)
+                        ));
+                    }
+                    let (found, array) = parse_matrix(&inner, &var, 0)?;
+                    if found == name {
+                        return f(&array);
+                    }
+                    seen.push(found);
+                }
+                ty => {
+                    return Err(format!(
+                        "the element at {} is {}, expected a variable (miMATRIX or \
+                         miCOMPRESSED)",
+                        r.at(el.offset),
+                        type_name(ty)
+                    ));
+                }
+            }
+        }
+        Err(if seen.is_empty() {
+            format!("no variable `{name}`: the file holds no variable")
+        } else {
+            format!("no variable `{name}` (variables: {})", seen.join(", "))
+        })
+    }
+}
