@@ -227,13 +227,7 @@ pub fn locate_cifar10(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<Pa
 /// [`CIFAR10_MIRRORS`].
 pub fn cifar10_mirrors(env_value: Option<&OsStr>) -> Vec<String> {
     let from_env: Vec<String> = env_value
-        .map(|v| {
-            v.to_string_lossy()
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(crate::dataset::split_mirror_list)
         .unwrap_or_default();
     if from_env.is_empty() {
         CIFAR10_MIRRORS.iter().map(|m| (*m).to_owned()).collect()

@@ -431,13 +431,7 @@ impl DataSources {
     pub fn from_vars(explicit: Option<PathBuf>, var: impl Fn(&str) -> Option<OsString>) -> Self {
         let var = |key: &str| var(key).filter(|v| !v.is_empty());
         let mirrors = var(MIRROR_ENV)
-            .map(|v| {
-                v.to_string_lossy()
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|v| split_mirror_list(&v))
             .unwrap_or_default();
         Self {
             explicit,
@@ -684,6 +678,16 @@ fn verify_checksum(
         }
     }
     Ok(())
+}
+
+/// Base URLs from a mirror variable's value, separated by commas or whitespace.
+pub(crate) fn split_mirror_list(value: &std::ffi::OsStr) -> Vec<String> {
+    value
+        .to_string_lossy()
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
