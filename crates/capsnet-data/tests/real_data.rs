@@ -1,22 +1,30 @@
 //! Loads the real MNIST and Fashion-MNIST files and checks them against the canonical
 //! checksums. The data root is `$CAPSNET_DATA`, else `shared/datasets` beside the
-//! workspace; if neither holds the data these tests fail rather than pass vacuously.
+//! workspace, else the download cache (`cargo capsnet download`); if none holds the data these
+//! tests fail rather than pass vacuously.
 
 use std::path::PathBuf;
 
 use capsnet_data::{DataSources, DatasetKind, ImageSet, Split, load};
 
 fn data_root() -> PathBuf {
-    let root = std::env::var_os("CAPSNET_DATA")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
-        });
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    let cache = capsnet_data::dataset::default_cache_dir(
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    );
+    let root = match std::env::var_os("CAPSNET_DATA").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => [Some(shared.clone()), cache]
+            .into_iter()
+            .flatten()
+            .find(|dir| dir.join("mnist").is_dir())
+            .unwrap_or(shared),
+    };
     assert!(
-        root.join("mnist").is_dir(),
-        "real MNIST data not found at {}: set CAPSNET_DATA to a directory holding mnist/ \
-         (and fashion-mnist/) with the IDX .gz files",
+        root.join("mnist").is_dir() && root.join("fashion-mnist").is_dir(),
+        "real MNIST and Fashion-MNIST not found at {}: run `cargo capsnet download` or set \
+         CAPSNET_DATA to a directory holding mnist/ and fashion-mnist/ with the IDX .gz files",
         root.display()
     );
     root

@@ -137,7 +137,7 @@ pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Data
     let mut sources = DataSources::from_env(config.data.root.clone());
     sources.download &= config.data.download;
     sources.verify = config.data.verify_checksums;
-    let progress = BarProgress::new(log.has_bars());
+    let progress = DownloadBars::new(log.has_bars());
     let (mut train, dir) =
         capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
     let (mut test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
@@ -161,13 +161,14 @@ pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Data
 }
 
 /// Download progress on an indicatif bar (terminal) or as start/finish lines.
-struct BarProgress {
+pub struct DownloadBars {
     bars: bool,
     bar: Mutex<Option<ProgressBar>>,
 }
 
-impl BarProgress {
-    fn new(bars: bool) -> Self {
+impl DownloadBars {
+    /// Bars when `bars` (a terminal), else start/finish lines.
+    pub fn new(bars: bool) -> Self {
         Self {
             bars,
             bar: Mutex::new(None),
@@ -175,7 +176,7 @@ impl BarProgress {
     }
 }
 
-impl DownloadProgress for BarProgress {
+impl DownloadProgress for DownloadBars {
     fn start(&self, url: &str, total: Option<u64>) {
         eprintln!("downloading {url}");
         if self.bars {

@@ -246,3 +246,70 @@ fn killed_run_resumes_exactly() {
     let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(eval["test_accuracy"], b["final_test_accuracy"]);
 }
+
+/// `capsnet download` fetches MNIST from a mirror (a local HTTP server standing in for the
+/// public ones), verifies the checksums and leaves the files where the tests and offline runs
+/// find them.
+#[test]
+fn download_command_fetches_and_verifies() {
+    use std::io::{BufRead, BufReader, Write};
+    let source = data_root().join("mnist");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            let name = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            match std::fs::read(source.join(name)) {
+                Ok(body) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&body);
+                }
+                Err(_) => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
+        .args([
+            "download",
+            "--dataset",
+            "mnist",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .env_remove("CAPSNET_DATA")
+        .env("CAPSNET_MNIST_MIRROR", format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mnist train: 60000 images, checksums verified"),
+        "{text}"
+    );
+    assert!(text.contains("mnist test: 10000 images"), "{text}");
+    for f in ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        assert!(dir.join("mnist").join(f).is_file(), "{f} not downloaded");
+    }
+    // An unknown dataset is a clean error.
+    assert_clean_failure(
+        &capsnet(&["download", "--dataset", "cifar100"], &[]),
+        &["cifar100"],
+    );
+}

@@ -36,9 +36,21 @@ enum Command {
     Backends,
     /// Expand and validate an experiment's `[sweep]` into jobs (used by `cargo xtask sweep`).
     SweepPlan(SweepPlanArgs),
+    /// Download and verify datasets into the cache (or --dir) for offline use and the tests.
+    Download(DownloadArgs),
     /// Draw the paper's Fig. 3 (reconstructions) and Fig. 4 (dimension perturbations) from a
     /// trained CapsNet, as PNG files and TensorBoard images.
     Figures(FiguresArgs),
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// `mnist`, `fashion-mnist` or `all`.
+    #[arg(long, default_value = "all")]
+    dataset: String,
+    /// Folder to download into (default: the cache, $XDG_CACHE_HOME/capsnet or ~/.cache/capsnet).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -176,6 +188,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench_cmd(args),
         Command::SweepPlan(args) => sweep_plan(args),
         Command::Figures(args) => figures(args),
+        Command::Download(args) => download(args),
         Command::Backends => {
             for kind in BackendKind::ALL {
                 let status = if kind.compiled() {
@@ -430,6 +443,44 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
                 p.job.overrides.join(" ")
             );
         }
+    }
+    Ok(())
+}
+
+fn download(args: DownloadArgs) -> Result<()> {
+    use capsnet_data::{DataSources, DatasetKind, Split};
+    let kinds: Vec<DatasetKind> = if args.dataset == "all" {
+        DatasetKind::ALL.to_vec()
+    } else {
+        vec![args.dataset.parse()?]
+    };
+    let mut sources = DataSources::from_env(args.dir.clone());
+    if let Some(dir) = &args.dir {
+        // Download into the folder asked for, whatever CAPSNET_DATA says.
+        sources.env = None;
+        sources.cache = Some(dir.clone());
+    }
+    sources.download = true;
+    let progress = capsnet_train::train_loop::DownloadBars::new(std::io::IsTerminal::is_terminal(
+        &std::io::stderr(),
+    ));
+    let mut root = None;
+    for kind in kinds {
+        for split in [Split::Train, Split::Test] {
+            let (set, dir) = capsnet_data::load_with_progress(kind, split, &sources, &progress)?;
+            println!(
+                "{kind} {split}: {} images, checksums verified, in {}",
+                set.len(),
+                dir.display()
+            );
+            root = dir.parent().map(Path::to_path_buf);
+        }
+    }
+    if let Some(root) = root {
+        println!(
+            "use it offline and for the tests with: export CAPSNET_DATA={}",
+            root.display()
+        );
     }
     Ok(())
 }

@@ -3,19 +3,29 @@
 
 use std::path::{Path, PathBuf};
 
-/// The folder holding `mnist/` (CAPSNET_DATA, else the workplace's shared datasets).
-/// Fails loudly when neither exists: these tests must never pass vacuously.
+/// The folder holding `mnist/`: CAPSNET_DATA, else the workplace's shared datasets, else the
+/// download cache (`cargo capsnet download`). Fails loudly when none has the data: these tests
+/// must never pass vacuously.
 pub fn data_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CAPSNET_DATA") {
+    if let Some(dir) = std::env::var_os("CAPSNET_DATA").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    assert!(
-        shared.join("mnist").is_dir(),
-        "MNIST not found: set CAPSNET_DATA to a folder holding mnist/ (tried {})",
-        shared.display()
+    let cache = capsnet_data::dataset::default_cache_dir(
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
     );
-    shared
+    [Some(shared.clone()), cache]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("mnist").is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "MNIST not found: run `cargo capsnet download` or set CAPSNET_DATA to a folder \
+                 holding mnist/ (tried {} and the cache)",
+                shared.display()
+            )
+        })
 }
 
 /// Writes an experiment file into `dir` and returns its path.
