@@ -8,13 +8,10 @@ use capsnet_data::affnist::{
     AFFNIST_DIMS, AffineConfig, AffineMnist, AffineParams, AffineRanges, ExpandedConfig,
     ExpandedMnist, load_affnist_mat, load_affnist_mats, parse_affnist_mat, warp,
 };
-use capsnet_data::{DataError, Dims, ImageSet, Rng, Shift, shift_image};
+mod common;
 
-const MNIST: Dims = Dims {
-    channels: 1,
-    height: 28,
-    width: 28,
-};
+use capsnet_data::{DataError, Dims, ImageSet, Rng, Shift, shift_image};
+use common::{MNIST, synthetic_digits};
 
 fn dims(height: usize, width: usize) -> Dims {
     Dims {
@@ -24,22 +21,9 @@ fn dims(height: usize, width: usize) -> Dims {
     }
 }
 
-/// `n` synthetic digits with labels `i % 10`: a random blob of ink 1..=255 inside the
-/// central 20×20 box, never blank.
+/// `n` synthetic digits with labels `i % 10`.
 fn source(n: usize, seed: u64) -> ImageSet {
-    let mut rng = Rng::new(seed);
-    let mut images = vec![0u8; n * MNIST.size()];
-    for img in images.chunks_exact_mut(MNIST.size()) {
-        let (x0, y0) = (4 + rng.below(10) as usize, 4 + rng.below(10) as usize);
-        let (w, h) = (1 + rng.below(10) as usize, 1 + rng.below(10) as usize);
-        for y in y0..y0 + h {
-            for x in x0..x0 + w {
-                img[y * 28 + x] = 1 + rng.below(255) as u8;
-            }
-        }
-    }
-    let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    ImageSet::new(images, labels, MNIST, 10).unwrap()
+    synthetic_digits(n, 10, seed)
 }
 
 fn ink(img: &[u8]) -> u64 {

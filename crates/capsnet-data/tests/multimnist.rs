@@ -7,36 +7,16 @@ use capsnet_data::multimnist::{
     MultiExample, MultiMnist, MultiMnistConfig, count_two_targets_correct, top_two,
     two_target_accuracy, two_targets_correct,
 };
-use capsnet_data::{DataError, Dims, ImageSet, Rng, Shift, shift_image};
+mod common;
 
-const MNIST: Dims = Dims {
-    channels: 1,
-    height: 28,
-    width: 28,
-};
+use capsnet_data::{DataError, Dims, ImageSet, Shift, shift_image};
+use common::{MNIST, synthetic_digits as source};
+
 const CANVAS: Dims = Dims {
     channels: 1,
     height: 36,
     width: 36,
 };
-
-/// `n` synthetic digits with labels `i % classes`: a random blob of ink 1..=255 inside the
-/// central 20×20 box (like MNIST, whose digits fit a 20×20 box), never blank.
-fn source(n: usize, classes: u8, seed: u64) -> ImageSet {
-    let mut rng = Rng::new(seed);
-    let mut images = vec![0u8; n * MNIST.size()];
-    for img in images.chunks_exact_mut(MNIST.size()) {
-        let (x0, y0) = (4 + rng.below(10) as usize, 4 + rng.below(10) as usize);
-        let (w, h) = (1 + rng.below(10) as usize, 1 + rng.below(10) as usize);
-        for y in y0..y0 + h {
-            for x in x0..x0 + w {
-                img[y * 28 + x] = 1 + rng.below(255) as u8;
-            }
-        }
-    }
-    let labels = (0..n).map(|i| (i % usize::from(classes)) as u8).collect();
-    ImageSet::new(images, labels, MNIST, 10).unwrap()
-}
 
 fn config(pairs_per_digit: usize, seed: u64) -> MultiMnistConfig {
     MultiMnistConfig::with_pairs(pairs_per_digit, seed)
