@@ -74,6 +74,111 @@ fn main() {
         let g = y.sum().backward();
         let _ = prima.weight.val().grad(&g).unwrap().into_data();
     });
+    let wflat = prima.weight.val().reshape([256, 256 * 81]);
+    let unfold_conv = |x: Tensor<4>, w: Tensor<2>| -> Tensor<2> {
+        let [bn, c, _, _] = x.dims();
+        let p: Tensor<6> = x.unfold::<5, _>(2, 9, 2).unfold(3, 9, 2);
+        let p = p.permute([0, 2, 3, 1, 4, 5]).reshape([bn * 36, c * 81]);
+        p.matmul(w.transpose())
+    };
+    time("fwd primary conv unfold+matmul", 3, || {
+        let _ = unfold_conv(fa.clone().inner(), wflat.clone().inner()).into_data();
+    });
+    time("fwd+bwd primary conv unfold+matmul", 3, || {
+        let w = prima.weight.val().reshape([256, 256 * 81]);
+        let y = unfold_conv(fa.clone(), w);
+        let g = y.sum().backward();
+        let _ = prima.weight.val().grad(&g).unwrap().into_data();
+        let _ = fa.grad(&g).unwrap().into_data();
+    });
+    time("fwd+bwd primary conv (x grad too)", 3, || {
+        let y = prima.forward(fa.clone());
+        let g = y.sum().backward();
+        let _ = prima.weight.val().grad(&g).unwrap().into_data();
+        let _ = fa.grad(&g).unwrap().into_data();
+    });
+    {
+        let pm = Tensor::<2>::random([b * 36, 20736], Distribution::Uniform(0.0, 1.0), &dev);
+        let wm = Tensor::<2>::random([256, 20736], Distribution::Uniform(0.0, 1.0), &dev);
+        let gm = Tensor::<2>::random([b * 36, 256], Distribution::Uniform(0.0, 1.0), &dev);
+        time("mm P.W^T [1152,20736]x[20736,256]", 3, || {
+            let _ = pm.clone().matmul(wm.clone().transpose()).into_data();
+        });
+        time("mm G.W [1152,256]x[256,20736]", 3, || {
+            let _ = gm.clone().matmul(wm.clone()).into_data();
+        });
+        time("mm P^T.G [20736,1152]x[1152,256]", 3, || {
+            let _ = pm.clone().transpose().matmul(gm.clone()).into_data();
+        });
+        time("mm G^T.P [256,1152]x[1152,20736]", 3, || {
+            let _ = gm.clone().transpose().matmul(pm.clone()).into_data();
+        });
+        let f = fa.clone().inner();
+        time("unfold copy", 3, || {
+            let p: Tensor<6> = f.clone().unfold::<5, _>(2, 9, 2).unfold(3, 9, 2);
+            let _ = p
+                .permute([0, 2, 3, 1, 4, 5])
+                .reshape([b * 36, 256 * 81])
+                .into_data();
+        });
+    }
+    {
+        let idx: Vec<i64> = (0..6)
+            .flat_map(|oh| {
+                (0..6).flat_map(move |ow| {
+                    (0..9).flat_map(move |kh| {
+                        (0..9).map(move |kw| ((2 * oh + kh) * 20 + 2 * ow + kw) as i64)
+                    })
+                })
+            })
+            .collect();
+        let idx = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(idx, [2916]),
+            &ad,
+        );
+        let sel_conv = |x: Tensor<4>, w: Tensor<4>| -> Tensor<2> {
+            let [bn, c, h, wd] = x.dims();
+            let xn = x.permute([0, 2, 3, 1]).reshape([bn, h * wd, c]);
+            let p = xn.select(1, idx.clone()).reshape([bn * 36, 81 * c]);
+            let wp = w.permute([0, 2, 3, 1]).reshape([256, 81 * c]);
+            p.matmul(wp.transpose())
+        };
+        time("fwd+bwd primary conv select+matmul", 3, || {
+            let y = sel_conv(fa.clone(), prima.weight.val());
+            let g = y.sum().backward();
+            let _ = prima.weight.val().grad(&g).unwrap().into_data();
+            let _ = fa.grad(&g).unwrap().into_data();
+        });
+        time("fwd primary conv select+matmul", 3, || {
+            let _ = sel_conv(fa.clone(), prima.weight.val()).into_data();
+        });
+        let wm = Tensor::<2>::random([256, 20736], Distribution::Uniform(0.0, 1.0), &dev);
+        let gm = Tensor::<2>::random([b * 36, 256], Distribution::Uniform(0.0, 1.0), &dev);
+        time("mm W^T.G^T [20736,256]x[256,1152]", 3, || {
+            let _ = wm
+                .clone()
+                .transpose()
+                .matmul(gm.clone().transpose())
+                .into_data();
+        });
+    }
+    {
+        use burn::tensor::module::{conv_transpose2d, conv2d_weight_backward};
+        use burn::tensor::ops::ConvOptions;
+        use burn::tensor::ops::ConvTransposeOptions;
+        let x = Tensor::<4>::random([b, 256, 20, 20], Distribution::Uniform(0.0, 1.0), &dev);
+        let w = Tensor::<4>::random([256, 256, 9, 9], Distribution::Uniform(0.0, 1.0), &dev);
+        let g = Tensor::<4>::random([b, 256, 6, 6], Distribution::Uniform(0.0, 1.0), &dev);
+        let opt = ConvOptions::new([2, 2], [0, 0], [1, 1], 1);
+        time("native conv2d_x_backward", 3, || {
+            let o = ConvTransposeOptions::new([2, 2], [0, 0], [1, 1], [1, 1], 1);
+            let _ = conv_transpose2d(g.clone(), w.clone(), None, o).into_data();
+        });
+        time("native conv2d_weight_backward", 3, || {
+            let _ =
+                conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opt.clone()).into_data();
+        });
+    }
     let va =
         Tensor::<4>::random([b, 10, 1152, 16], Distribution::Normal(0.0, 0.05), &ad).require_grad();
     time("fwd+bwd routing r=3", 3, || {
