@@ -109,6 +109,29 @@ fn canvas_dims(dims: Dims, side: usize) -> Result<Dims, DataError> {
 // Expanded MNIST
 // ---------------------------------------------------------------------------------------
 
+/// Every image of `set` centred on a black `canvas`×`canvas` image (a 28×28 digit on a
+/// 40×40 canvas gets a 6-pixel border): with random shifts of up to `(canvas − 28) / 2`
+/// pixels, the training form of expanded MNIST that puts a digit anywhere on the canvas.
+///
+/// Fails with [`DataError::Invalid`] if the canvas is smaller than the images.
+pub fn centred(set: &ImageSet, canvas: usize) -> Result<ImageSet, DataError> {
+    let dims = set.dims();
+    let out = canvas_dims(dims, canvas)?;
+    if canvas < dims.height || canvas < dims.width {
+        return Err(DataError::Invalid(format!(
+            "a {canvas}x{canvas} canvas cannot hold {}x{} images",
+            dims.height, dims.width
+        )));
+    }
+    let (y0, x0) = ((canvas - dims.height) / 2, (canvas - dims.width) / 2);
+    let mut images = vec![0u8; set.len() * out.size()];
+    for (i, dst) in images.chunks_exact_mut(out.size()).enumerate() {
+        paste(set.image(i), dims, dst, out, x0, y0);
+    }
+    let labels = (0..set.len()).map(|i| set.label(i)).collect();
+    ImageSet::new(images, labels, out, set.num_classes())
+}
+
 /// Settings of an [`ExpandedMnist`] generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ExpandedConfig {

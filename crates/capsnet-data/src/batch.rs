@@ -29,12 +29,7 @@ pub fn fill_batch(
     images_out: &mut Vec<f32>,
     labels_out: &mut Vec<i64>,
 ) -> Result<(), DataError> {
-    if let Some(&bad) = indices.iter().find(|&&i| i as usize >= set.len()) {
-        return Err(DataError::Invalid(format!(
-            "batch index {bad} out of range for a set of {} images",
-            set.len()
-        )));
-    }
+    check_indices(set.len(), indices)?;
     fill_valid(set, indices, shift, images_out, labels_out);
     Ok(())
 }
@@ -78,8 +73,13 @@ pub fn num_batches(len: usize, batch_size: usize, drop_last: bool) -> usize {
 pub struct Batch {
     /// Pixels in `[0, 1]`, `len × C × H × W`.
     pub images: Vec<f32>,
-    /// Class labels, `len` of them.
+    /// Class labels, `len × targets` of them (example-major).
     pub labels: Vec<i64>,
+    /// Labels per example: 1, or 2 for MultiMNIST.
+    pub targets: usize,
+    /// Per-target images (`len × targets × C × H × W`, example-major) for sources whose
+    /// examples are made of parts (MultiMNIST: each digit alone); empty otherwise.
+    pub parts: Vec<f32>,
     /// Number of images (less than the batch size only for a final partial batch).
     pub len: usize,
     /// Position of the batch in the epoch (0-based).
@@ -89,6 +89,19 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch of images shaped `dims` with `targets` labels each.
+    pub fn empty(dims: Dims, targets: usize) -> Self {
+        Self {
+            images: Vec::new(),
+            labels: Vec::new(),
+            targets,
+            parts: Vec::new(),
+            len: 0,
+            index: 0,
+            dims,
+        }
+    }
+
     /// `[len, C, H, W]`.
     pub fn shape(&self) -> [usize; 4] {
         [
@@ -97,6 +110,158 @@ impl Batch {
             self.dims.height,
             self.dims.width,
         ]
+    }
+}
+
+/// Anything a [`Loader`] can draw batches from: a fixed set of examples, each of which can be
+/// rendered (with optional random augmentation) into a [`Batch`].
+pub trait BatchSource: Send + Sync {
+    /// Number of examples.
+    fn len(&self) -> usize;
+    /// Whether there are no examples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Shape of each produced image.
+    fn dims(&self) -> Dims;
+    /// Labels per example (1, or 2 for MultiMNIST).
+    fn targets(&self) -> usize {
+        1
+    }
+    /// Fills `batch.images`, `batch.labels` (and `batch.parts` where the source has them) with
+    /// the examples at `indices`, all in range. `augment` is the batch's random stream, `None`
+    /// for deterministic rendering (evaluation).
+    fn fill(
+        &self,
+        indices: &[u32],
+        augment: Option<&mut Rng>,
+        batch: &mut Batch,
+    ) -> Result<(), DataError>;
+}
+
+/// An [`ImageSet`] with optional random translation (MNIST's ±2 px shifts).
+#[derive(Debug, Clone)]
+pub struct ShiftedImages {
+    /// The images.
+    pub set: Arc<ImageSet>,
+    /// Maximum shift in x and y when augmenting; 0 disables it.
+    pub shift_px: u32,
+}
+
+impl BatchSource for ShiftedImages {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+    fn dims(&self) -> Dims {
+        self.set.dims()
+    }
+    fn fill(
+        &self,
+        indices: &[u32],
+        augment: Option<&mut Rng>,
+        batch: &mut Batch,
+    ) -> Result<(), DataError> {
+        let shift = augment
+            .filter(|_| self.shift_px > 0)
+            .map(|rng| (self.shift_px, rng));
+        fill_batch(
+            &self.set,
+            indices,
+            shift,
+            &mut batch.images,
+            &mut batch.labels,
+        )
+    }
+}
+
+/// Square crops of an [`ImageSet`] (CIFAR-10's 24×24 patches, smallNORB's 32×32): a uniformly
+/// random crop (and, with `flip`, a random left-right mirror) when augmenting, the central crop
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct CroppedImages {
+    /// The images.
+    pub set: Arc<ImageSet>,
+    /// Side of the square crop (at most the image's height and width).
+    pub crop: usize,
+    /// Mirror left-right with probability ½ when augmenting.
+    pub flip: bool,
+}
+
+impl CroppedImages {
+    /// Fails with [`DataError::Invalid`] if the crop is 0 or larger than the images.
+    pub fn new(set: Arc<ImageSet>, crop: usize, flip: bool) -> Result<Self, DataError> {
+        let dims = set.dims();
+        if crop == 0 || crop > dims.height || crop > dims.width {
+            return Err(DataError::Invalid(format!(
+                "crop {crop} does not fit images of {}×{}",
+                dims.height, dims.width
+            )));
+        }
+        Ok(Self { set, crop, flip })
+    }
+}
+
+impl BatchSource for CroppedImages {
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+    fn dims(&self) -> Dims {
+        Dims {
+            channels: self.set.dims().channels,
+            height: self.crop,
+            width: self.crop,
+        }
+    }
+    fn fill(
+        &self,
+        indices: &[u32],
+        mut augment: Option<&mut Rng>,
+        batch: &mut Batch,
+    ) -> Result<(), DataError> {
+        check_indices(self.set.len(), indices)?;
+        let src = self.set.dims();
+        let (c, k) = (src.channels, self.crop);
+        batch.images.clear();
+        batch.images.reserve(indices.len() * c * k * k);
+        batch.labels.clear();
+        for &i in indices {
+            let image = self.set.image(i as usize);
+            let (y0, x0, flip) = match augment.as_deref_mut() {
+                Some(rng) => (
+                    rng.below((src.height - k + 1) as u64) as usize,
+                    rng.below((src.width - k + 1) as u64) as usize,
+                    self.flip && rng.below(2) == 1,
+                ),
+                None => ((src.height - k) / 2, (src.width - k) / 2, false),
+            };
+            for ch in 0..c {
+                for y in 0..k {
+                    let row = (ch * src.height + y0 + y) * src.width + x0;
+                    let row = &image[row..row + k];
+                    if flip {
+                        batch
+                            .images
+                            .extend(row.iter().rev().map(|&p| f32::from(p) / 255.0));
+                    } else {
+                        batch
+                            .images
+                            .extend(row.iter().map(|&p| f32::from(p) / 255.0));
+                    }
+                }
+            }
+            batch.labels.push(i64::from(self.set.label(i as usize)));
+        }
+        Ok(())
+    }
+}
+
+/// [`DataError::Invalid`] if an index is not below `len`.
+pub(crate) fn check_indices(len: usize, indices: &[u32]) -> Result<(), DataError> {
+    match indices.iter().find(|&&i| i as usize >= len) {
+        Some(bad) => Err(DataError::Invalid(format!(
+            "batch index {bad} out of range for a set of {len} examples"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -111,8 +276,11 @@ pub struct LoaderConfig {
     pub epoch: u64,
     /// Visit the images in a random order ([`epoch_permutation`]) rather than in order.
     pub shuffle: bool,
-    /// Random translation of up to this many pixels in x and y; 0 disables it.
+    /// Random translation of up to this many pixels in x and y; 0 disables it (used by
+    /// [`Loader::new`]; other sources carry their own augmentation settings).
     pub shift_px: u32,
+    /// Draw random augmentation (training); off renders every example deterministically.
+    pub augment: bool,
     /// Skip a final partial batch.
     pub drop_last: bool,
     /// First batch to produce (to resume mid-epoch).
@@ -130,6 +298,7 @@ impl LoaderConfig {
             epoch: 0,
             shuffle: false,
             shift_px: 0,
+            augment: false,
             drop_last: false,
             start_batch: 0,
             prefetch: 2,
@@ -144,7 +313,7 @@ impl LoaderConfig {
 /// allocates nothing. Dropping the loader stops the thread.
 #[derive(Debug)]
 pub struct Loader {
-    batches: Receiver<Batch>,
+    batches: Receiver<Result<Batch, DataError>>,
     recycled: Sender<Batch>,
     worker: Option<JoinHandle<()>>,
     num_batches: usize,
@@ -157,6 +326,19 @@ impl Loader {
     /// Fails with [`DataError::Invalid`] if `batch_size` is 0 or the set has more than
     /// `u32::MAX` images.
     pub fn new(set: Arc<ImageSet>, config: LoaderConfig) -> Result<Self, DataError> {
+        let source = ShiftedImages {
+            set,
+            shift_px: config.shift_px,
+        };
+        let config = LoaderConfig {
+            augment: config.augment || config.shift_px > 0,
+            ..config
+        };
+        Self::from_source(Arc::new(source), config)
+    }
+
+    /// Starts preparing batches `config.start_batch..` of an epoch over any [`BatchSource`].
+    pub fn from_source(set: Arc<dyn BatchSource>, config: LoaderConfig) -> Result<Self, DataError> {
         if config.batch_size == 0 {
             return Err(DataError::Invalid("batch size must be positive".into()));
         }
@@ -168,7 +350,7 @@ impl Loader {
         let remaining = num_batches.saturating_sub(config.start_batch);
         let worker = std::thread::Builder::new()
             .name("capsnet-loader".into())
-            .spawn(move || produce(&set, n, &config, num_batches, &tx, &recycled_rx))
+            .spawn(move || produce(&*set, n, &config, num_batches, &tx, &recycled_rx))
             .map_err(|e| DataError::Invalid(format!("cannot start the loader thread: {e}")))?;
         Ok(Self {
             batches,
@@ -193,11 +375,11 @@ impl Loader {
 
 /// The loader thread's body.
 fn produce(
-    set: &ImageSet,
+    set: &dyn BatchSource,
     n: u32,
     config: &LoaderConfig,
     num_batches: usize,
-    out: &SyncSender<Batch>,
+    out: &SyncSender<Result<Batch, DataError>>,
     recycled: &Receiver<Batch>,
 ) {
     let order: Vec<u32> = if config.shuffle {
@@ -208,36 +390,41 @@ fn produce(
     let bs = config.batch_size;
     for index in config.start_batch..num_batches {
         let indices = &order[index * bs..order.len().min((index + 1) * bs)];
-        let mut batch = recycled.try_recv().unwrap_or_else(|_| Batch {
-            images: Vec::new(),
-            labels: Vec::new(),
-            len: 0,
-            index: 0,
-            dims: set.dims(),
-        });
+        let mut batch = recycled
+            .try_recv()
+            .unwrap_or_else(|_| Batch::empty(set.dims(), set.targets()));
         let mut rng = Rng::derive(config.seed, &[STREAM_AUGMENT, config.epoch, index as u64]);
-        let shift = (config.shift_px > 0).then_some((config.shift_px, &mut rng));
-        fill_valid(set, indices, shift, &mut batch.images, &mut batch.labels);
-        batch.len = indices.len();
-        batch.index = index;
-        batch.dims = set.dims();
-        if out.send(batch).is_err() {
-            return; // the loader was dropped
+        let augment = config.augment.then_some(&mut rng);
+        batch.parts.clear();
+        let filled = set.fill(indices, augment, &mut batch).map(|()| {
+            batch.len = indices.len();
+            batch.index = index;
+            batch.dims = set.dims();
+            batch.targets = set.targets();
+            batch
+        });
+        let failed = filled.is_err();
+        if out.send(filled).is_err() || failed {
+            return; // the loader was dropped, or the error was passed on
         }
     }
 }
 
 impl Iterator for Loader {
-    type Item = Batch;
+    type Item = Result<Batch, DataError>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;
         }
         match self.batches.recv() {
-            Ok(batch) => {
+            Ok(Ok(batch)) => {
                 self.remaining -= 1;
-                Some(batch)
+                Some(Ok(batch))
+            }
+            Ok(Err(e)) => {
+                self.remaining = 0;
+                Some(Err(e))
             }
             Err(_) => {
                 // The worker stopped early: it can only have panicked; pass the panic on.
@@ -301,7 +488,10 @@ mod tests {
     }
 
     fn collect(set: &Arc<ImageSet>, config: LoaderConfig) -> Vec<Batch> {
-        Loader::new(set.clone(), config).unwrap().collect()
+        Loader::new(set.clone(), config)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     fn shuffled(batch_size: usize, epoch: u64) -> LoaderConfig {
@@ -469,7 +659,7 @@ mod tests {
         assert_eq!(loader.len(), 63);
         let mut buffers = std::collections::HashSet::new();
         let mut count = 0;
-        while let Some(batch) = loader.next() {
+        while let Some(Ok(batch)) = loader.next() {
             buffers.insert(batch.images.as_ptr() as usize);
             count += 1;
             loader.recycle(batch);
@@ -482,7 +672,7 @@ mod tests {
     fn dropping_mid_epoch_stops_the_worker_and_bad_configs_fail() {
         let set = indexed_set(100);
         let mut loader = Loader::new(set.clone(), LoaderConfig::new(1)).unwrap();
-        assert_eq!(loader.next().map(|b| b.index), Some(0));
+        assert_eq!(loader.next().map(|b| b.unwrap().index), Some(0));
         drop(loader); // must not hang
         assert!(Loader::new(set.clone(), LoaderConfig::new(0)).is_err());
         let past_end = LoaderConfig {

@@ -57,7 +57,9 @@ pub mod svhn;
 mod test_util;
 
 pub use augment::{Shift, shift_image, shift_map};
-pub use batch::{Batch, Loader, LoaderConfig, fill_batch, num_batches};
+pub use batch::{
+    Batch, BatchSource, CroppedImages, Loader, LoaderConfig, ShiftedImages, fill_batch, num_batches,
+};
 pub use dataset::{
     DataSources, DatasetKind, Dims, ExpectedFile, ImageSet, Located, Split, load, load_files,
     load_with_progress,

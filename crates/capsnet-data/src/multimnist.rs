@@ -434,6 +434,45 @@ impl MultiMnistSet {
     }
 }
 
+impl<S: Borrow<ImageSet> + Send + Sync> crate::batch::BatchSource for MultiMnist<S> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn dims(&self) -> Dims {
+        self.canvas
+    }
+    fn targets(&self) -> usize {
+        2
+    }
+    /// Example `k` is the same whether or not the batch augments: all its randomness comes
+    /// from `(seed, k)`. Labels are `[first, second]` per example and `parts` holds both
+    /// digits alone (the reconstruction targets).
+    fn fill(
+        &self,
+        indices: &[u32],
+        _augment: Option<&mut Rng>,
+        batch: &mut crate::Batch,
+    ) -> Result<(), DataError> {
+        let size = self.canvas.size();
+        batch.images.clear();
+        batch.images.reserve(indices.len() * size);
+        batch.parts.clear();
+        batch.parts.reserve(2 * indices.len() * size);
+        batch.labels.clear();
+        let mut example = MultiExample::default();
+        for &k in indices {
+            self.example_into(k as usize, &mut example)?;
+            let scale = |p: &u8| f32::from(*p) / 255.0;
+            batch.images.extend(example.image.iter().map(scale));
+            for part in &example.parts {
+                batch.parts.extend(part.iter().map(scale));
+            }
+            batch.labels.extend(example.labels.map(i64::from));
+        }
+        Ok(())
+    }
+}
+
 /// Whether `a` ranks above `b`: larger, with NaN below every number.
 fn ranks_above(a: f32, b: f32) -> bool {
     a > b || (b.is_nan() && !a.is_nan())

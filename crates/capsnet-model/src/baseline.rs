@@ -4,18 +4,22 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::BaselineCnnConfig;
 use crate::error::ModelConfigError;
 
-/// Conv ×3 (5×5, SAME, ReLU) → FC 328 → FC 192 → dropout → logits.
+/// Conv ×3 (5×5, SAME, ReLU) → FC 328 → FC 192 → dropout → logits (MNIST); with `pool`,
+/// 2×2 max-pooling after each convolution (the MultiMNIST baseline).
 #[derive(Module, Debug)]
 pub struct BaselineCnn {
     convs: Vec<Conv2d>,
     hidden: Vec<Linear>,
     dropout: Dropout,
     output: Linear,
+    pool: bool,
 }
 
 impl BaselineCnnConfig {
@@ -26,13 +30,16 @@ impl BaselineCnnConfig {
         channels.extend(&self.conv_channels);
         let convs = channels
             .windows(2)
-            .map(|c| {
-                Conv2dConfig::new([c[0], c[1]], [self.kernel, self.kernel])
+            .enumerate()
+            .map(|(i, c)| {
+                let k = self.kernel_of(i);
+                Conv2dConfig::new([c[0], c[1]], [k, k])
                     .with_padding(PaddingConfig2d::Same)
                     .init(device)
             })
             .collect();
-        let flat = channels[channels.len() - 1] * self.input_height * self.input_width;
+        let (h, w) = self.feature_grid();
+        let flat = channels[channels.len() - 1] * h * w;
         let mut widths = vec![flat];
         widths.extend(&self.hidden);
         let hidden = widths
@@ -46,6 +53,7 @@ impl BaselineCnnConfig {
             hidden,
             dropout,
             output,
+            pool: self.pool,
         })
     }
 }
@@ -56,6 +64,9 @@ impl BaselineCnn {
         let mut x = images;
         for conv in &self.convs {
             x = relu(conv.forward(x));
+            if self.pool {
+                x = max_pool2d(x, MaxPoolOptions::new([2, 2]).with_stride([2, 2]));
+            }
         }
         let [batch, c, h, w] = x.dims();
         let mut x = x.reshape([batch, c * h * w]);

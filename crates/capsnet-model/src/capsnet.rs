@@ -267,6 +267,54 @@ impl CapsNet {
     }
 }
 
+impl CapsNet {
+    /// Loss for examples with two present classes (MultiMNIST): the margin loss with both
+    /// classes present, plus the reconstruction of each digit alone from the capsule of its
+    /// class (paper section 6), summed over the two digits.
+    ///
+    /// `targets`: `[batch, 2]` classes; `parts`: `[batch, 2, channels·height·width]`, the two
+    /// digits alone in the same positions as in the input. The decoder is always masked by the
+    /// true classes (in training and evaluation alike).
+    pub fn loss_two_targets(
+        &self,
+        output: &CapsNetOutput,
+        targets: Tensor<2, Int>,
+        parts: Tensor<3>,
+        config: &LossConfig,
+    ) -> LossParts {
+        let classes = self.config.classes;
+        let [batch, count] = targets.dims();
+        let present = (0..count)
+            .map(|k| {
+                targets
+                    .clone()
+                    .narrow(1, k, 1)
+                    .reshape([batch])
+                    .one_hot::<2>(classes)
+                    .float()
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one target")
+            .clamp_max(1.0);
+        let margin = margin_loss(output.lengths.clone(), present, config);
+        let pixels = self.config.input_len();
+        let reconstruction = self.decoder.as_ref().map(|_| {
+            (0..count)
+                .map(|k| {
+                    let labels = targets.clone().narrow(1, k, 1).reshape([batch]);
+                    let recon = self
+                        .reconstruct(output.capsules.clone(), labels)
+                        .expect("decoder present");
+                    let part = parts.clone().narrow(1, k, 1).reshape([batch, pixels]);
+                    reconstruction_sse(recon, part)
+                })
+                .reduce(|a, b| a + b)
+                .expect("at least one target")
+        });
+        LossParts::combine(margin, reconstruction, config)
+    }
+}
+
 /// Predicted class: index of the longest capsule (or highest score). `[batch, classes]` → `[batch]`.
 pub fn predictions(scores: Tensor<2>) -> Tensor<1, Int> {
     scores.argmax(1).squeeze_dim::<1>(1)

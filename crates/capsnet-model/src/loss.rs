@@ -90,3 +90,12 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         .neg()
         .reshape([1])
 }
+
+/// Sigmoid cross-entropy of `logits` `[batch, classes]` against 0/1 `targets` of the same
+/// shape, summed over classes and averaged over the batch (the MultiMNIST baseline's loss).
+/// Computed stably as `max(x, 0) − x·t + log(1 + e^{−|x|})`.
+pub fn sigmoid_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let stable =
+        relu(logits.clone()) - logits.clone() * targets + (logits.abs().neg().exp() + 1.0).log();
+    stable.sum_dim(1).mean().reshape([1])
+}

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::Serialize;
 
 use crate::config::{Arch, ExperimentConfig};
 use crate::error::TrainError;
 use crate::machine::MachineInfo;
-use crate::net::Net;
+use crate::net::{Net, Targets};
 use crate::train_loop::{optimizer, training_device};
 
 /// Benchmark settings.
@@ -74,7 +74,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     let mut times = Vec::with_capacity(options.steps);
     for i in 0..options.warmup + options.steps {
         let start = Instant::now();
-        let out = net.step(images.clone(), labels.clone(), &config.loss, true);
+        let out = net.step(images.clone(), &labels, &config.loss, true);
         let loss = out.total.clone().detach();
         let grads = GradientsParams::from_grads(out.total.backward(), &net);
         net = optim.step(1e-4, net, grads);
@@ -93,7 +93,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     let mut infer_total = 0.0;
     for i in 0..options.warmup + options.steps {
         let start = Instant::now();
-        let out = eval_net.step(images.clone(), labels.clone(), &config.loss, false);
+        let out = eval_net.step(images.clone(), &labels, &config.loss, false);
         let _ = out.scores.into_data();
         if i >= options.warmup {
             infer_total += start.elapsed().as_secs_f64();
@@ -124,11 +124,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     })
 }
 
-fn random_batch(
-    config: &ExperimentConfig,
-    batch: usize,
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
+fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Tensor<4>, Targets) {
     let (c, h, w, classes) = match config.arch {
         Arch::Capsnet => {
             let m = &config.model;
@@ -140,11 +136,20 @@ fn random_batch(
         }
     };
     let images = Tensor::random([batch, c, h, w], Distribution::Uniform(0.0, 1.0), device);
-    let labels: Vec<i64> = (0..batch).map(|i| (i % classes) as i64).collect();
-    (
-        images,
-        Tensor::from_data(TensorData::new(labels, [batch]), device),
-    )
+    let count = config.data.name().map_or(1, |d| d.targets());
+    // Example i has classes i, i + 1, … (mod classes): distinct when count ≤ classes.
+    let labels: Vec<i64> = (0..batch)
+        .flat_map(|i| (0..count).map(move |k| ((i + k) % classes) as i64))
+        .collect();
+    let labels = Tensor::from_data(TensorData::new(labels, [batch, count]), device);
+    let parts = (count > 1).then(|| {
+        Tensor::random(
+            [batch, count, c * h * w],
+            Distribution::Uniform(0.0, 1.0),
+            device,
+        )
+    });
+    (images, Targets { labels, parts })
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`), in MiB.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor};
-use capsnet_data::{ImageSet, Loader, LoaderConfig};
+use capsnet_data::{BatchSource, Loader, LoaderConfig};
 use capsnet_tensorboard::{EventWriter, HParamValue, image_grid};
 
 use crate::error::TrainError;
@@ -98,12 +98,27 @@ impl RunBoard {
         Ok(())
     }
 
+    /// Scalars of an evaluation on an extra set, under `<name>/…`.
+    pub fn eval_extra(&mut self, name: &str, r: &EvalRecord) -> Result<(), TrainError> {
+        let step = r.step as i64;
+        for (tag, value) in [
+            ("loss", r.test_loss),
+            ("accuracy", r.test_accuracy),
+            ("error_pct", r.test_error_pct),
+        ] {
+            self.writer
+                .scalar(&format!("{name}/{tag}"), step, value)
+                .map_err(tb_err)?;
+        }
+        self.writer.flush().map_err(tb_err)
+    }
+
     /// Scalars of one evaluation, plus images and histograms from the first test images.
     pub fn eval(
         &mut self,
         r: &EvalRecord,
         net: &Net,
-        test: &Arc<ImageSet>,
+        test: &Arc<dyn BatchSource>,
         device: &Device,
     ) -> Result<(), TrainError> {
         let step = r.step as i64;
@@ -119,9 +134,10 @@ impl RunBoard {
             return self.writer.flush().map_err(tb_err);
         };
         let n = GRID_IMAGES.min(test.len());
-        let Some(batch) = Loader::new(test.clone(), LoaderConfig::new(n))?.next() else {
+        let Some(batch) = Loader::from_source(test.clone(), LoaderConfig::new(n))?.next() else {
             return Ok(());
         };
+        let batch = batch?;
         let dims = batch.dims;
         let (images, _) = batch_tensors(batch, device);
         let out = caps.forward(images.clone(), None);

@@ -75,7 +75,8 @@ impl Default for ExperimentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `mnist` or `fashion-mnist`.
+    /// `mnist`, `fashion-mnist`, `cifar10`, `multimnist` (pairs of MNIST digits, 36×36) or
+    /// `expanded-mnist` (MNIST on a 40×40 canvas, evaluated also on affine-transformed digits).
     pub dataset: String,
     /// Directory holding the dataset (checked first; then `CAPSNET_DATA`, the cache, download).
     pub root: Option<PathBuf>,
@@ -91,6 +92,140 @@ pub struct DataConfig {
     pub shift_pixels: usize,
     /// Shuffle the training set every epoch.
     pub shuffle: bool,
+    /// Square crop side: a uniformly random crop when training, the central crop when testing
+    /// (paper, CIFAR-10: 24). Unset: whole images.
+    pub crop: Option<usize>,
+    /// Mirror training crops left-right with probability ½ (not in the paper; off).
+    pub flip: bool,
+    /// MultiMNIST generation (`dataset = "multimnist"`).
+    pub multimnist: MultiMnistDataConfig,
+    /// Expanded MNIST and the affine test sets (`dataset = "expanded-mnist"`).
+    pub affnist: AffnistDataConfig,
+}
+
+/// MultiMNIST generation: pairs of MNIST digits of different classes, each shifted up to
+/// `max_shift` pixels on a canvas padded by `padding`, summed and clipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultiMnistDataConfig {
+    /// Training examples per MNIST training digit (paper: 1,000, i.e. 60M per epoch).
+    pub train_pairs_per_digit: usize,
+    /// Test examples per MNIST test digit (paper: 1,000, i.e. 10M).
+    pub test_pairs_per_digit: usize,
+    /// Largest shift of each digit in each direction (paper: 4).
+    pub max_shift: u32,
+    /// Zero border added to each 28×28 digit (paper: 4, giving 36×36).
+    pub padding: usize,
+    /// Seed of the test pairs (fixed so that every run is scored on the same examples; the
+    /// training pairs follow the experiment seed).
+    pub test_seed: u64,
+}
+
+impl Default for MultiMnistDataConfig {
+    fn default() -> Self {
+        Self {
+            train_pairs_per_digit: 1000,
+            test_pairs_per_digit: 1000,
+            max_shift: 4,
+            padding: 4,
+            test_seed: 0,
+        }
+    }
+}
+
+/// Expanded MNIST (training: each digit at a random position of a black canvas, redrawn every
+/// time it is used) and the robustness test sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AffnistDataConfig {
+    /// Canvas side (paper: 40).
+    pub canvas: usize,
+    /// Also evaluate on affine-transformed MNIST test digits generated with affNIST-like
+    /// ranges (rotation ±20°, shear ±0.2, scale 0.8–1.2, translation within the canvas).
+    pub affine_test: bool,
+    /// Transformed versions of each MNIST test digit in that set (affNIST: 32).
+    pub affine_per_digit: usize,
+    /// Seed of the expanded-MNIST test placements and the affine transformations.
+    pub test_seed: u64,
+    /// The real affNIST `.mat` files (e.g. `test.mat` or `test_batches/*.mat`); when given,
+    /// the model is also evaluated on them.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for AffnistDataConfig {
+    fn default() -> Self {
+        Self {
+            canvas: 40,
+            affine_test: true,
+            affine_per_digit: 1,
+            test_seed: 0,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The datasets an experiment can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetName {
+    /// MNIST, 1×28×28.
+    Mnist,
+    /// Fashion-MNIST, 1×28×28.
+    FashionMnist,
+    /// CIFAR-10, 3×32×32.
+    Cifar10,
+    /// MultiMNIST generated from MNIST, two labels per image.
+    MultiMnist,
+    /// Expanded MNIST (training) with affine test sets.
+    ExpandedMnist,
+}
+
+impl DatasetName {
+    /// Every accepted value of `data.dataset`.
+    pub const VALID: &'static str = "mnist, fashion-mnist, cifar10, multimnist, expanded-mnist";
+
+    /// Parses `data.dataset` (case-insensitive; `_` for `-` accepted).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "mnist" => Self::Mnist,
+            "fashion-mnist" => Self::FashionMnist,
+            "cifar10" | "cifar-10" => Self::Cifar10,
+            "multimnist" | "multi-mnist" => Self::MultiMnist,
+            "expanded-mnist" => Self::ExpandedMnist,
+            _ => return None,
+        })
+    }
+
+    /// Labels per example (2 for MultiMNIST).
+    pub fn targets(self) -> usize {
+        match self {
+            Self::MultiMnist => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl DataConfig {
+    /// The dataset, or `None` if `dataset` is not a known name.
+    pub fn name(&self) -> Option<DatasetName> {
+        DatasetName::parse(&self.dataset)
+    }
+
+    /// `(channels, height, width)` of the images the network will see.
+    pub fn input_dims(&self) -> Option<(usize, usize, usize)> {
+        let (c, h, w) = match self.name()? {
+            DatasetName::Mnist | DatasetName::FashionMnist => (1, 28, 28),
+            DatasetName::Cifar10 => (3, 32, 32),
+            DatasetName::MultiMnist => {
+                let side = 28 + 2 * self.multimnist.padding;
+                (1, side, side)
+            }
+            DatasetName::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
+        };
+        Some(match self.crop {
+            Some(k) => (c, k, k),
+            None => (c, h, w),
+        })
+    }
 }
 
 impl Default for DataConfig {
@@ -104,6 +239,10 @@ impl Default for DataConfig {
             test_limit: None,
             shift_pixels: 2,
             shuffle: true,
+            crop: None,
+            flip: false,
+            multimnist: MultiMnistDataConfig::default(),
+            affnist: AffnistDataConfig::default(),
         }
     }
 }
@@ -220,17 +359,92 @@ impl ExperimentConfig {
                 "must be a non-empty file-name-safe string",
             );
         }
-        if self
-            .data
-            .dataset
-            .parse::<capsnet_data::DatasetKind>()
-            .is_err()
-        {
+        let Some(dataset) = self.data.name() else {
             return invalid(
                 "data.dataset",
                 self.data.dataset.clone(),
-                "expected mnist or fashion-mnist",
+                &format!("expected one of {}", DatasetName::VALID),
             );
+        };
+        let natural = DataConfig {
+            crop: None,
+            ..self.data.clone()
+        }
+        .input_dims()
+        .expect("dataset checked above");
+        if let Some(crop) = self.data.crop
+            && (crop == 0 || crop > natural.1 || crop > natural.2)
+        {
+            return invalid(
+                "data.crop",
+                crop.to_string(),
+                &format!(
+                    "must be between 1 and the image side ({}x{})",
+                    natural.1, natural.2
+                ),
+            );
+        }
+        if self.data.crop.is_some() && self.data.shift_pixels > 0 {
+            return invalid(
+                "data.shift_pixels",
+                self.data.shift_pixels.to_string(),
+                "random crops already translate the image; set data.shift_pixels = 0 with data.crop",
+            );
+        }
+        if self.data.flip && self.data.crop.is_none() {
+            return invalid(
+                "data.flip",
+                "true".into(),
+                "flips are applied to crops; set data.crop",
+            );
+        }
+        if dataset == DatasetName::MultiMnist {
+            let m = &self.data.multimnist;
+            for (key, value) in [
+                (
+                    "data.multimnist.train_pairs_per_digit",
+                    m.train_pairs_per_digit,
+                ),
+                (
+                    "data.multimnist.test_pairs_per_digit",
+                    m.test_pairs_per_digit,
+                ),
+            ] {
+                if value == 0 {
+                    return invalid(key, "0".into(), "must be positive");
+                }
+            }
+            if m.max_shift as usize > m.padding {
+                return invalid(
+                    "data.multimnist.max_shift",
+                    m.max_shift.to_string(),
+                    "may not exceed data.multimnist.padding (a shifted digit would be cut)",
+                );
+            }
+            if self.data.crop.is_some() || self.data.shift_pixels > 0 {
+                return invalid(
+                    "data.shift_pixels",
+                    self.data.shift_pixels.to_string(),
+                    "MultiMNIST shifts each digit itself (data.multimnist.max_shift); set data.shift_pixels = 0 and no data.crop",
+                );
+            }
+        }
+        if dataset == DatasetName::ExpandedMnist {
+            let a = &self.data.affnist;
+            if a.canvas < 28 {
+                return invalid(
+                    "data.affnist.canvas",
+                    a.canvas.to_string(),
+                    "must be at least 28 (the MNIST digit side)",
+                );
+            }
+            if a.affine_per_digit == 0 {
+                return invalid(
+                    "data.affnist.affine_per_digit",
+                    "0".into(),
+                    "must be positive",
+                );
+            }
         }
         if self.data.train_limit == Some(0) {
             return invalid(
@@ -328,15 +542,27 @@ impl ExperimentConfig {
                 )
             }
         };
-        if input != (1, 28, 28) {
+        let expected = self.data.input_dims().expect("dataset checked above");
+        if input != expected {
+            let section = if self.arch == Arch::Capsnet {
+                "model"
+            } else {
+                "baseline"
+            };
+            let key = if input.0 != expected.0 {
+                "input_channels"
+            } else if input.1 != expected.1 {
+                "input_height"
+            } else {
+                "input_width"
+            };
             return invalid(
-                if self.arch == Arch::Capsnet {
-                    "model.input_height"
-                } else {
-                    "baseline.input_height"
-                },
+                &format!("{section}.{key}"),
                 format!("{}x{}x{}", input.0, input.1, input.2),
-                "MNIST-family data is 1x28x28",
+                &format!(
+                    "data.dataset = {:?} gives {}x{}x{} inputs (channels x height x width); set {section}.input_channels/input_height/input_width to match",
+                    self.data.dataset, expected.0, expected.1, expected.2
+                ),
             );
         }
         crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;

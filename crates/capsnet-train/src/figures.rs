@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use capsnet_data::{ImageSet, Loader, LoaderConfig};
+use capsnet_data::{BatchSource, Loader, LoaderConfig};
 use capsnet_model::{CapsNet, predictions};
 use capsnet_tensorboard::{EventWriter, encode_png, image_grid};
 
@@ -46,7 +46,7 @@ pub struct FigureOptions {
 /// `board`, if given).
 pub fn write(
     net: &CapsNet,
-    test: &Arc<ImageSet>,
+    test: &Arc<dyn BatchSource>,
     options: FigureOptions,
     out_dir: &Path,
     mut board: Option<&mut EventWriter>,
@@ -65,18 +65,19 @@ pub fn write(
                 .into(),
         });
     }
-    if test.channels() != 1 {
+    let dims = test.dims();
+    if dims.channels != 1 {
         return Err(TrainError::RunDir {
             path: out_dir.to_path_buf(),
             reason: "figures are drawn for single-channel images only".into(),
         });
     }
     std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
-    let (w, h) = (test.width(), test.height());
+    let (w, h) = (dims.width, dims.height);
     let n = n.clamp(1, test.len());
-    let batch = Loader::new(test.clone(), LoaderConfig::new(n))?
+    let batch = Loader::from_source(test.clone(), LoaderConfig::new(n))?
         .next()
-        .expect("a non-empty test set yields a batch");
+        .expect("a non-empty test set yields a batch")?;
     let (images, _) = batch_tensors(batch, device);
     let out = net.forward(images.clone(), None);
     let recon = out.reconstruction.expect("decoder checked above");

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod board;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod figures;
 pub mod info;

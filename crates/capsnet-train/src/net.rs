@@ -2,7 +2,9 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use capsnet_model::{BaselineCnn, CapsNet, LossConfig, cross_entropy, predictions};
+use capsnet_model::{
+    BaselineCnn, CapsNet, LossConfig, cross_entropy, predictions, sigmoid_cross_entropy,
+};
 
 use crate::config::{Arch, ExperimentConfig};
 use crate::error::ConfigError;
@@ -32,6 +34,55 @@ pub struct StepOutput {
     pub reconstructions: Option<Tensor<2>>,
 }
 
+/// What a batch should be predicted as.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Class labels `[batch, targets]` (one column, or two for MultiMNIST).
+    pub labels: Tensor<2, Int>,
+    /// Each target's image alone `[batch, targets, pixels]` (MultiMNIST's digits), the
+    /// reconstruction targets; `None` when the input itself is the target.
+    pub parts: Option<Tensor<3>>,
+}
+
+impl Targets {
+    /// One label per example.
+    pub fn single(labels: Tensor<1, Int>) -> Self {
+        let [batch] = labels.dims();
+        Self {
+            labels: labels.reshape([batch, 1]),
+            parts: None,
+        }
+    }
+
+    /// Labels per example.
+    pub fn count(&self) -> usize {
+        self.labels.dims()[1]
+    }
+
+    /// The first label of each example, `[batch]`.
+    pub fn first(&self) -> Tensor<1, Int> {
+        let [batch, _] = self.labels.dims();
+        self.labels.clone().narrow(1, 0, 1).reshape([batch])
+    }
+
+    /// 0/1 `[batch, classes]` with a 1 for every present class.
+    pub fn multi_hot(&self, classes: usize) -> Tensor<2> {
+        let [batch, count] = self.labels.dims();
+        (0..count)
+            .map(|k| {
+                self.labels
+                    .clone()
+                    .narrow(1, k, 1)
+                    .reshape([batch])
+                    .one_hot::<2>(classes)
+                    .float()
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one label")
+            .clamp_max(1.0)
+    }
+}
+
 impl Net {
     /// Initialises the network of `config.arch` on `device`.
     pub fn init(config: &ExperimentConfig, device: &Device) -> Result<Self, ConfigError> {
@@ -42,16 +93,38 @@ impl Net {
     }
 
     /// Forward pass and loss. With `teacher_forcing` the CapsNet decoder is masked by the true
-    /// labels (training); without, by the longest capsule (evaluation).
+    /// labels (training); without, by the longest capsule (evaluation). Examples with two
+    /// targets (MultiMNIST) use [`CapsNet::loss_two_targets`] for CapsNet and a sigmoid
+    /// cross-entropy for the baseline.
     pub fn step(
         &self,
         images: Tensor<4>,
-        labels: Tensor<1, Int>,
+        targets: &Targets,
         loss: &LossConfig,
         teacher_forcing: bool,
     ) -> StepOutput {
+        let multi = targets.count() > 1;
         match self {
+            Net::Capsnet(net) if multi => {
+                let out = net.forward(images.clone(), None);
+                let parts = targets.parts.clone().unwrap_or_else(|| {
+                    let [batch, ..] = images.dims();
+                    images
+                        .clone()
+                        .reshape([batch, 1, net.config().input_len()])
+                        .repeat_dim(1, targets.count())
+                });
+                let parts = net.loss_two_targets(&out, targets.labels.clone(), parts, loss);
+                StepOutput {
+                    total: parts.total,
+                    margin: Some(parts.margin),
+                    reconstruction: parts.reconstruction,
+                    scores: out.lengths,
+                    reconstructions: out.reconstruction,
+                }
+            }
             Net::Capsnet(net) => {
+                let labels = targets.first();
                 let mask = teacher_forcing.then(|| labels.clone());
                 let out = net.forward(images.clone(), mask);
                 let parts = net.loss(&out, images, labels, loss);
@@ -65,8 +138,14 @@ impl Net {
             }
             Net::BaselineCnn(net) => {
                 let logits = net.forward(images);
+                let total = if multi {
+                    let [_, classes] = logits.dims();
+                    sigmoid_cross_entropy(logits.clone(), targets.multi_hot(classes))
+                } else {
+                    cross_entropy(logits.clone(), targets.first())
+                };
                 StepOutput {
-                    total: cross_entropy(logits.clone(), labels),
+                    total,
                     margin: None,
                     reconstruction: None,
                     scores: logits,
@@ -76,9 +155,22 @@ impl Net {
         }
     }
 
-    /// Number of correct predictions among `scores` for `labels`, as a one-element int tensor.
-    pub fn correct(scores: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1, Int> {
-        predictions(scores).equal(labels).int().sum()
+    /// Number of correctly classified examples, as a one-element int tensor: the top class is
+    /// the label (one target), or the top `k` classes are exactly the `k` labels in any order
+    /// (`k` targets, the paper's MultiMNIST criterion; ties and NaN count as wrong).
+    pub fn correct(scores: Tensor<2>, targets: &Targets) -> Tensor<1, Int> {
+        let count = targets.count();
+        if count == 1 {
+            return predictions(scores).equal(targets.first()).int().sum();
+        }
+        let [batch, classes] = scores.dims();
+        let weakest = scores
+            .clone()
+            .gather(1, targets.labels.clone())
+            .min_dim(1)
+            .expand([batch, classes]);
+        let above = scores.greater(weakest).int().sum_dim(1);
+        above.equal_elem(count as i64 - 1).int().sum()
     }
 }
 

@@ -217,6 +217,10 @@ pub struct TrainRecord {
 pub struct EvalRecord {
     /// Always `"eval"`.
     pub kind: &'static str,
+    /// Which evaluation set, for the extra ones (`affine`, `affnist`); absent for the main
+    /// test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
     /// Epoch (1-based) just finished.
     pub epoch: usize,
     /// Global step.

@@ -1,16 +1,15 @@
 //! The training loop: Adam, learning-rate schedule, evaluation every epoch, checkpoints,
 //! exact resume, metrics and the run summary.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use capsnet_data::{
-    Batch, DataSources, DatasetKind, DownloadProgress, ImageSet, Loader, LoaderConfig, Rng, Split,
-};
+use burn::tensor::{Device, Tensor, TensorData};
+use capsnet_data::{Batch, BatchSource, DownloadProgress, Loader, LoaderConfig, Rng};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +17,10 @@ use crate::backend::BackendKind;
 use crate::board::RunBoard;
 use crate::checkpoint::{self, LoopState};
 use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
+use crate::data::{ExperimentData, load_experiment_data};
 use crate::error::TrainError;
 use crate::load::{Resolved, to_toml};
-use crate::net::Net;
+use crate::net::{Net, Targets};
 use crate::report::{EvalRecord, MetricsFile, ProgressMode, RunLog, TrainWindow};
 use crate::run_dir;
 
@@ -75,6 +75,10 @@ pub struct Summary {
     pub final_test_accuracy: Option<f64>,
     /// Test loss at `final_eval_epoch`.
     pub final_test_loss: Option<f64>,
+    /// Accuracy (%) on each extra evaluation set (e.g. `affine`, `affnist`) at
+    /// `final_eval_epoch`.
+    #[serde(default)]
+    pub final_extra_accuracy: BTreeMap<String, f64>,
     /// Seconds in training steps (all sessions of the run).
     pub train_secs: f64,
     /// Seconds in evaluation.
@@ -121,45 +125,6 @@ pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> 
         .autodiff())
 }
 
-/// The training and test sets of an experiment, with limits applied.
-pub struct Datasets {
-    /// Training set.
-    pub train: Arc<ImageSet>,
-    /// Test set.
-    pub test: Arc<ImageSet>,
-    /// Directory the files were read from.
-    pub dir: PathBuf,
-}
-
-/// Loads the experiment's data (downloading into the cache when allowed and needed).
-pub fn load_datasets(config: &ExperimentConfig, log: &mut RunLog) -> Result<Datasets, TrainError> {
-    let kind: DatasetKind = config.data.dataset.parse()?;
-    let mut sources = DataSources::from_env(config.data.root.clone());
-    sources.download &= config.data.download;
-    sources.verify = config.data.verify_checksums;
-    let progress = DownloadBars::new(log.has_bars());
-    let (mut train, dir) =
-        capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
-    let (mut test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
-    if let Some(limit) = config.data.train_limit {
-        train.truncate(limit);
-    }
-    if let Some(limit) = config.data.test_limit {
-        test.truncate(limit);
-    }
-    log.info(&format!(
-        "data: {kind} from {} ({} train, {} test images)",
-        dir.display(),
-        train.len(),
-        test.len()
-    ));
-    Ok(Datasets {
-        train: Arc::new(train),
-        test: Arc::new(test),
-        dir,
-    })
-}
-
 /// Download progress on an indicatif bar (terminal) or as start/finish lines.
 pub struct DownloadBars {
     bars: bool,
@@ -201,13 +166,17 @@ impl DownloadProgress for DownloadBars {
     }
 }
 
-/// Turns a loader batch into tensors on `device`.
-pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+/// Turns a loader batch into tensors on `device`: images `[B, C, H, W]` and the targets.
+pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Targets) {
     let shape = batch.shape();
-    let len = batch.len;
+    let (len, count) = (batch.len, batch.targets.max(1));
     let images = Tensor::from_data(TensorData::new(batch.images, shape), device);
-    let labels = Tensor::from_data(TensorData::new(batch.labels, [len]), device);
-    (images, labels)
+    let labels = Tensor::from_data(TensorData::new(batch.labels, [len, count]), device);
+    let parts = (!batch.parts.is_empty()).then(|| {
+        let pixels = batch.dims.size();
+        Tensor::from_data(TensorData::new(batch.parts, [len, count, pixels]), device)
+    });
+    (images, Targets { labels, parts })
 }
 
 /// Test-set evaluation result.
@@ -227,18 +196,19 @@ pub struct Evaluation {
 /// decoder masked by the longest capsule.
 pub fn evaluate(
     net: &Net,
-    set: &Arc<ImageSet>,
+    set: &Arc<dyn BatchSource>,
     config: &ExperimentConfig,
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
     let start = Instant::now();
-    let loader = Loader::new(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
+    let loader = Loader::from_source(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
     let (mut loss_sum, mut correct) = (0.0, 0.0);
     for batch in loader {
+        let batch = batch?;
         let len = batch.len as f64;
-        let (images, labels) = batch_tensors(batch, device);
-        let out = net.step(images, labels.clone(), &config.loss, false);
-        let hits = Net::correct(out.scores, labels).float();
+        let (images, targets) = batch_tensors(batch, device);
+        let out = net.step(images, &targets, &config.loss, false);
+        let hits = Net::correct(out.scores, &targets).float();
         let values = read_values(vec![out.total, hits]);
         loss_sum += values[0] * len;
         correct += values[1];
@@ -249,6 +219,77 @@ pub fn evaluate(
         accuracy: 100.0 * correct / n as f64,
         images: n,
         secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Several networks evaluated on the same examples, alone and together.
+#[derive(Debug, Clone)]
+pub struct EnsembleEvaluation {
+    /// Each network alone, in the order given.
+    pub members: Vec<Evaluation>,
+    /// Accuracy (%) of the ensemble: the class scores (capsule lengths or logits) of all
+    /// members summed, then classified like a single network.
+    pub accuracy: f64,
+    /// Examples evaluated.
+    pub images: usize,
+    /// Seconds taken.
+    pub secs: f64,
+}
+
+/// Evaluates `nets` (inference copies) on `set`, each alone and as an ensemble whose scores
+/// are the sum of the members' (the official code's ensemble rule).
+pub fn evaluate_ensemble(
+    nets: &[Net],
+    set: &Arc<dyn BatchSource>,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<EnsembleEvaluation, TrainError> {
+    let start = Instant::now();
+    let loader = Loader::from_source(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
+    let mut loss_sums = vec![0.0; nets.len()];
+    let mut correct = vec![0.0; nets.len()];
+    let mut ensemble_correct = 0.0;
+    for batch in loader {
+        let batch = batch?;
+        let len = batch.len as f64;
+        let (images, targets) = batch_tensors(batch, device);
+        let mut parts = Vec::with_capacity(2 * nets.len() + 1);
+        let mut sum: Option<Tensor<2>> = None;
+        for net in nets {
+            let out = net.step(images.clone(), &targets, &config.loss, false);
+            parts.push(out.total);
+            parts.push(Net::correct(out.scores.clone(), &targets).float());
+            sum = Some(match sum {
+                Some(s) => s + out.scores,
+                None => out.scores,
+            });
+        }
+        if let Some(sum) = sum {
+            parts.push(Net::correct(sum, &targets).float());
+        }
+        let values = read_values(parts);
+        for (k, pair) in values.chunks_exact(2).take(nets.len()).enumerate() {
+            loss_sums[k] += pair[0] * len;
+            correct[k] += pair[1];
+        }
+        ensemble_correct += values.last().copied().unwrap_or(0.0);
+    }
+    let n = set.len();
+    let secs = start.elapsed().as_secs_f64();
+    Ok(EnsembleEvaluation {
+        members: loss_sums
+            .iter()
+            .zip(&correct)
+            .map(|(&loss, &c)| Evaluation {
+                loss: loss / n as f64,
+                accuracy: 100.0 * c / n as f64,
+                images: n,
+                secs,
+            })
+            .collect(),
+        accuracy: 100.0 * ensemble_correct / n as f64,
+        images: n,
+        secs,
     })
 }
 
@@ -288,7 +329,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         config.train.epochs,
         config.train.batch_size
     ));
-    let data = load_datasets(config, &mut log)?;
+    let data = load_experiment_data(config, &mut log)?;
 
     device.seed(config.seed);
     let mut optim = optimizer(&config.train);
@@ -320,6 +361,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     let params = net.num_params();
     let steps_per_epoch =
         capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
+    let mut last_extra = previous_extra_evals(&options.run_dir, state.step);
     let mut last_eval: Option<(usize, Evaluation)> = previous_eval(&options.run_dir, state.step);
     let save_checkpoint = |net: &Net, optim: &ModuleOptimizer, state: &LoopState| {
         checkpoint::save(
@@ -333,14 +375,15 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
 
     while state.epoch < config.train.epochs {
         let epoch = state.epoch;
-        let loader = Loader::new(
+        let loader = Loader::from_source(
             data.train.clone(),
             LoaderConfig {
                 batch_size: config.train.batch_size,
                 seed: config.seed,
                 epoch: epoch as u64,
                 shuffle: config.data.shuffle,
-                shift_px: config.data.shift_pixels as u32,
+                shift_px: 0,
+                augment: true,
                 drop_last: false,
                 start_batch: state.next_batch,
                 prefetch: 2,
@@ -353,13 +396,14 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         );
 
         for batch in loader {
+            let batch = batch?;
             let step_start = Instant::now();
             let len = batch.len;
             let lr = learning_rate(&config.train, state.step, epoch);
-            let (images, labels) = batch_tensors(batch, &device);
+            let (images, targets) = batch_tensors(batch, &device);
             device.seed(Rng::derive(config.seed, &[STREAM_DROPOUT, state.step]).next_u64());
-            let out = net.step(images, labels.clone(), &config.loss, true);
-            let hits = Net::correct(out.scores.clone().detach(), labels).float();
+            let out = net.step(images, &targets, &config.loss, true);
+            let hits = Net::correct(out.scores.clone().detach(), &targets).float();
             let mut parts = vec![out.total.clone().detach(), hits];
             parts.extend(out.margin.iter().map(|t| t.clone().detach()));
             parts.extend(out.reconstruction.iter().map(|t| t.clone().detach()));
@@ -414,7 +458,8 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                     "stopped after step {} as asked; resume with --resume",
                     state.step
                 ));
-                let summary = summarize(config, &state, &data, params, last_eval, false);
+                let summary =
+                    summarize(config, &state, &data, params, last_eval, &last_extra, false);
                 write_summary(&options.run_dir, &summary)?;
                 return Ok(summary);
             }
@@ -425,10 +470,11 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == config.train.epochs {
             let eval_device = device.clone().without_autodiff();
             let valid = net.valid();
-            let eval = evaluate(&valid, &data.test, config, &eval_device)?;
+            let eval = evaluate(&valid, &data.test.source, config, &eval_device)?;
             state.eval_secs += eval.secs;
             let record = EvalRecord {
                 kind: "eval",
+                set: None,
                 epoch: state.epoch,
                 step: state.step,
                 test_loss: eval.loss,
@@ -439,7 +485,32 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             };
             metrics.write(&record)?;
             if let Some(board) = &mut board {
-                board.eval(&record, &valid, &data.test, &eval_device)?;
+                board.eval(&record, &valid, &data.test.source, &eval_device)?;
+            }
+            last_extra.clear();
+            for extra in &data.extra {
+                let e = evaluate(&valid, &extra.source, config, &eval_device)?;
+                state.eval_secs += e.secs;
+                let record = EvalRecord {
+                    kind: "eval",
+                    set: Some(extra.name.clone()),
+                    epoch: state.epoch,
+                    step: state.step,
+                    test_loss: e.loss,
+                    test_accuracy: e.accuracy,
+                    test_error_pct: 100.0 - e.accuracy,
+                    test_images: e.images,
+                    images_per_sec: e.images as f64 / e.secs.max(1e-9),
+                };
+                metrics.write(&record)?;
+                if let Some(board) = &mut board {
+                    board.eval_extra(&extra.name, &record)?;
+                }
+                log.info(&format!(
+                    "epoch {}/{}: {} accuracy {:.2}% ({} examples)",
+                    state.epoch, config.train.epochs, extra.name, e.accuracy, e.images
+                ));
+                last_extra.insert(extra.name.clone(), e.accuracy);
             }
             log.info(&format!(
                 "epoch {}/{}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
@@ -454,7 +525,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         }
         save_checkpoint(&net, &optim, &state)?;
     }
-    let summary = summarize(config, &state, &data, params, last_eval, true);
+    let summary = summarize(config, &state, &data, params, last_eval, &last_extra, true);
     write_summary(&options.run_dir, &summary)?;
     if let Some(board) = &mut board {
         board.finish(true)?;
@@ -478,7 +549,11 @@ fn previous_eval(run_dir: &Path, step: u64) -> Option<(usize, Evaluation)> {
     text.lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step))
+        .find(|v| {
+            v["kind"] == "eval"
+                && v.get("set").is_none()
+                && v["step"].as_u64().is_some_and(|s| s <= step)
+        })
         .map(|v| {
             (
                 v["epoch"].as_u64().unwrap_or(0) as usize,
@@ -492,12 +567,35 @@ fn previous_eval(run_dir: &Path, step: u64) -> Option<(usize, Evaluation)> {
         })
 }
 
+/// Accuracies on the extra evaluation sets at the last evaluation up to `step` (resumed runs).
+fn previous_extra_evals(run_dir: &Path, step: u64) -> BTreeMap<String, f64> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("metrics.jsonl")) else {
+        return BTreeMap::new();
+    };
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| {
+            v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step)
+        })
+        .collect();
+    let Some(last) = records.iter().rev().find(|v| v.get("set").is_none()) else {
+        return BTreeMap::new();
+    };
+    records
+        .iter()
+        .filter(|v| v["step"] == last["step"])
+        .filter_map(|v| Some((v["set"].as_str()?.to_string(), v["test_accuracy"].as_f64()?)))
+        .collect()
+}
+
 fn summarize(
     config: &ExperimentConfig,
     state: &LoopState,
-    data: &Datasets,
+    data: &ExperimentData,
     params: usize,
     last_eval: Option<(usize, Evaluation)>,
+    extra: &BTreeMap<String, f64>,
     completed: bool,
 ) -> Summary {
     Summary {
@@ -510,12 +608,13 @@ fn summarize(
         steps: state.step,
         batch_size: config.train.batch_size,
         train_images: data.train.len(),
-        test_images: data.test.len(),
+        test_images: data.test.source.len(),
         params,
         final_eval_epoch: last_eval.map(|(e, _)| e),
         final_test_error_pct: last_eval.map(|(_, e)| 100.0 - e.accuracy),
         final_test_accuracy: last_eval.map(|(_, e)| e.accuracy),
         final_test_loss: last_eval.map(|(_, e)| e.loss),
+        final_extra_accuracy: extra.clone(),
         train_secs: state.train_secs,
         eval_secs: state.eval_secs,
         wall_time_secs: state.train_secs + state.eval_secs,

@@ -258,7 +258,7 @@ fn figures_from_a_checkpoint() {
         panic!("a CapsNet run");
     };
     let mut log = capsnet_train::report::RunLog::stderr_only(ProgressMode::Quiet);
-    let data = capsnet_train::train_loop::load_datasets(&resolved.config, &mut log).unwrap();
+    let data = capsnet_train::data::load_experiment_data(&resolved.config, &mut log).unwrap();
     let out = tmp.path().join("figures");
     let options = capsnet_train::figures::FigureOptions {
         images: 5,
@@ -266,7 +266,8 @@ fn figures_from_a_checkpoint() {
         step: 3,
     };
     let figures =
-        capsnet_train::figures::write(&net, &data.test, options, &out, None, &device).unwrap();
+        capsnet_train::figures::write(&net, &data.test.source, options, &out, None, &device)
+            .unwrap();
     assert_eq!(figures.files.len(), 3);
     let png_size = |path: &std::path::Path| {
         let bytes = std::fs::read(path).unwrap();

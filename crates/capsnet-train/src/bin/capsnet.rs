@@ -1,13 +1,13 @@
 //! `capsnet`: train, evaluate, inspect and benchmark CapsNet experiments.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use capsnet_train::backend::BackendKind;
 use capsnet_train::bench::{self, BenchOptions};
+use capsnet_train::data::load_experiment_data;
 use capsnet_train::report::{ProgressMode, RunLog};
-use capsnet_train::train_loop::{evaluate, load_datasets};
+use capsnet_train::train_loop::evaluate_ensemble;
 use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
 use clap::{Args, Parser, Subcommand};
 
@@ -134,9 +134,10 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Checkpoint directory, or a run directory (its latest checkpoint).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// Checkpoint directory, or a run directory (its latest checkpoint). Repeat it to evaluate
+    /// an ensemble: the members' class scores are summed.
+    #[arg(long, required = true)]
+    checkpoint: Vec<PathBuf>,
     /// Dataset directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -146,7 +147,7 @@ struct EvalArgs {
     /// Evaluate with this many routing iterations instead of the trained setting.
     #[arg(long)]
     routing_iterations: Option<usize>,
-    /// Evaluate only the first N test images.
+    /// Evaluate only the first N test images (source images for generated test sets).
     #[arg(long)]
     limit: Option<usize>,
     /// Print JSON.
@@ -276,7 +277,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
         );
     };
     let mut log = RunLog::stderr_only(ProgressMode::Plain);
-    let data = load_datasets(&config, &mut log)?;
+    let data = load_experiment_data(&config, &mut log)?;
     let step = std::fs::read_to_string(ckpt.join("state.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -287,7 +288,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(|| run.join("figures"));
     let figures = capsnet_train::figures::write(
         &net,
-        &data.test,
+        &data.test.source,
         capsnet_train::figures::FigureOptions {
             images: args.images,
             perturbed: args.perturbed,
@@ -304,52 +305,112 @@ fn figures(args: FiguresArgs) -> Result<()> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let (ckpt, _run, mut config) = open_checkpoint(&args.checkpoint)?;
-    if let Some(b) = args.backend {
-        config.runtime.backend = b;
+    let mut members = Vec::new();
+    for path in &args.checkpoint {
+        let (ckpt, _run, mut config) = open_checkpoint(path)?;
+        if let Some(b) = &args.backend {
+            config.runtime.backend = b.clone();
+        }
+        if let Some(dir) = &args.data_dir {
+            config.data.root = Some(dir.clone());
+        }
+        if let Some(limit) = args.limit {
+            config.data.test_limit = Some(limit);
+        }
+        config.validate()?;
+        members.push((ckpt, config));
     }
-    if let Some(dir) = args.data_dir {
-        config.data.root = Some(dir);
-    }
-    if let Some(limit) = args.limit {
-        config.data.test_limit = Some(limit);
-    }
-    config.validate()?;
-    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
-    let mut net = checkpoint::load_net(&ckpt, &config, &device)?;
-    if let Some(r) = args.routing_iterations {
-        match &mut net {
-            capsnet_train::net::Net::Capsnet(caps) => {
-                let mut routing = caps.config().routing.clone();
-                routing.iterations = r;
-                caps.set_routing(routing);
-            }
-            _ => bail!("--routing-iterations only applies to CapsNet runs"),
+    let (first_ckpt, config) = members[0].clone();
+    for (ckpt, other) in &members[1..] {
+        let comparable = |c: &capsnet_train::ExperimentConfig| {
+            let mut data = c.data.clone();
+            data.root = None;
+            (data, c.arch)
+        };
+        if comparable(other) != comparable(&config) {
+            bail!(
+                "{} and {} were trained on different data or architectures (compare their [data] sections and arch); an ensemble needs the same inputs and score kind",
+                first_ckpt.display(),
+                ckpt.display()
+            );
         }
     }
+    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let mut nets = Vec::new();
+    for (ckpt, member_config) in &members {
+        let mut net = checkpoint::load_net(ckpt, member_config, &device)?;
+        if let Some(r) = args.routing_iterations {
+            match &mut net {
+                capsnet_train::net::Net::Capsnet(caps) => {
+                    let mut routing = caps.config().routing.clone();
+                    routing.iterations = r;
+                    caps.set_routing(routing);
+                }
+                _ => bail!("--routing-iterations only applies to CapsNet runs"),
+            }
+        }
+        nets.push(net);
+    }
     let mut log = RunLog::stderr_only(ProgressMode::Plain);
-    let data = load_datasets(&config, &mut log)?;
-    let result = evaluate(&net, &Arc::clone(&data.test), &config, &device)?;
-    let json = serde_json::json!({
-        "checkpoint": ckpt,
-        "test_images": result.images,
-        "test_accuracy": result.accuracy,
-        "test_error_pct": 100.0 - result.accuracy,
-        "test_loss": result.loss,
-        "images_per_sec": result.images as f64 / result.secs.max(1e-9),
-        "backend": config.runtime.backend,
-    });
+    let data = load_experiment_data(&config, &mut log)?;
+    let mut sets = Vec::new();
+    for set in data.eval_sets() {
+        let result = evaluate_ensemble(&nets, &set.source, &config, &device)?;
+        let member_json: Vec<_> = members
+            .iter()
+            .zip(&result.members)
+            .map(|((ckpt, _), e)| {
+                serde_json::json!({
+                    "checkpoint": ckpt,
+                    "accuracy": e.accuracy,
+                    "error_pct": 100.0 - e.accuracy,
+                    "loss": e.loss,
+                })
+            })
+            .collect();
+        if !args.json {
+            for ((ckpt, _), e) in members.iter().zip(&result.members) {
+                println!(
+                    "{} [{}]: accuracy {:.2}% (error {:.2}%) on {} examples, loss {:.4}",
+                    ckpt.display(),
+                    set.name,
+                    e.accuracy,
+                    100.0 - e.accuracy,
+                    e.images,
+                    e.loss
+                );
+            }
+            if nets.len() > 1 {
+                println!(
+                    "ensemble of {} [{}]: accuracy {:.2}% (error {:.2}%)",
+                    nets.len(),
+                    set.name,
+                    result.accuracy,
+                    100.0 - result.accuracy
+                );
+            }
+        }
+        sets.push(serde_json::json!({
+            "set": set.name,
+            "images": result.images,
+            "members": member_json,
+            "ensemble_accuracy": (nets.len() > 1).then_some(result.accuracy),
+            "ensemble_error_pct": (nets.len() > 1).then_some(100.0 - result.accuracy),
+            "images_per_sec": (result.images * nets.len()) as f64 / result.secs.max(1e-9),
+        }));
+    }
     if args.json {
+        let main = &sets[0]["members"][0];
+        let json = serde_json::json!({
+            "checkpoint": first_ckpt,
+            "test_images": sets[0]["images"],
+            "test_accuracy": main["accuracy"],
+            "test_error_pct": main["error_pct"],
+            "test_loss": main["loss"],
+            "backend": config.runtime.backend,
+            "sets": sets,
+        });
         println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        println!(
-            "{}: test accuracy {:.2}% (error {:.2}%) on {} images, loss {:.4}",
-            ckpt.display(),
-            result.accuracy,
-            100.0 - result.accuracy,
-            result.images,
-            result.loss
-        );
     }
     Ok(())
 }

@@ -1,0 +1,262 @@
+//! An experiment's data as batch sources: which files are read, which generator runs on
+//! them, and which augmentation each split gets.
+//!
+//! | `data.dataset`   | training source                                   | test sources |
+//! |------------------|---------------------------------------------------|--------------|
+//! | `mnist`, `fashion-mnist` | the training split, ±`shift_pixels` shifts (or crops) | the test split |
+//! | `cifar10`        | the training batches, random `crop`s (optional flips)  | central crops of the test batch |
+//! | `multimnist`     | MultiMNIST pairs of the MNIST training split, seeded by the experiment seed | pairs of the test split, seeded by `data.multimnist.test_seed` |
+//! | `expanded-mnist` | MNIST training digits centred on the canvas and shifted up to ±`shift_pixels` (±6 on 40×40 reaches every position) | `test`: test digits at random positions; `affine`: affNIST-like transformed test digits; `affnist`: the real `.mat` files when `data.affnist.files` is set |
+//!
+//! `train_limit` and `test_limit` cut the *source* splits (before pairs or transformations
+//! are generated).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use capsnet_data::affnist::{
+    AffineConfig, AffineMnist, ExpandedConfig, ExpandedMnist, centred, load_affnist_mats,
+};
+use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
+use capsnet_data::{
+    BatchSource, CroppedImages, DataSources, DatasetKind, ImageSet, ShiftedImages, Split,
+};
+
+use crate::config::{DataConfig, DatasetName, ExperimentConfig};
+use crate::error::TrainError;
+use crate::report::RunLog;
+use crate::train_loop::DownloadBars;
+
+/// One evaluation set.
+#[derive(Clone)]
+pub struct EvalSet {
+    /// Short name: `test` for the main test set, else e.g. `affine`, `affnist`.
+    pub name: String,
+    /// The examples, rendered without augmentation.
+    pub source: Arc<dyn BatchSource>,
+}
+
+/// The training source and the evaluation sets of an experiment.
+pub struct ExperimentData {
+    /// Training examples (augmented when drawn for training).
+    pub train: Arc<dyn BatchSource>,
+    /// The main test set (the one `summary.json` and the tables report).
+    pub test: EvalSet,
+    /// Further evaluation sets, reported next to the main one.
+    pub extra: Vec<EvalSet>,
+    /// Labels per example (2 for MultiMNIST).
+    pub targets: usize,
+    /// Directory the source files were read from.
+    pub dir: PathBuf,
+}
+
+impl ExperimentData {
+    /// The main test set followed by the extra ones.
+    pub fn eval_sets(&self) -> impl Iterator<Item = &EvalSet> {
+        std::iter::once(&self.test).chain(&self.extra)
+    }
+}
+
+fn sources(data: &DataConfig) -> DataSources {
+    let mut sources = DataSources::from_env(data.root.clone());
+    sources.download &= data.download;
+    sources.verify = data.verify_checksums;
+    sources
+}
+
+fn limited(mut set: ImageSet, limit: Option<usize>) -> Arc<ImageSet> {
+    if let Some(limit) = limit {
+        set.truncate(limit);
+    }
+    Arc::new(set)
+}
+
+/// Images as they are, or cropped (random crops when training).
+fn plain(
+    set: Arc<ImageSet>,
+    data: &DataConfig,
+    train: bool,
+) -> Result<Arc<dyn BatchSource>, TrainError> {
+    Ok(match data.crop {
+        Some(crop) => Arc::new(CroppedImages::new(set, crop, data.flip && train)?),
+        None => Arc::new(ShiftedImages {
+            set,
+            shift_px: if train { data.shift_pixels as u32 } else { 0 },
+        }),
+    })
+}
+
+fn eval_set(name: &str, source: Arc<dyn BatchSource>) -> EvalSet {
+    EvalSet {
+        name: name.into(),
+        source,
+    }
+}
+
+/// Loads (downloading into the cache when allowed and needed) and prepares the data of
+/// `config`.
+pub fn load_experiment_data(
+    config: &ExperimentConfig,
+    log: &mut RunLog,
+) -> Result<ExperimentData, TrainError> {
+    let data = &config.data;
+    let name = data.name().ok_or_else(|| crate::ConfigError::Invalid {
+        key: "data.dataset".into(),
+        value: data.dataset.clone(),
+        reason: format!("expected one of {}", DatasetName::VALID),
+    })?;
+    let sources = sources(data);
+    let progress = DownloadBars::new(log.has_bars());
+    let mnist = |kind: DatasetKind| -> Result<(Arc<ImageSet>, Arc<ImageSet>, PathBuf), TrainError> {
+        let (train, dir) =
+            capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
+        let (test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
+        Ok((
+            limited(train, data.train_limit),
+            limited(test, data.test_limit),
+            dir,
+        ))
+    };
+    let out = match name {
+        DatasetName::Mnist | DatasetName::FashionMnist => {
+            let kind = if name == DatasetName::Mnist {
+                DatasetKind::Mnist
+            } else {
+                DatasetKind::FashionMnist
+            };
+            let (train, test, dir) = mnist(kind)?;
+            ExperimentData {
+                train: plain(train, data, true)?,
+                test: eval_set("test", plain(test, data, false)?),
+                extra: Vec::new(),
+                targets: 1,
+                dir,
+            }
+        }
+        DatasetName::Cifar10 => {
+            let mirrors = capsnet_data::cifar::cifar10_mirrors(
+                std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
+            );
+            let (train, dir) = capsnet_data::cifar::load_cifar10_with(
+                Split::Train,
+                &sources,
+                &mirrors,
+                &progress,
+            )?;
+            let (test, _) =
+                capsnet_data::cifar::load_cifar10_with(Split::Test, &sources, &mirrors, &progress)?;
+            ExperimentData {
+                train: plain(limited(train, data.train_limit), data, true)?,
+                test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
+                extra: Vec::new(),
+                targets: 1,
+                dir,
+            }
+        }
+        DatasetName::MultiMnist => {
+            let (train, test, dir) = mnist(DatasetKind::Mnist)?;
+            let m = &data.multimnist;
+            let generator = |pairs, seed| MultiMnistConfig {
+                pairs_per_digit: pairs,
+                max_shift: m.max_shift,
+                padding: m.padding,
+                seed,
+            };
+            ExperimentData {
+                train: Arc::new(MultiMnist::new(
+                    train,
+                    generator(m.train_pairs_per_digit, config.seed),
+                )?),
+                test: eval_set(
+                    "test",
+                    Arc::new(MultiMnist::new(
+                        test,
+                        generator(m.test_pairs_per_digit, m.test_seed),
+                    )?),
+                ),
+                extra: Vec::new(),
+                targets: 2,
+                dir,
+            }
+        }
+        DatasetName::ExpandedMnist => {
+            let (train, test, dir) = mnist(DatasetKind::Mnist)?;
+            let a = &data.affnist;
+            let placed = ExpandedMnist::new(
+                test.clone(),
+                ExpandedConfig {
+                    canvas: a.canvas,
+                    seed: a.test_seed,
+                },
+            )?;
+            let test_set = placed.materialize(placed.len())?;
+            let mut extra = Vec::new();
+            if a.affine_test {
+                let affine = AffineMnist::new(
+                    test.clone(),
+                    AffineConfig {
+                        canvas: a.canvas,
+                        per_digit: a.affine_per_digit,
+                        seed: a.test_seed,
+                        ..AffineConfig::default()
+                    },
+                )?;
+                let set = Arc::new(affine.materialize(affine.len())?);
+                extra.push(eval_set(
+                    "affine",
+                    Arc::new(ShiftedImages { set, shift_px: 0 }),
+                ));
+            }
+            if !a.files.is_empty() {
+                let set = limited(load_affnist_mats(&a.files)?, data.test_limit);
+                if set.dims().height != a.canvas || set.dims().width != a.canvas {
+                    return Err(crate::ConfigError::Invalid {
+                        key: "data.affnist.files".into(),
+                        value: format!("{:?}", a.files),
+                        reason: format!(
+                            "the files hold {}x{} images but data.affnist.canvas is {}",
+                            set.dims().height,
+                            set.dims().width,
+                            a.canvas
+                        ),
+                    }
+                    .into());
+                }
+                extra.push(eval_set(
+                    "affnist",
+                    Arc::new(ShiftedImages { set, shift_px: 0 }),
+                ));
+            }
+            ExperimentData {
+                train: Arc::new(ShiftedImages {
+                    set: Arc::new(centred(&train, a.canvas)?),
+                    shift_px: data.shift_pixels as u32,
+                }),
+                test: eval_set(
+                    "test",
+                    Arc::new(ShiftedImages {
+                        set: Arc::new(test_set),
+                        shift_px: 0,
+                    }),
+                ),
+                extra,
+                targets: 1,
+                dir,
+            }
+        }
+    };
+    let extra: Vec<String> = out
+        .extra
+        .iter()
+        .map(|e| format!(", {} {}", e.source.len(), e.name))
+        .collect();
+    log.info(&format!(
+        "data: {} from {} ({} train, {} test{} examples)",
+        data.dataset,
+        out.dir.display(),
+        out.train.len(),
+        out.test.source.len(),
+        extra.concat()
+    ));
+    Ok(out)
+}
