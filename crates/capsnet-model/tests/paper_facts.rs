@@ -263,3 +263,90 @@ pub fn small_config() -> CapsNetConfig {
     config.weight_init_std = 0.5;
     config
 }
+
+#[test]
+fn multimnist_parameter_counts_match_the_paper() {
+    let device = f32_device();
+    let mut config = CapsNetConfig::paper_mnist();
+    config.input_height = 36;
+    config.input_width = 36;
+    assert_eq!(config.primary_capsules(), 3200);
+    assert_eq!(config.init(&device).unwrap().num_params(), 11_361_808);
+    let baseline = BaselineCnnConfig::paper_multimnist().init(&device).unwrap();
+    assert_eq!(baseline.num_params(), 24_563_978);
+    let images = tensor(pseudo_random(2 * 1296, 3, 1.0), [2, 1, 36, 36], &device).abs();
+    assert_eq!(baseline.forward(images).dims(), [2, 10]);
+}
+
+#[test]
+fn two_target_loss_has_both_classes_present_and_reconstructs_each_part() {
+    let device = f32_device();
+    let model = small_config().init(&device).unwrap();
+    let images = tensor(pseudo_random(2 * 256, 11, 1.0), [2, 1, 16, 16], &device).abs();
+    let parts_values = pseudo_random(2 * 2 * 256, 12, 1.0)
+        .into_iter()
+        .map(f64::abs)
+        .collect::<Vec<_>>();
+    let parts = tensor(parts_values.clone(), [2, 2, 256], &device);
+    let pairs = [[1i64, 7], [4, 2]];
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(pairs.concat(), [2, 2]), &device);
+    let config = LossConfig::default();
+    let out = model.forward(images, None);
+    let got = model.loss_two_targets(&out, targets, parts, &config);
+
+    // Margin loss by hand: both classes of each example are present.
+    let lengths = values(out.lengths.clone());
+    let mut margin = 0.0;
+    for (b, pair) in pairs.iter().enumerate() {
+        for k in 0..10 {
+            let l = lengths[b * 10 + k];
+            margin += if pair.contains(&(k as i64)) {
+                (0.9 - l).max(0.0).powi(2)
+            } else {
+                0.5 * (l - 0.1).max(0.0).powi(2)
+            };
+        }
+    }
+    margin /= 2.0;
+    assert!((values(got.margin)[0] - margin).abs() < 1e-5);
+
+    // Reconstruction: each digit from the capsule of its own class, against its own part.
+    let mut sse = 0.0;
+    for k in 0..2 {
+        let labels = Tensor::<1, Int>::from_data(
+            TensorData::new(vec![pairs[0][k], pairs[1][k]], [2]),
+            &device,
+        );
+        let recon = values(model.reconstruct(out.capsules.clone(), labels).unwrap());
+        for b in 0..2 {
+            for p in 0..256 {
+                let target = parts_values[(b * 2 + k) * 256 + p];
+                sse += (recon[b * 256 + p] - target).powi(2);
+            }
+        }
+    }
+    sse /= 2.0;
+    let got_sse = values(got.reconstruction.unwrap())[0];
+    assert!((got_sse - sse).abs() < 1e-3 * sse, "{got_sse} vs {sse}");
+}
+
+#[test]
+fn sigmoid_cross_entropy_matches_the_definition() {
+    let device = f32_device();
+    let logits = [2.0, -1.0, 30.0, -30.0, 0.0, 0.5];
+    let targets = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+    let got = values(capsnet_model::sigmoid_cross_entropy(
+        tensor(logits.to_vec(), [2, 3], &device),
+        tensor(targets.to_vec(), [2, 3], &device),
+    ))[0];
+    let want: f64 = logits
+        .iter()
+        .zip(&targets)
+        .map(|(&x, &t)| {
+            let p = 1.0 / (1.0 + (-x as f64).exp());
+            -(t * p.max(1e-300).ln() + (1.0 - t) * (1.0 - p).max(1e-300).ln())
+        })
+        .sum::<f64>()
+        / 2.0;
+    assert!((got - want).abs() < 1e-4 * want.max(1.0), "{got} vs {want}");
+}

@@ -101,21 +101,30 @@ fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
         0,
     )];
     let mut channels = b.input_channels;
+    let (mut h, mut w) = (b.input_height, b.input_width);
     for (i, &c) in b.conv_channels.iter().enumerate() {
+        let k = b.kernel_of(i);
+        if b.pool {
+            (h, w) = (h / 2, w / 2);
+        }
         rows.push(row(
-            format!("conv{} {}x{} same relu", i + 1, b.kernel, b.kernel),
-            vec![c, b.input_height, b.input_width],
-            dense(channels * b.kernel * b.kernel, c),
+            format!(
+                "conv{} {k}x{k} same relu{}",
+                i + 1,
+                if b.pool { " + pool" } else { "" }
+            ),
+            vec![c, h, w],
+            dense(channels * k * k, c),
         ));
         channels = c;
     }
-    let mut width = channels * b.input_height * b.input_width;
+    let mut width = channels * h * w;
     for (i, &h) in b.hidden.iter().enumerate() {
         rows.push(row(format!("fc{} relu", i + 1), vec![h], dense(width, h)));
         width = h;
     }
     rows.push(row(
-        format!("dropout {} + fc softmax", b.dropout),
+        format!("dropout {} + fc", b.dropout),
         vec![b.classes],
         dense(width, b.classes),
     ));
@@ -186,14 +195,17 @@ pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
         }
         Arch::BaselineCnn => {
             let b = &config.baseline;
-            let pixels = b.input_height * b.input_width;
+            let (mut h, mut w) = (b.input_height, b.input_width);
             let mut channels = b.input_channels;
             let mut conv = 0;
-            for &c in &b.conv_channels {
-                conv += pixels * c * channels * b.kernel.pow(2);
+            for (i, &c) in b.conv_channels.iter().enumerate() {
+                conv += h * w * c * channels * b.kernel_of(i).pow(2);
                 channels = c;
+                if b.pool {
+                    (h, w) = (h / 2, w / 2);
+                }
             }
-            let mut widths = vec![channels * pixels];
+            let mut widths = vec![channels * h * w];
             widths.extend(&b.hidden);
             widths.push(b.classes);
             let dense: usize = widths.windows(2).map(|w| w[0] * w[1]).sum();

@@ -189,3 +189,46 @@ pub fn parameter_values(net: &Net) -> Vec<f32> {
     net.visit(&mut collect);
     collect.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    fn correct(scores: Vec<f32>, labels: Vec<i64>, count: usize) -> i64 {
+        let device = Device::flex();
+        let batch = labels.len() / count;
+        let scores = Tensor::<2>::from_data(TensorData::new(scores, [batch, 4]), &device);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [batch, count]), &device);
+        let targets = Targets {
+            labels,
+            parts: None,
+        };
+        Net::correct(scores, &targets).into_scalar()
+    }
+
+    #[test]
+    fn one_target_is_the_top_class() {
+        let scores = vec![0.1, 0.9, 0.2, 0.3, 0.8, 0.1, 0.1, 0.1];
+        assert_eq!(correct(scores.clone(), vec![1, 0], 1), 2);
+        assert_eq!(correct(scores, vec![2, 0], 1), 1);
+    }
+
+    #[test]
+    fn two_targets_are_the_top_two_in_any_order() {
+        // Top two: {1, 3}, {0, 2}, {3, 2}.
+        let scores = vec![
+            0.1, 0.9, 0.2, 0.5, //
+            0.8, 0.1, 0.7, 0.3, //
+            0.1, 0.2, 0.6, 0.9,
+        ];
+        assert_eq!(correct(scores.clone(), vec![1, 3, 2, 0, 3, 2], 2), 3);
+        // One label right, one wrong: not correct.
+        assert_eq!(correct(scores, vec![1, 2, 0, 3, 3, 1], 2), 0);
+        // A NaN score never makes an example correct.
+        let nan = vec![f32::NAN, 0.9, 0.2, 0.5];
+        assert_eq!(correct(nan, vec![1, 3], 2), 1);
+        let nan_label = vec![f32::NAN, 0.9, 0.2, 0.5];
+        assert_eq!(correct(nan_label, vec![0, 1], 2), 0);
+    }
+}

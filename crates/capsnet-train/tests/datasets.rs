@@ -1,0 +1,301 @@
+//! The datasets beyond MNIST, end to end: MultiMNIST (two targets), expanded MNIST with the
+//! affine test set, and CIFAR-10 (crops, 3 channels, leaky routing) with ensemble evaluation.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use capsnet_train::report::ProgressMode;
+use capsnet_train::{TrainOptions, load_experiment, train};
+use common::{data_root, write_experiment};
+
+fn options(run_dir: &Path) -> TrainOptions {
+    TrainOptions {
+        run_dir: run_dir.to_path_buf(),
+        resume: false,
+        overwrite: false,
+        progress: ProgressMode::Quiet,
+        stop_after_steps: None,
+    }
+}
+
+fn records(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect()
+}
+
+fn root_override() -> String {
+    format!("data.root={:?}", data_root().display().to_string())
+}
+
+const MULTI: &str = r#"
+seed = 1
+[data]
+dataset = "multimnist"
+shift_pixels = 0
+train_limit = 600
+test_limit = 100
+multimnist.train_pairs_per_digit = 2
+multimnist.test_pairs_per_digit = 3
+[model]
+input_height = 36
+input_width = 36
+conv1_channels = 16
+primary_types = 4
+decoder.hidden = [64, 128]
+[train]
+epochs = 1
+batch_size = 40
+lr = 3e-3
+log_every_steps = 5
+checkpoint_every_steps = 0
+eval_batch_size = 100
+"#;
+
+/// CapsNet on MultiMNIST: two labels per example, each digit reconstructed; the loss falls and
+/// the test set holds `test_limit × test_pairs_per_digit` pairs.
+#[test]
+fn multimnist_capsnet_trains_on_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "multi", MULTI);
+    let resolved = load_experiment(&exp, &[root_override()]).unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert!(summary.completed);
+    assert_eq!(summary.train_images, 1200);
+    assert_eq!(summary.test_images, 300);
+    assert_eq!(summary.steps, 30);
+    let train: Vec<_> = records(&run)
+        .into_iter()
+        .filter(|r| r["kind"] == "train")
+        .collect();
+    let first = train[0]["loss"].as_f64().unwrap();
+    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    assert!(last < first, "loss did not fall: {first} → {last}");
+    assert!(train[0]["recon_loss"].as_f64().is_some(), "{:?}", train[0]);
+    let accuracy = summary.final_test_accuracy.unwrap();
+    assert!((0.0..=100.0).contains(&accuracy));
+}
+
+/// The paper's MultiMNIST baseline layout (pooling, sigmoid cross-entropy), shrunk.
+#[test]
+fn multimnist_baseline_trains_with_sigmoid_cross_entropy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{MULTI}\n{}",
+        r#"
+[baseline]
+input_height = 36
+input_width = 36
+conv_channels = [16, 8]
+kernels = [9, 5]
+pool = true
+hidden = [32]
+dropout = 0.0
+"#
+    )
+    .replace("seed = 1", "seed = 1\narch = \"baseline-cnn\"");
+    let exp = write_experiment(tmp.path(), "multi_cnn", &body);
+    let resolved = load_experiment(&exp, &[root_override()]).unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert!(summary.completed);
+    assert_eq!(summary.arch, "baseline-cnn");
+    // 16·81+16 + 8·16·25+8 + 8·9·9·32+32 + 32·10+10
+    assert_eq!(summary.params, 1312 + 3208 + 20768 + 330);
+    let train: Vec<_> = records(&run)
+        .into_iter()
+        .filter(|r| r["kind"] == "train")
+        .collect();
+    let first = train[0]["loss"].as_f64().unwrap();
+    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    // Ten independent sigmoids at 0 cost 10·ln 2 ≈ 6.9 per example; training brings it down.
+    assert!(first > 2.0 && last < first, "loss {first} → {last}");
+}
+
+/// Expanded MNIST on a 40×40 canvas, scored on the placed test digits and on the affine set.
+#[test]
+fn expanded_mnist_reports_the_affine_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        tmp.path(),
+        "expanded",
+        r#"
+seed = 2
+[data]
+dataset = "expanded-mnist"
+shift_pixels = 6
+train_limit = 200
+test_limit = 60
+affnist.affine_per_digit = 2
+[model]
+input_height = 40
+input_width = 40
+conv1_channels = 8
+primary_types = 2
+decoder.hidden = [32, 64]
+[train]
+epochs = 1
+batch_size = 50
+checkpoint_every_steps = 0
+eval_batch_size = 60
+"#,
+    );
+    let resolved = load_experiment(&exp, &[root_override()]).unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert_eq!(summary.test_images, 60);
+    let affine = summary.final_extra_accuracy["affine"];
+    assert!((0.0..=100.0).contains(&affine));
+    let evals: Vec<_> = records(&run)
+        .into_iter()
+        .filter(|r| r["kind"] == "eval")
+        .collect();
+    assert_eq!(evals.len(), 2, "{evals:?}");
+    assert!(evals[0].get("set").is_none());
+    assert_eq!(evals[1]["set"], "affine");
+    assert_eq!(evals[1]["test_images"], 120);
+
+    // The model's input must match the canvas: a clear error naming the key.
+    let err = load_experiment(&exp, &[root_override(), "model.input_height=28".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.input_height") && err.contains("1x40x40"),
+        "{err}"
+    );
+}
+
+/// Writes CIFAR-10 batch files with `per_file` random records each (labels cycle 0..9).
+fn write_cifar_fixture(root: &Path, per_file: usize) {
+    let dir = root.join("cifar10").join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut byte = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 24) as u8
+    };
+    let files = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ];
+    for name in files {
+        let mut bytes = Vec::new();
+        for r in 0..per_file {
+            bytes.push((r % 10) as u8);
+            bytes.extend((0..3072).map(|_| byte()));
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+const CIFAR: &str = r#"
+[data]
+dataset = "cifar10"
+shift_pixels = 0
+crop = 24
+flip = true
+download = false
+verify_checksums = false
+[model]
+input_channels = 3
+input_height = 24
+input_width = 24
+conv1_channels = 8
+primary_types = 4
+routing.leaky = true
+decoder.hidden = [32, 64]
+[train]
+epochs = 1
+batch_size = 25
+checkpoint_every_steps = 0
+eval_batch_size = 20
+"#;
+
+/// CIFAR-10 in the real binary layout: 3-channel 24×24 crops, leaky routing; two seeds are
+/// then evaluated alone and as an ensemble by `capsnet eval`.
+#[test]
+fn cifar10_fixture_trains_and_ensembles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_cifar_fixture(&data, 20);
+    let exp = write_experiment(tmp.path(), "cifar", CIFAR);
+    let root = format!("data.root={:?}", data.display().to_string());
+    let mut runs = Vec::new();
+    for seed in [0, 1] {
+        let resolved = load_experiment(&exp, &[root.clone(), format!("seed={seed}")]).unwrap();
+        let run = tmp.path().join(format!("run{seed}"));
+        let summary = train(&resolved, &options(&run)).unwrap();
+        assert_eq!(summary.train_images, 100);
+        assert_eq!(summary.test_images, 20);
+        runs.push(run);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
+        .args(["eval", "--json", "--data-dir"])
+        .arg(&data)
+        .arg("--checkpoint")
+        .arg(&runs[0])
+        .arg("--checkpoint")
+        .arg(&runs[1])
+        .env_remove("CAPSNET_DATA")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let set = &json["sets"][0];
+    assert_eq!(set["set"], "test");
+    assert_eq!(set["images"], 20);
+    assert_eq!(set["members"].as_array().unwrap().len(), 2);
+    let on_grid = |v: &serde_json::Value| {
+        let a = v.as_f64().unwrap();
+        (0.0..=100.0).contains(&a) && (a / 5.0 - (a / 5.0).round()).abs() < 1e-9
+    };
+    assert!(on_grid(&set["ensemble_accuracy"]), "{set}");
+    for m in set["members"].as_array().unwrap() {
+        assert!(on_grid(&m["accuracy"]), "{m}");
+    }
+    // Each member alone matches what training reported at its final epoch.
+    for (k, run) in runs.iter().enumerate() {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            set["members"][k]["accuracy"].as_f64().unwrap(),
+            summary["final_test_accuracy"].as_f64().unwrap()
+        );
+    }
+
+    // An ensemble of runs trained on different data is refused.
+    let other_exp = write_experiment(
+        tmp.path(),
+        "cifar_flipless",
+        &CIFAR.replace("flip = true", "flip = false"),
+    );
+    let resolved = load_experiment(&other_exp, &[root.clone()]).unwrap();
+    let other = tmp.path().join("other");
+    train(&resolved, &options(&other)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
+        .args(["eval", "--data-dir"])
+        .arg(&data)
+        .arg("--checkpoint")
+        .arg(&runs[0])
+        .arg("--checkpoint")
+        .arg(&other)
+        .env_remove("CAPSNET_DATA")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("different data"), "{stderr}");
+}
