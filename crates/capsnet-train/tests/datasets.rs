@@ -282,7 +282,7 @@ fn cifar10_fixture_trains_and_ensembles() {
         "cifar_flipless",
         &CIFAR.replace("flip = true", "flip = false"),
     );
-    let resolved = load_experiment(&other_exp, &[root.clone()]).unwrap();
+    let resolved = load_experiment(&other_exp, std::slice::from_ref(&root)).unwrap();
     let other = tmp.path().join("other");
     train(&resolved, &options(&other)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
