@@ -343,7 +343,7 @@ fn sigmoid_cross_entropy_matches_the_definition() {
         .iter()
         .zip(&targets)
         .map(|(&x, &t)| {
-            let p = 1.0 / (1.0 + (-x as f64).exp());
+            let p = 1.0 / (1.0 + (-x).exp());
             -(t * p.max(1e-300).ln() + (1.0 - t) * (1.0 - p).max(1e-300).ln())
         })
         .sum::<f64>()
