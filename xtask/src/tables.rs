@@ -34,6 +34,9 @@ struct TableSpec {
     machine_note: Option<String>,
     /// Section of `results/paper.toml` with this table's paper numbers.
     paper: Option<String>,
+    /// Extra evaluation sets (e.g. `affine`) whose final error gets its own column.
+    #[serde(default)]
+    extra: Vec<String>,
     row: Vec<RowSpec>,
 }
 
@@ -61,6 +64,8 @@ struct Summary {
     epochs_completed: u64,
     final_eval_epoch: Option<u64>,
     final_test_error_pct: Option<f64>,
+    #[serde(default)]
+    final_extra_accuracy: BTreeMap<String, f64>,
     batch_size: u64,
     steps: u64,
     train_images: u64,
@@ -163,10 +168,25 @@ fn render(
         md += &format!("Machine: {note}\n\n");
     }
     md += "Test error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n";
-    md += "| Method | ours: test error % | n | paper | epochs | steps | batch | train images | backend | hardware |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|\n";
-    let mut csv = String::from(
-        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs\n",
+    let extra_md: String = table
+        .extra
+        .iter()
+        .map(|set| format!(" ours: {set} error % |"))
+        .collect();
+    let extra_csv: String = table
+        .extra
+        .iter()
+        .map(|set| format!(",{set}_mean_error_pct,{set}_std_error_pct"))
+        .collect();
+    md += &format!(
+        "| Method | ours: test error % |{extra_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
+    );
+    md += &format!(
+        "|---|---|{}---|---|---|---|---|---|---|---|\n",
+        "---|".repeat(table.extra.len())
+    );
+    let mut csv = format!(
+        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs{extra_csv}\n",
     );
     for row in &table.row {
         let matched: Vec<&Run> = runs.iter().filter(|r| matches(r, &row.matches)).collect();
@@ -252,8 +272,39 @@ fn render(
                 None => p.mean.to_string(),
             })
             .unwrap_or_else(|| "–".into());
+        let mut extra_cells = String::new();
+        let mut extra_values = String::new();
+        for set in &table.extra {
+            let values: Vec<f64> = matched
+                .iter()
+                .filter_map(|r| r.summary.final_extra_accuracy.get(set))
+                .map(|a| 100.0 - a)
+                .collect();
+            if values.is_empty() {
+                extra_cells += " – |";
+                extra_values += ",,";
+                continue;
+            }
+            if values.len() != matched.len() {
+                bail!(
+                    "row `{}`: only {} of {} runs were evaluated on `{set}`",
+                    row.label,
+                    values.len(),
+                    matched.len()
+                );
+            }
+            let (m, s) = mean_std(&values);
+            extra_cells += &match s {
+                Some(s) => format!(" {m:.2} ± {s:.2} |"),
+                None => format!(" {m:.2} |"),
+            };
+            extra_values += &format!(
+                ",{m:.4},{}",
+                s.map(|s| format!("{s:.4}")).unwrap_or_default()
+            );
+        }
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} |{extra_cells} {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.label,
             ours,
             errors.len(),
@@ -267,7 +318,7 @@ fn render(
         );
         let names: Vec<&str> = matched.iter().map(|r| r.name.as_str()).collect();
         csv += &format!(
-            "{},{:.4},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{:.4},{},{},{},{},{},{},{},{},{},{},{}{extra_values}\n",
             csv_field(&row.label),
             mean,
             std.map(|s| format!("{s:.4}")).unwrap_or_default(),
@@ -497,6 +548,58 @@ match = { model = { routing = { iterations = 3 } } }
                 "r1,2.0000,1.0000,3,0.34,0.032,2,100,64,3200,flex,Test CPU (2 threads),a b c"
             ),
             "{csv}"
+        );
+    }
+
+    #[test]
+    fn extra_sets_get_their_own_error_column() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            manifest.replace(
+                "paper = \"t\"\n[[",
+                "paper = \"t\"\nextra = [\"affine\"]\n[[",
+            ),
+        )
+        .unwrap();
+        let raw = results.join("raw/t");
+        for (name, accuracy) in [("a", 70.0), ("b", 80.0)] {
+            write_run(&raw, name, 1.0, 1, true);
+            let path = raw.join(name).join("summary.json");
+            let mut summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            summary["final_extra_accuracy"] = serde_json::json!({ "affine": accuracy });
+            std::fs::write(&path, summary.to_string()).unwrap();
+        }
+        write_run(&raw, "d", 0.5, 3, true);
+        let out = render_all(&results).unwrap();
+        let md = &out[0].1;
+        assert!(
+            md.contains("| Method | ours: test error % | ours: affine error % | n |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r1 | 1.00 ± 0.00 | 25.00 ± 7.07 | 2 |"),
+            "{md}"
+        );
+        assert!(md.contains("| r3 | 0.50 | – | 1 |"), "{md}");
+        let csv = &out[1].1;
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",runs,affine_mean_error_pct,affine_std_error_pct"),
+            "{csv}"
+        );
+        assert!(csv.contains(",a b,25.0000,7.0711"), "{csv}");
+        // A row whose runs were not all evaluated on the set is an error.
+        write_run(&raw, "c", 1.0, 1, true);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("only 2 of 3 runs were evaluated on `affine`"),
+            "{err}"
         );
     }
 
