@@ -105,7 +105,10 @@ impl BackendKind {
         Ok(match self {
             #[cfg(feature = "flex")]
             Self::Flex => Device::flex(),
+            // Deprecated upstream in burn 0.22 in favour of flex; kept as a second CPU backend
+            // for parity checks and comparisons.
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
             Self::Ndarray => Device::ndarray(),
             #[cfg(feature = "tch")]
             Self::Tch => Device::libtorch(),

@@ -313,3 +313,36 @@ fn download_command_fetches_and_verifies() {
         &["cifar100"],
     );
 }
+
+#[test]
+fn parity_command_checks_a_compiled_backend_and_names_missing_ones() {
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/quickstart.toml");
+    let exp = exp.to_str().unwrap();
+    if cfg!(feature = "ndarray") {
+        let out = capsnet(
+            &[
+                "parity",
+                exp,
+                "--backend",
+                "ndarray",
+                "--batch-size",
+                "2",
+                "--json",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true);
+        assert_eq!(report["other"], "ndarray");
+        assert!(report["quantities"].as_array().unwrap().len() > 10);
+    }
+    assert_clean_failure(
+        &capsnet(&["parity", exp, "--backend", "wgpu"], &[]),
+        &["--features wgpu"],
+    );
+    assert_clean_failure(
+        &capsnet(&["parity", exp, "--backend", "tpu"], &[]),
+        &["tpu"],
+    );
+}

@@ -41,6 +41,29 @@ enum Command {
     /// Draw the paper's Fig. 3 (reconstructions) and Fig. 4 (dimension perturbations) from a
     /// trained CapsNet, as PNG files and TensorBoard images.
     Figures(FiguresArgs),
+    /// Check that another backend computes the same lengths, reconstructions, losses and
+    /// gradients as the reference for the same weights and inputs (exit 1 if not).
+    Parity(ParityArgs),
+}
+
+#[derive(Args)]
+struct ParityArgs {
+    /// Experiment file (TOML): its network and loss are compared.
+    experiment: PathBuf,
+    /// Overrides as `dotted.key=value` (TOML literals), applied after the files.
+    overrides: Vec<String>,
+    /// The backend to check.
+    #[arg(long)]
+    backend: String,
+    /// The backend it must agree with.
+    #[arg(long, default_value = "flex")]
+    reference: String,
+    /// Examples in the batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -173,6 +196,22 @@ struct BenchArgs {
     peak_gflops: Option<f64>,
 }
 
+/// `println!` that ends the program quietly (exit 0) when stdout's reader has gone away
+/// (`capsnet parity … | head`), as Unix tools do, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        stdout_line(format_args!($($arg)*))?
+    };
+}
+
+fn stdout_line(args: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{args}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other,
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
@@ -190,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::SweepPlan(args) => sweep_plan(args),
         Command::Figures(args) => figures(args),
         Command::Download(args) => download(args),
+        Command::Parity(args) => parity_cmd(args),
         Command::Backends => {
             for kind in BackendKind::ALL {
                 let status = if kind.compiled() {
@@ -197,7 +237,7 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     format!("not compiled (cargo feature `{}`)", kind.feature())
                 };
-                println!("{:<9} {}", kind.name(), status);
+                outln!("{:<9} {}", kind.name(), status);
             }
             Ok(())
         }
@@ -246,7 +286,7 @@ fn train(args: TrainArgs) -> Result<()> {
         stop_after_steps: args.stop_after_steps,
     };
     let summary = capsnet_train::train(&resolved, &options)?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
 
@@ -299,7 +339,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
         &device,
     )?;
     for file in &figures.files {
-        println!("{}", file.display());
+        outln!("{}", file.display());
     }
     Ok(())
 }
@@ -370,7 +410,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             .collect();
         if !args.json {
             for ((ckpt, _), e) in members.iter().zip(&result.members) {
-                println!(
+                outln!(
                     "{} [{}]: accuracy {:.2}% (error {:.2}%) on {} examples, loss {:.4}",
                     ckpt.display(),
                     set.name,
@@ -381,7 +421,7 @@ fn eval(args: EvalArgs) -> Result<()> {
                 );
             }
             if nets.len() > 1 {
-                println!(
+                outln!(
                     "ensemble of {} [{}]: accuracy {:.2}% (error {:.2}%)",
                     nets.len(),
                     set.name,
@@ -410,7 +450,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             "backend": config.runtime.backend,
             "sets": sets,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(())
 }
@@ -422,14 +462,52 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
     if args.json {
         let json =
             serde_json::json!({ "name": resolved.config.name, "layers": rows, "params": total });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!(
+        outln!(
             "{} ({} files merged)",
             resolved.config.name,
             resolved.files.len()
         );
         print!("{}", info::render(&rows, total));
+    }
+    Ok(())
+}
+
+fn parity_cmd(args: ParityArgs) -> Result<()> {
+    let resolved = load::load_experiment(&args.experiment, &args.overrides)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    let reference = BackendKind::parse(&args.reference)?;
+    let other = BackendKind::parse(&args.backend)?;
+    let report = capsnet_train::parity::check(&resolved.config, reference, other, args.batch_size)?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        outln!(
+            "{} vs {} (batch {}), scale-relative max difference per quantity:",
+            report.other,
+            report.reference,
+            report.batch
+        );
+        for q in &report.quantities {
+            outln!(
+                "  {:<24} {:>9} values  {:>10.2e}  (tolerance {:.0e})  {}",
+                q.name,
+                q.values,
+                q.scaled_diff,
+                q.tolerance,
+                if q.ok { "ok" } else { "MISMATCH" }
+            );
+        }
+    }
+    if !report.ok {
+        bail!(
+            "{} disagrees with {} beyond tolerance",
+            report.other,
+            report.reference
+        );
     }
     Ok(())
 }
@@ -458,7 +536,7 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
             peak_gflops: args.peak_gflops,
         },
     )?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    outln!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
 }
 
@@ -488,16 +566,16 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
             "dir": plan.dir,
             "jobs": jobs,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!(
+        outln!(
             "{}: {} jobs in {}",
             plan.base.config.name,
             plan.jobs.len(),
             plan.dir.display()
         );
         for p in &plan.jobs {
-            println!(
+            outln!(
                 "{:>4}  {:<48} {}",
                 p.job.index,
                 p.job.name,
@@ -529,7 +607,7 @@ fn download(args: DownloadArgs) -> Result<()> {
     for kind in kinds {
         for split in [Split::Train, Split::Test] {
             let (set, dir) = capsnet_data::load_with_progress(kind, split, &sources, &progress)?;
-            println!(
+            outln!(
                 "{kind} {split}: {} images, checksums verified, in {}",
                 set.len(),
                 dir.display()
@@ -538,7 +616,7 @@ fn download(args: DownloadArgs) -> Result<()> {
         }
     }
     if let Some(root) = root {
-        println!(
+        outln!(
             "use it offline and for the tests with: export CAPSNET_DATA={}",
             root.display()
         );
