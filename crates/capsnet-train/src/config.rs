@@ -328,6 +328,47 @@ pub struct RuntimeConfig {
     pub backend: String,
     /// Device index for GPU backends.
     pub device: usize,
+    /// Float type of every tensor (parameters, activations, gradients, Adam state): `f32` (the
+    /// paper's, default), `bf16`, `f16`, or `f64`. Set on the device before anything is created;
+    /// a backend that lacks the type is an error. This is whole-network low precision, not
+    /// autocast with f32 master weights (burn 0.22 has no autocast).
+    pub precision: Precision,
+}
+
+/// Float precision of a run (see [`RuntimeConfig::precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit IEEE floats (default).
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half precision.
+    F16,
+    /// 64-bit floats (slow; for checks).
+    F64,
+}
+
+impl Precision {
+    /// The name used in experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+            Self::F64 => "f64",
+        }
+    }
+
+    /// burn's float type.
+    pub fn dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+            Self::F16 => burn::tensor::FloatDType::F16,
+            Self::F64 => burn::tensor::FloatDType::F64,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -335,6 +376,7 @@ impl Default for RuntimeConfig {
         Self {
             backend: "flex".into(),
             device: 0,
+            precision: Precision::F32,
         }
     }
 }

@@ -116,13 +116,30 @@ pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
     lr.max(train.lr_min)
 }
 
-/// The autodiff training device of an experiment.
+/// The autodiff training device of an experiment, with its float precision set.
+///
+/// A precision other than f32 must be set before the device creates any tensor: in a process
+/// that has already used the device with another precision this is an error.
 pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> {
     let kind = BackendKind::parse(&config.runtime.backend).map_err(crate::ConfigError::from)?;
-    Ok(kind
+    let mut device = kind
         .device(config.runtime.device)
-        .map_err(crate::ConfigError::from)?
-        .autodiff())
+        .map_err(crate::ConfigError::from)?;
+    let precision = config.runtime.precision;
+    let current = device.settings().float_dtype;
+    if current != precision.dtype() {
+        device
+            .configure(precision.dtype())
+            .map_err(|e| crate::ConfigError::Invalid {
+                key: "runtime.precision".into(),
+                value: precision.name().into(),
+                reason: format!(
+                    "backend `{}` cannot use it here: {e:?}",
+                    config.runtime.backend
+                ),
+            })?;
+    }
+    Ok(device.autodiff())
 }
 
 /// Download progress on an indicatif bar (terminal) or as start/finish lines.

@@ -281,3 +281,42 @@ fn figures_from_a_checkpoint() {
     // 11 offsets × 16 capsule dimensions.
     assert_eq!(png_size(&figures.files[1]), (11 * 28 + 10, 16 * 28 + 15));
 }
+
+/// `runtime.precision = "bf16"` trains every tensor in bfloat16 (parameters included) and still
+/// learns; the summary and checkpoints are written as usual.
+#[test]
+fn bf16_precision_trains_in_bfloat16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "tiny_bf16", TINY);
+    let overrides = vec![
+        format!("data.root={:?}", data_root().display().to_string()),
+        "runtime.precision=\"bf16\"".into(),
+    ];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
+    let device = capsnet_train::train_loop::training_device(&resolved.config).unwrap();
+    let net = capsnet_train::net::Net::init(&resolved.config, &device).unwrap();
+    struct Dtypes(Vec<burn::tensor::DType>);
+    impl burn::module::ModuleVisitor for Dtypes {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            self.0.push(p.val().dtype());
+        }
+    }
+    let mut dtypes = Dtypes(Vec::new());
+    burn::module::Module::visit(&net, &mut dtypes);
+    assert!(!dtypes.0.is_empty());
+    assert!(
+        dtypes.0.iter().all(|d| *d == burn::tensor::DType::BF16),
+        "{:?}",
+        dtypes.0
+    );
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert!(summary.completed);
+    let train = records(&run, "train");
+    let first = train[0]["loss"].as_f64().unwrap();
+    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    assert!(last.is_finite() && last < first, "loss {first} → {last}");
+}
