@@ -9,20 +9,28 @@ fn experiments() -> PathBuf {
 }
 
 #[test]
-fn routing_iters_is_five_iterations_by_decoder_by_three_seeds() {
+fn routing_iters_is_six_iterations_by_decoder_by_stop_gradient_by_three_seeds() {
     let runs = tempfile::tempdir().unwrap();
     let p = plan(&experiments().join("routing_iters.toml"), &[], runs.path()).unwrap();
-    assert_eq!(p.jobs.len(), 30);
+    assert_eq!(p.jobs.len(), 72);
     assert_eq!(p.dir, runs.path().join("routing_iters"));
     let mut seen = std::collections::BTreeSet::new();
     for job in &p.jobs {
         let c = &job.resolved.config;
         assert_eq!(c.model.conv1_channels, 256, "paper model");
-        assert!(seen.insert((c.model.routing.iterations, c.model.decoder.enabled, c.seed)));
+        assert!(seen.insert((
+            c.model.routing.iterations,
+            c.model.decoder.enabled,
+            c.model.routing.stop_gradient,
+            c.seed
+        )));
         assert_eq!(job.run_dir, p.dir.join(&job.job.name));
     }
-    assert_eq!(seen.len(), 30);
-    assert_eq!(p.jobs[0].job.name, "iterations-1_decoder-true_seed-0");
+    assert_eq!(seen.len(), 72);
+    assert_eq!(
+        p.jobs[0].job.name,
+        "iterations-0_decoder-true_stop_gradient-false_seed-0"
+    );
 }
 
 #[test]

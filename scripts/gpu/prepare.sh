@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Build machine side of a GPU run: builds the `capsnet` binary with the `tch` backend against
+# the pip PyTorch 2.11 wheel (the GPU machine's version), strips and compresses it, and copies it
+# with the MNIST files into gpu-carry/ (git-ignored; name it in the device tool's `carry`).
+#
+#   scripts/gpu/prepare.sh [PYTHON_WITH_TORCH]     # default: /work/venv-torch/bin/python
+#
+# The build goes to target-tch/ next to the checkout's target/ (its own feature set, ~30 min
+# cold on 2 cores). See docs/gpu.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python=${1:-/work/venv-torch/bin/python}
+torch_dir=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+echo "libtorch from $torch_dir ($("$python" -c 'import torch; print(torch.__version__)'))"
+[[ -f "$torch_dir/lib/libtorch_cuda.so" ]] || {
+    echo "error: $torch_dir/lib has no libtorch_cuda.so: a CPU-only libtorch can never use CUDA" >&2
+    exit 1
+}
+target=${CAPSNET_TCH_TARGET:-../target-tch}
+LIBTORCH="$torch_dir" LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
+    cargo build --release -p capsnet-train --features tch --bin capsnet --target-dir "$target"
+rm -rf gpu-carry && mkdir -p gpu-carry/data/mnist
+strip -o gpu-carry/capsnet "$target/release/capsnet"
+xz -T0 -6 gpu-carry/capsnet
+data=${CAPSNET_DATA:-../shared/datasets}
+cp "$data"/mnist/*.gz gpu-carry/data/mnist/
+git rev-parse HEAD > gpu-carry/REVISION
+du -sh gpu-carry
+size=$(du -sb gpu-carry | cut -f1)
+if (( size > 60 * 1024 * 1024 )); then
+    echo "error: gpu-carry is $size bytes; the device tool carries 64 MiB in all" >&2
+    exit 1
+fi

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# GPU machine side: one call that checks, benchmarks and trains, writing everything under $OUT.
+# Needs gpu-carry/ from scripts/gpu/prepare.sh and python3 with PyTorch 2.11 (for libtorch).
+#
+#   OUT=/tmp/out scripts/gpu/run.sh [EPOCHS]
+#
+# Environment: CAPSNET_GPU_BACKEND (default tch-cuda; `tch` runs the same script on libtorch's
+# CPU for a dry run), CAPSNET_GPU_EPOCHS (default 3), CAPSNET_GPU_QUICK=1 (tiny sizes).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:?set OUT to a folder for the results}
+mkdir -p "$out"
+backend=${CAPSNET_GPU_BACKEND:-tch-cuda}
+epochs=${1:-${CAPSNET_GPU_EPOCHS:-3}}
+quick=${CAPSNET_GPU_QUICK:-0}
+log="$out/run.log"
+exec > >(tee -a "$log") 2>&1
+step() { echo; echo "=== $(date -u +%H:%M:%S) $*"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$out/gpu.csv"
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' || true
+torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export CAPSNET_DATA="$PWD/gpu-carry/data"
+bin="$PWD/gpu-carry/capsnet"
+[[ -x "$bin" ]] || xz -dk "$bin.xz" && chmod +x "$bin"
+cat gpu-carry/REVISION 2>/dev/null
+
+# GPU memory, sampled every 200 ms for the whole script.
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 200 \
+        > "$out/gpu-memory.csv" 2>/dev/null &
+    smi=$!
+    trap 'kill $smi 2>/dev/null' EXIT
+fi
+
+step "backends"
+"$bin" backends | tee "$out/backends.txt"
+
+step "parity $backend vs flex"
+"$bin" parity experiments/quickstart.toml --backend "$backend" --batch-size 8 --json > "$out/parity-quickstart.json"
+echo "exit $?"; grep -c '"ok": true' "$out/parity-quickstart.json"
+"$bin" parity experiments/mnist.toml --backend "$backend" --batch-size 4 --json > "$out/parity-mnist.json"
+echo "exit $?"
+
+step "bench"
+steps=20
+[[ $quick == 1 ]] && steps=2
+for b in 128 512; do
+    "$bin" bench experiments/mnist.toml --backend "$backend" --batch-size $b --steps $steps --warmup 3 \
+        > "$out/bench-b$b.json"
+    echo "batch $b: exit $?"; grep images_per_sec "$out/bench-b$b.json"
+done
+"$bin" bench experiments/mnist.toml --backend "$backend" --batch-size 1000 --steps 5 --warmup 2 \
+    > "$out/bench-b1000.json"
+grep images_per_sec "$out/bench-b1000.json"
+
+step "train mnist, $epochs epochs"
+extra=()
+[[ $quick == 1 ]] && extra=(data.train_limit=512 data.test_limit=256)
+"$bin" train experiments/mnist.toml --backend "$backend" --plain --run-dir "$out/mnist" \
+    "train.epochs=$epochs" train.eval_batch_size=1000 train.checkpoint_every_steps=0 \
+    "${extra[@]}"
+echo "exit $?"
+rm -rf "$out/mnist/checkpoints"
+cp "$out/mnist/summary.json" "$out/summary-mnist.json" 2>/dev/null
+
+step "done"
+[[ -f "$out/gpu-memory.csv" ]] && sort -t, -k2 -n "$out/gpu-memory.csv" | tail -1
