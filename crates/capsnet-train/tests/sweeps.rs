@@ -29,7 +29,7 @@ fn routing_iters_is_six_iterations_by_decoder_by_stop_gradient_by_three_seeds() 
     assert_eq!(seen.len(), 72);
     assert_eq!(
         p.jobs[0].job.name,
-        "iterations-0_decoder-true_stop_gradient-false_seed-0"
+        "iterations-0_decoder-true_stop-gradient-false_seed-0"
     );
 }
 
