@@ -58,14 +58,16 @@
 //! matrix (one column per image) and `label_int` N labels. MATLAB stores matrices
 //! column-major, so each image's 1600 bytes are contiguous, and affNIST stored each 40×40
 //! image transposed, so those bytes are the image in row-major order: exactly the
-//! [`ImageSet`] layout (NumPy users write `image.T.reshape(-1, 40, 40)`). The reader
-//! handles both byte orders, compressed (`miCOMPRESSED`, zlib) and plain variables, the
-//! small-element format, and skips other variables and fields; MATLAB v7.3 (HDF5) files are
-//! refused with a hint.
+//! [`ImageSet`] layout (NumPy users write `image.T.reshape(-1, 40, 40)`). The files are
+//! read with the crate's MAT-file reader ([`crate::mat`]): both byte orders, compressed
+//! (`miCOMPRESSED`, zlib) and plain variables, the small-element format; the variables
+//! before `affNISTdata` and the other fields are read and skipped, the variables after it
+//! are not read. MATLAB v7.3 (HDF5) files are refused with a hint.
 
 use std::borrow::Borrow;
 use std::path::Path;
 
+use crate::mat::{self, MatValue};
 use crate::multimnist::paste;
 use crate::{DataError, Dims, ImageSet, Rng};
 
@@ -836,58 +838,95 @@ pub fn load_affnist_mats<P: AsRef<Path>>(paths: &[P]) -> Result<ImageSet, DataEr
 ///
 /// Fails like [`load_affnist_mat`].
 pub fn parse_affnist_mat(bytes: &[u8], path: &Path) -> Result<ImageSet, DataError> {
-    mat::with_variable(bytes, AFFNIST_VARIABLE, extract_affnist).map_err(|reason| {
-        DataError::Malformed {
-            path: path.to_path_buf(),
-            format: "affNIST .mat",
-            reason,
-        }
+    find_affnist(bytes).map_err(|reason| DataError::Malformed {
+        path: path.to_path_buf(),
+        format: "affNIST .mat",
+        reason,
     })
 }
 
+/// Reads the variables up to `affNISTdata` (no further) and turns it into an image set.
+fn find_affnist(bytes: &[u8]) -> Result<ImageSet, String> {
+    let mut seen = Vec::new();
+    for var in mat::variables(bytes)? {
+        let var = var?;
+        if var.name == AFFNIST_VARIABLE {
+            return extract_affnist(var.value);
+        }
+        seen.push(var.name);
+    }
+    Err(if seen.is_empty() {
+        format!("no variable `{AFFNIST_VARIABLE}`: the file holds no variable")
+    } else {
+        format!(
+            "no variable `{AFFNIST_VARIABLE}` (variables: {})",
+            seen.join(", ")
+        )
+    })
+}
+
+/// `1600x3`-style rendering of dimensions, as in the other messages of this module.
+fn dims_string(dims: &[usize]) -> String {
+    dims.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
 /// Turns the `affNISTdata` struct into an image set.
-fn extract_affnist(array: &mat::Array<'_>) -> Result<ImageSet, String> {
-    let mat::Array::Struct {
-        dims,
-        fields,
-        values,
-    } = array
-    else {
-        return Err(format!(
-            "variable `{AFFNIST_VARIABLE}` is {}, expected a struct",
-            array.describe()
-        ));
+fn extract_affnist(value: MatValue) -> Result<ImageSet, String> {
+    let (dims, fields, mut values) = match value {
+        MatValue::Struct {
+            dims,
+            fields,
+            values,
+        } => (dims, fields, values),
+        other => {
+            return Err(format!(
+                "variable `{AFFNIST_VARIABLE}` is {}, expected a struct",
+                other.describe()
+            ));
+        }
     };
     if values.len() != fields.len() {
         return Err(format!(
             "variable `{AFFNIST_VARIABLE}` is a {} struct array, expected 1x1",
-            mat::dims_string(dims)
+            dims_string(&dims)
         ));
     }
-    let field = |name: &str| -> Result<&mat::Array<'_>, String> {
-        fields
-            .iter()
-            .position(|f| f == name)
-            .map(|i| &values[i])
-            .ok_or_else(|| {
-                format!(
-                    "`{AFFNIST_VARIABLE}` has no field `{name}` (fields: {})",
-                    fields.join(", ")
-                )
-            })
+    let mut field = |name: &str| -> Result<(Vec<usize>, Vec<u8>), String> {
+        let i = fields.iter().position(|f| f == name).ok_or_else(|| {
+            format!(
+                "`{AFFNIST_VARIABLE}` has no field `{name}` (fields: {})",
+                fields.join(", ")
+            )
+        })?;
+        match std::mem::replace(&mut values[i], MatValue::Empty) {
+            MatValue::Numeric(array) if !array.complex => {
+                let dims = array.dims.clone();
+                let bytes = array.into_u8().map_err(|(i, v)| {
+                    format!("field `{name}`: value #{i} is {v}, not an integer in 0..=255")
+                })?;
+                Ok((dims, bytes))
+            }
+            other => Err(format!(
+                "field `{name}` is {}, expected a real numeric array",
+                other.describe()
+            )),
+        }
     };
     let side2 = AFFNIST_DIMS.size();
-    let (image_dims, images) = field("image")?.to_bytes("image")?;
+    let (image_dims, images) = field("image")?;
     let count = match image_dims.as_slice() {
         [rows, n] if *rows == side2 => *n,
         _ => {
             return Err(format!(
                 "field `image` is {}, expected {side2}xN (one 40x40 image per column)",
-                mat::dims_string(&image_dims)
+                dims_string(&image_dims)
             ));
         }
     };
-    let (_, labels) = field("label_int")?.to_bytes("label_int")?;
+    let (_, labels) = field("label_int")?;
     if labels.len() != count {
         return Err(format!(
             "field `image` holds {count} images but `label_int` holds {} labels",
@@ -898,566 +937,4 @@ fn extract_affnist(array: &mat::Array<'_>) -> Result<ImageSet, String> {
         return Err(format!("label_int #{i} is {l}, but affNIST has 10 classes"));
     }
     ImageSet::new(images, labels, AFFNIST_DIMS, 10).map_err(|e| e.to_string())
-}
-
-/// A minimal MATLAB v5 MAT-file reader: enough to find a variable and read its numeric and
-/// struct contents (see "MAT-File Format", MathWorks, version 5).
-mod mat {
-    use std::io::Read;
-
-    use flate2::read::ZlibDecoder;
-
-    pub(super) const MI_INT8: u32 = 1;
-    pub(super) const MI_UINT8: u32 = 2;
-    pub(super) const MI_INT16: u32 = 3;
-    pub(super) const MI_UINT16: u32 = 4;
-    pub(super) const MI_INT32: u32 = 5;
-    pub(super) const MI_UINT32: u32 = 6;
-    pub(super) const MI_SINGLE: u32 = 7;
-    pub(super) const MI_DOUBLE: u32 = 9;
-    pub(super) const MI_INT64: u32 = 12;
-    pub(super) const MI_UINT64: u32 = 13;
-    pub(super) const MI_MATRIX: u32 = 14;
-    pub(super) const MI_COMPRESSED: u32 = 15;
-    pub(super) const MI_UTF8: u32 = 16;
-
-    const CELL_CLASS: u8 = 1;
-    const STRUCT_CLASS: u8 = 2;
-    /// Deepest nesting of structs and cells accepted (guards the stack against crafted
-    /// files).
-    const MAX_DEPTH: usize = 32;
-    /// Size of the file header.
-    pub(super) const HEADER_LEN: usize = 128;
-
-    fn type_name(ty: u32) -> String {
-        let name = match ty {
-            MI_INT8 => "miINT8",
-            MI_UINT8 => "miUINT8",
-            MI_INT16 => "miINT16",
-            MI_UINT16 => "miUINT16",
-            MI_INT32 => "miINT32",
-            MI_UINT32 => "miUINT32",
-            MI_SINGLE => "miSINGLE",
-            MI_DOUBLE => "miDOUBLE",
-            MI_INT64 => "miINT64",
-            MI_UINT64 => "miUINT64",
-            MI_MATRIX => "miMATRIX",
-            MI_COMPRESSED => "miCOMPRESSED",
-            MI_UTF8 => "miUTF8",
-            _ => return format!("data type {ty}"),
-        };
-        name.to_owned()
-    }
-
-    fn class_name(class: u8) -> String {
-        let name = match class {
-            CELL_CLASS => "cell",
-            STRUCT_CLASS => "struct",
-            3 => "object",
-            4 => "char",
-            5 => "sparse",
-            6 => "double",
-            7 => "single",
-            8 => "int8",
-            9 => "uint8",
-            10 => "int16",
-            11 => "uint16",
-            12 => "int32",
-            13 => "uint32",
-            14 => "int64",
-            15 => "uint64",
-            _ => return format!("array class {class}"),
-        };
-        name.to_owned()
-    }
-
-    /// `1600x3`-style rendering of dimensions.
-    pub(super) fn dims_string(dims: &[usize]) -> String {
-        dims.iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("x")
-    }
-
-    /// Byte order of a file.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Endian {
-        Little,
-        Big,
-    }
-
-    impl Endian {
-        fn u16(self, b: &[u8]) -> u16 {
-            let b = [b[0], b[1]];
-            match self {
-                Self::Little => u16::from_le_bytes(b),
-                Self::Big => u16::from_be_bytes(b),
-            }
-        }
-
-        fn u32(self, b: &[u8]) -> u32 {
-            let b = [b[0], b[1], b[2], b[3]];
-            match self {
-                Self::Little => u32::from_le_bytes(b),
-                Self::Big => u32::from_be_bytes(b),
-            }
-        }
-
-        fn u64(self, b: &[u8]) -> u64 {
-            let b: [u8; 8] = std::array::from_fn(|i| b[i]);
-            match self {
-                Self::Little => u64::from_le_bytes(b),
-                Self::Big => u64::from_be_bytes(b),
-            }
-        }
-    }
-
-    /// One data element: its type, its payload and where its tag starts.
-    #[derive(Debug, Clone, Copy)]
-    pub(super) struct Element<'a> {
-        ty: u32,
-        data: &'a [u8],
-        offset: usize,
-    }
-
-    /// Reads consecutive data elements from a buffer, reporting positions in the file.
-    #[derive(Debug, Clone, Copy)]
-    struct Reader<'a> {
-        data: &'a [u8],
-        pos: usize,
-        /// Offset of `data[0]` in the file, or in the decompressed data of `origin`.
-        base: usize,
-        endian: Endian,
-        /// File offset of the compressed element `data` was inflated from, if any.
-        origin: Option<usize>,
-    }
-
-    impl<'a> Reader<'a> {
-        fn at(&self, offset: usize) -> String {
-            match self.origin {
-                None => format!("offset {offset}"),
-                Some(o) => format!(
-                    "offset {offset} of the data decompressed from the element at offset {o}"
-                ),
-            }
-        }
-
-        fn done(&self) -> bool {
-            self.pos >= self.data.len()
-        }
-
-        /// A reader of the sub-elements of `el`.
-        fn child(&self, el: &Element<'a>) -> Self {
-            Self {
-                data: el.data,
-                pos: 0,
-                base: el.offset + 8,
-                ..*self
-            }
-        }
-
-        fn next(&mut self, what: &str) -> Result<Element<'a>, String> {
-            let start = self.pos;
-            let rest = &self.data[start..];
-            let offset = self.base + start;
-            if rest.len() < 8 {
-                return Err(format!(
-                    "truncated: the tag of the {what} at {} needs 8 bytes, {} remain",
-                    self.at(offset),
-                    rest.len()
-                ));
-            }
-            let first = self.endian.u32(&rest[..4]);
-            if first >> 16 != 0 {
-                // Small data element: 2-byte size, 2-byte type, up to 4 bytes of data.
-                let (ty, n) = (first & 0xffff, (first >> 16) as usize);
-                if n > 4 {
-                    return Err(format!(
-                        "the {what} at {} is a small data element of {n} bytes (at most 4)",
-                        self.at(offset)
-                    ));
-                }
-                self.pos = start + 8;
-                return Ok(Element {
-                    ty,
-                    data: &rest[4..4 + n],
-                    offset,
-                });
-            }
-            let ty = first;
-            let n = self.endian.u32(&rest[4..8]) as usize;
-            let Some(data) = n.checked_add(8).and_then(|end| rest.get(8..end)) else {
-                return Err(format!(
-                    "truncated: the {what} at {} ({}) declares {n} bytes, {} remain",
-                    self.at(offset),
-                    type_name(ty),
-                    rest.len() - 8
-                ));
-            };
-            let end = start + 8 + n;
-            // Elements are padded to 8 bytes, except compressed ones.
-            self.pos = if ty == MI_COMPRESSED {
-                end
-            } else {
-                end.next_multiple_of(8).min(self.data.len())
-            };
-            Ok(Element { ty, data, offset })
-        }
-    }
-
-    /// An array (a variable, a struct field or a cell).
-    #[derive(Debug)]
-    pub(super) enum Array<'a> {
-        /// An empty array (a zero-size `miMATRIX`).
-        Empty,
-        /// A numeric array: its class, dimensions and real part.
-        Numeric {
-            class: u8,
-            dims: Vec<usize>,
-            complex: bool,
-            real: Element<'a>,
-            endian: Endian,
-        },
-        /// A struct array: field names and values, element after element, field after
-        /// field.
-        Struct {
-            dims: Vec<usize>,
-            fields: Vec<String>,
-            values: Vec<Array<'a>>,
-        },
-        /// Anything else (cell, char, sparse, object…), not read.
-        Other { class: u8, dims: Vec<usize> },
-    }
-
-    impl Array<'_> {
-        /// E.g. `a 2x3 double array`.
-        pub(super) fn describe(&self) -> String {
-            match self {
-                Self::Empty => "an empty array".into(),
-                Self::Numeric {
-                    class,
-                    dims,
-                    complex,
-                    ..
-                } => format!(
-                    "a {} {}{} array",
-                    dims_string(dims),
-                    if *complex { "complex " } else { "" },
-                    class_name(*class)
-                ),
-                Self::Struct { dims, .. } => format!("a {} struct", dims_string(dims)),
-                Self::Other { class, dims } => {
-                    format!("a {} {} array", dims_string(dims), class_name(*class))
-                }
-            }
-        }
-
-        /// The dimensions and values of a real numeric array whose values are all integers
-        /// in `0..=255`; `name` is used in error messages.
-        pub(super) fn to_bytes(&self, name: &str) -> Result<(Vec<usize>, Vec<u8>), String> {
-            let Self::Numeric {
-                dims,
-                complex: false,
-                real,
-                endian,
-                ..
-            } = self
-            else {
-                return Err(format!(
-                    "field `{name}` is {}, expected a real numeric array",
-                    self.describe()
-                ));
-            };
-            let count = dims
-                .iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| format!("field `{name}`: dimensions {dims:?} overflow"))?;
-            let width = match real.ty {
-                MI_INT8 | MI_UINT8 => 1,
-                MI_INT16 | MI_UINT16 => 2,
-                MI_INT32 | MI_UINT32 | MI_SINGLE => 4,
-                MI_INT64 | MI_UINT64 | MI_DOUBLE => 8,
-                ty => {
-                    return Err(format!(
-                        "field `{name}` stores its values as {}, not a numeric type",
-                        type_name(ty)
-                    ));
-                }
-            };
-            if count.checked_mul(width) != Some(real.data.len()) {
-                return Err(format!(
-                    "field `{name}` is {} but its data holds {} bytes of {} ({} expected)",
-                    self.describe(),
-                    real.data.len(),
-                    type_name(real.ty),
-                    count.saturating_mul(width)
-                ));
-            }
-            if real.ty == MI_UINT8 {
-                return Ok((dims.clone(), real.data.to_vec()));
-            }
-            let e = *endian;
-            let value = |b: &[u8]| -> f64 {
-                match real.ty {
-                    MI_INT8 => f64::from(b[0] as i8),
-                    MI_INT16 => f64::from(e.u16(b) as i16),
-                    MI_UINT16 => f64::from(e.u16(b)),
-                    MI_INT32 => f64::from(e.u32(b) as i32),
-                    MI_UINT32 => f64::from(e.u32(b)),
-                    MI_SINGLE => f64::from(f32::from_bits(e.u32(b))),
-                    MI_DOUBLE => f64::from_bits(e.u64(b)),
-                    MI_INT64 => e.u64(b) as i64 as f64,
-                    _ => e.u64(b) as f64, // MI_UINT64
-                }
-            };
-            let mut out = Vec::with_capacity(count);
-            for (i, chunk) in real.data.chunks_exact(width).enumerate() {
-                let v = value(chunk);
-                if !(v.fract() == 0.0 && (0.0..=255.0).contains(&v)) {
-                    return Err(format!(
-                        "field `{name}`: value #{i} is {v}, not an integer in 0..=255"
-                    ));
-                }
-                out.push(v as u8);
-            }
-            Ok((dims.clone(), out))
-        }
-    }
-
-    /// Parses an `miMATRIX` element: its name and contents.
-    fn parse_matrix<'a>(
-        parent: &Reader<'a>,
-        el: &Element<'a>,
-        depth: usize,
-    ) -> Result<(String, Array<'a>), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!(
-                "arrays nested deeper than {MAX_DEPTH} levels at {}",
-                parent.at(el.offset)
-            ));
-        }
-        if el.data.is_empty() {
-            return Ok((String::new(), Array::Empty));
-        }
-        let mut r = parent.child(el);
-        let endian = r.endian;
-        let flags = r.next("array flags")?;
-        if flags.ty != MI_UINT32 || flags.data.len() != 8 {
-            return Err(format!(
-                "the array flags at {} are {} bytes of {}, expected 8 bytes of miUINT32",
-                r.at(flags.offset),
-                flags.data.len(),
-                type_name(flags.ty)
-            ));
-        }
-        let flag_word = endian.u32(flags.data);
-        let class = (flag_word & 0xff) as u8;
-        let complex = flag_word & 0x0800 != 0;
-
-        let dims_el = r.next("dimensions")?;
-        if dims_el.ty != MI_INT32 || !dims_el.data.len().is_multiple_of(4) || dims_el.data.len() < 8
-        {
-            return Err(format!(
-                "the dimensions at {} are {} bytes of {}, expected at least two miINT32",
-                r.at(dims_el.offset),
-                dims_el.data.len(),
-                type_name(dims_el.ty)
-            ));
-        }
-        let mut dims = Vec::with_capacity(dims_el.data.len() / 4);
-        for b in dims_el.data.chunks_exact(4) {
-            let d = endian.u32(b) as i32;
-            let d = usize::try_from(d)
-                .map_err(|_| format!("negative dimension {d} at {}", r.at(dims_el.offset)))?;
-            dims.push(d);
-        }
-        let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let count =
-            count.ok_or_else(|| format!("dimensions {dims:?} overflow at {}", r.at(el.offset)))?;
-
-        let name_el = r.next("array name")?;
-        if name_el.ty != MI_INT8 && name_el.ty != MI_UTF8 && name_el.ty != MI_UINT8 {
-            return Err(format!(
-                "the array name at {} is {}, expected miINT8 characters",
-                r.at(name_el.offset),
-                type_name(name_el.ty)
-            ));
-        }
-        let name = String::from_utf8_lossy(name_el.data).into_owned();
-
-        let array = match class {
-            STRUCT_CLASS => {
-                let len_el = r.next("field name length")?;
-                if len_el.ty != MI_INT32 || len_el.data.len() != 4 {
-                    return Err(format!(
-                        "the field name length of struct `{name}` at {} is {} bytes of {}, \
-                         expected one miINT32",
-                        r.at(len_el.offset),
-                        len_el.data.len(),
-                        type_name(len_el.ty)
-                    ));
-                }
-                let len = endian.u32(len_el.data) as usize;
-                let names_el = r.next("field names")?;
-                if len == 0 || !names_el.data.len().is_multiple_of(len) {
-                    return Err(format!(
-                        "the field names of struct `{name}` at {} ({} bytes) are not made of \
-                         {len}-byte names",
-                        r.at(names_el.offset),
-                        names_el.data.len()
-                    ));
-                }
-                let fields: Vec<String> = names_el
-                    .data
-                    .chunks_exact(len)
-                    .map(|f| {
-                        let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
-                        String::from_utf8_lossy(&f[..end]).into_owned()
-                    })
-                    .collect();
-                let mut values = Vec::new();
-                for _ in 0..count {
-                    for field in &fields {
-                        let what = format!("value of field `{field}` of struct `{name}`");
-                        values.push(parse_child(&mut r, &what, depth)?);
-                    }
-                }
-                Array::Struct {
-                    dims,
-                    fields,
-                    values,
-                }
-            }
-            6..=15 => {
-                let real = r.next(&format!("data of `{name}`"))?;
-                Array::Numeric {
-                    class,
-                    dims,
-                    complex,
-                    real,
-                    endian,
-                }
-            }
-            _ => Array::Other { class, dims },
-        };
-        Ok((name, array))
-    }
-
-    /// Reads the next element of `r`, which must be an `miMATRIX`, and parses it.
-    fn parse_child<'a>(r: &mut Reader<'a>, what: &str, depth: usize) -> Result<Array<'a>, String> {
-        let el = r.next(what)?;
-        if el.ty != MI_MATRIX {
-            return Err(format!(
-                "the {what} at {} is {}, expected miMATRIX",
-                r.at(el.offset),
-                type_name(el.ty)
-            ));
-        }
-        Ok(parse_matrix(r, &el, depth + 1)?.1)
-    }
-
-    /// Checks the 128-byte header; returns the byte order.
-    fn header(bytes: &[u8]) -> Result<Endian, String> {
-        if bytes.len() < HEADER_LEN {
-            return Err(format!(
-                "truncated: {} bytes, too short for the {HEADER_LEN}-byte MAT-file header",
-                bytes.len()
-            ));
-        }
-        let endian = match &bytes[126..128] {
-            b"IM" => Endian::Little,
-            b"MI" => Endian::Big,
-            other => {
-                return Err(format!(
-                    "not a MATLAB v5 MAT-file: bytes 126-127 are {other:?}, not the endian \
-                     indicator \"IM\" or \"MI\" (MATLAB v4 files are not supported)"
-                ));
-            }
-        };
-        match endian.u16(&bytes[124..126]) {
-            0x0100 => Ok(endian),
-            0x0200 => Err(
-                "MATLAB v7.3 (HDF5) MAT-files are not supported; re-save the data \
-                 with save(..., '-v7')"
-                    .into(),
-            ),
-            v => Err(format!(
-                "unsupported MAT-file version {v:#06x} (expected 0x0100)"
-            )),
-        }
-    }
-
-    /// Finds the top-level variable `name` and hands its contents to `f`. Errors are
-    /// messages without the file name.
-    pub(super) fn with_variable<T>(
-        bytes: &[u8],
-        name: &str,
-        f: impl FnOnce(&Array<'_>) -> Result<T, String>,
-    ) -> Result<T, String> {
-        let endian = header(bytes)?;
-        let mut r = Reader {
-            data: bytes,
-            pos: HEADER_LEN,
-            base: 0,
-            endian,
-            origin: None,
-        };
-        let mut seen = Vec::new();
-        while !r.done() {
-            let el = r.next("variable")?;
-            match el.ty {
-                MI_MATRIX => {
-                    let (found, array) = parse_matrix(&r, &el, 0)?;
-                    if found == name {
-                        return f(&array);
-                    }
-                    seen.push(found);
-                }
-                MI_COMPRESSED => {
-                    let mut inflated = Vec::new();
-                    ZlibDecoder::new(el.data)
-                        .read_to_end(&mut inflated)
-                        .map_err(|e| {
-                            format!(
-                                "corrupt or truncated compressed element at {}: {e}",
-                                r.at(el.offset)
-                            )
-                        })?;
-                    let mut inner = Reader {
-                        data: &inflated,
-                        pos: 0,
-                        base: 0,
-                        endian,
-                        origin: Some(el.offset),
-                    };
-                    let var = inner.next("variable")?;
-                    if var.ty != MI_MATRIX {
-                        return Err(format!(
-                            "the compressed element at {} holds {}, expected miMATRIX",
-                            r.at(el.offset),
-                            type_name(var.ty)
-                        ));
-                    }
-                    let (found, array) = parse_matrix(&inner, &var, 0)?;
-                    if found == name {
-                        return f(&array);
-                    }
-                    seen.push(found);
-                }
-                ty => {
-                    return Err(format!(
-                        "the element at {} is {}, expected a variable (miMATRIX or \
-                         miCOMPRESSED)",
-                        r.at(el.offset),
-                        type_name(ty)
-                    ));
-                }
-            }
-        }
-        Err(if seen.is_empty() {
-            format!("no variable `{name}`: the file holds no variable")
-        } else {
-            format!("no variable `{name}` (variables: {})", seen.join(", "))
-        })
-    }
 }

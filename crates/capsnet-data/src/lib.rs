@@ -17,6 +17,7 @@
 //! - [`affnist`]: expanded MNIST, affNIST-like affine warps and the real affNIST `.mat` files.
 //! - [`cifar`], [`norb`], [`svhn`]: CIFAR-10 (binary batches, archive download, crops),
 //!   smallNORB (NORB matrix files, 48×48 downscale) and SVHN (MATLAB v5 `.mat` files).
+//! - [`mat`]: the MATLAB level-5 MAT-file reader behind the SVHN and affNIST loaders.
 //!
 //! # Where data comes from
 //!
@@ -49,6 +50,7 @@ pub mod dataset;
 pub mod download;
 mod error;
 pub mod idx;
+pub mod mat;
 pub mod multimnist;
 pub mod norb;
 pub mod rng;

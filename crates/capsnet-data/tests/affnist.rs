@@ -691,7 +691,7 @@ fn bad_headers_are_errors_naming_the_file() {
         parse_affnist_mat(&good[..100], Path::new("d/short.mat")),
         "d/short.mat",
     );
-    assert!(m.contains("128-byte"), "{m}");
+    assert!(m.contains("the header takes 128 bytes"), "{m}");
 
     let mut junk = good.clone();
     junk[126..128].copy_from_slice(b"XX");

@@ -1,9 +1,12 @@
-//! SVHN: the MATLAB v5 reader and the SVHN loader, on `.mat` fixtures written here by a
-//! tiny level-5 writer (uncompressed, and compressed as MATLAB 7 saves by default).
+//! SVHN: the MATLAB v5 reader (`capsnet_data::mat`, shared with affNIST) and the SVHN
+//! loader, on `.mat` fixtures written here by a tiny level-5 writer (both byte orders,
+//! uncompressed, and compressed as MATLAB 7 saves by default).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use capsnet_data::mat::{MAT_MAX_DEPTH, MatValue, parse_mat_variables};
+// `svhn::mat` is the reader's former path, kept as a re-export of `capsnet_data::mat`.
 use capsnet_data::svhn::mat::{MatClass, MatStorage, parse_mat};
 use capsnet_data::svhn::{
     SVHN_DIMS, SVHN_SUBDIR, SVHN_TEST_FILE, load_svhn, load_svhn_file, locate_svhn, md5_hex,
@@ -20,25 +23,56 @@ const MI_UINT32: u32 = 6;
 const MI_DOUBLE: u32 = 9;
 const MI_MATRIX: u32 = 14;
 const MI_COMPRESSED: u32 = 15;
+const MX_CELL: u32 = 1;
+const MX_STRUCT: u32 = 2;
 const MX_CHAR: u32 = 4;
 const MX_DOUBLE: u32 = 6;
 const MX_UINT8: u32 = 9;
 
+/// Byte order of a fixture.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Order {
+    Little,
+    Big,
+}
+
+impl Order {
+    fn u32(self, v: u32) -> [u8; 4] {
+        match self {
+            Order::Little => v.to_le_bytes(),
+            Order::Big => v.to_be_bytes(),
+        }
+    }
+
+    /// Little-endian `values` of `size` bytes each, in this order.
+    fn values(self, values: &[u8], size: usize) -> Vec<u8> {
+        let mut v = values.to_vec();
+        if self == Order::Big {
+            v.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+        }
+        v
+    }
+}
+
 /// A data element: tag and data padded to 8 bytes, or the 8-byte small format for data
 /// of at most 4 bytes when `small` is allowed.
-fn element(ty: u32, data: &[u8], small: bool) -> Vec<u8> {
+fn element_in(order: Order, ty: u32, data: &[u8], small: bool) -> Vec<u8> {
     let mut v = Vec::new();
     if small && data.len() <= 4 && !data.is_empty() {
-        v.extend_from_slice(&((data.len() as u32) << 16 | ty).to_le_bytes());
+        v.extend_from_slice(&order.u32((data.len() as u32) << 16 | ty));
         v.extend_from_slice(data);
         v.resize(8, 0);
         return v;
     }
-    v.extend_from_slice(&ty.to_le_bytes());
-    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&order.u32(ty));
+    v.extend_from_slice(&order.u32(data.len() as u32));
     v.extend_from_slice(data);
     v.resize(v.len().next_multiple_of(8), 0);
     v
+}
+
+fn element(ty: u32, data: &[u8], small: bool) -> Vec<u8> {
+    element_in(Order::Little, ty, data, small)
 }
 
 /// A variable to write.
@@ -51,53 +85,142 @@ struct Var<'a> {
     imag: Option<Vec<u8>>,
 }
 
-/// The miMATRIX element of `var`.
-fn matrix(var: &Var<'_>) -> Vec<u8> {
-    let flags = var.class | if var.imag.is_some() { 0x0800 } else { 0 };
-    let mut body = element(MI_UINT32, &[flags.to_le_bytes(), [0; 4]].concat(), false);
-    let dims: Vec<u8> = var.dims.iter().flat_map(|d| d.to_le_bytes()).collect();
-    body.extend(element(MI_INT32, &dims, false));
-    body.extend(element(MI_INT8, var.name.as_bytes(), true));
-    body.extend(element(var.storage, &var.real, true));
-    if let Some(imag) = &var.imag {
-        body.extend(element(var.storage, imag, true));
+/// Bytes per value of a numeric storage type.
+fn storage_size(storage: u32) -> usize {
+    match storage {
+        1 | 2 => 1,
+        3 | 4 => 2,
+        5..=7 => 4,
+        _ => 8,
     }
-    element(MI_MATRIX, &body, false)
 }
 
-/// The miCOMPRESSED element holding `var`'s matrix (not padded, as MATLAB writes it).
-fn compressed(var: &Var<'_>) -> Vec<u8> {
+/// An miMATRIX element: array flags (class and extra flag bits), dimensions, name, then
+/// `body` (the class's sub-elements).
+fn array_in(order: Order, flags: u32, dims: &[i32], name: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = element_in(
+        order,
+        MI_UINT32,
+        &[order.u32(flags), [0; 4]].concat(),
+        false,
+    );
+    let dims: Vec<u8> = dims.iter().flat_map(|&d| order.u32(d as u32)).collect();
+    m.extend(element_in(order, MI_INT32, &dims, false));
+    m.extend(element_in(order, MI_INT8, name.as_bytes(), true));
+    m.extend_from_slice(body);
+    element_in(order, MI_MATRIX, &m, false)
+}
+
+/// The miMATRIX element of `var` (whose values are given little-endian).
+fn matrix_in(order: Order, var: &Var<'_>) -> Vec<u8> {
+    let flags = var.class | if var.imag.is_some() { 0x0800 } else { 0 };
+    let size = storage_size(var.storage);
+    let mut body = element_in(order, var.storage, &order.values(&var.real, size), true);
+    if let Some(imag) = &var.imag {
+        body.extend(element_in(
+            order,
+            var.storage,
+            &order.values(imag, size),
+            true,
+        ));
+    }
+    array_in(order, flags, &var.dims, var.name, &body)
+}
+
+fn matrix(var: &Var<'_>) -> Vec<u8> {
+    matrix_in(Order::Little, var)
+}
+
+/// A 1×1 struct whose fields hold the given miMATRIX elements.
+fn struct_matrix(name: &str, fields: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = element(MI_INT32, &32u32.to_le_bytes(), true);
+    let names: Vec<u8> = fields
+        .iter()
+        .flat_map(|(f, _)| {
+            let mut n = f.as_bytes().to_vec();
+            n.resize(32, 0);
+            n
+        })
+        .collect();
+    body.extend(element(MI_INT8, &names, false));
+    for (_, value) in fields {
+        body.extend_from_slice(value);
+    }
+    array_in(Order::Little, MX_STRUCT, &[1, 1], name, &body)
+}
+
+/// A 1×n cell array holding the given miMATRIX elements.
+fn cell_matrix(name: &str, cells: &[Vec<u8>]) -> Vec<u8> {
+    array_in(
+        Order::Little,
+        MX_CELL,
+        &[1, cells.len() as i32],
+        name,
+        &cells.concat(),
+    )
+}
+
+/// A zlib-compressed miCOMPRESSED element holding `element` (not padded, as MATLAB
+/// writes it).
+fn compress_in(order: Order, element: &[u8]) -> Vec<u8> {
     let mut enc = ZlibEncoder::new(Vec::new(), Compression::fast());
-    enc.write_all(&matrix(var)).unwrap();
+    enc.write_all(element).unwrap();
     let z = enc.finish().unwrap();
     let mut v = Vec::new();
-    v.extend_from_slice(&MI_COMPRESSED.to_le_bytes());
-    v.extend_from_slice(&(z.len() as u32).to_le_bytes());
+    v.extend_from_slice(&order.u32(MI_COMPRESSED));
+    v.extend_from_slice(&order.u32(z.len() as u32));
     v.extend(z);
     v
 }
 
-/// The 128-byte header of a little-endian level-5 file.
-fn header() -> Vec<u8> {
+/// The miCOMPRESSED element holding `var`'s matrix.
+fn compressed(var: &Var<'_>) -> Vec<u8> {
+    compress_in(Order::Little, &matrix(var))
+}
+
+/// The 128-byte header of a level-5 file.
+fn header_in(order: Order) -> Vec<u8> {
     let mut h =
         b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024".to_vec();
     h.resize(116, b' ');
     h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&0x0100u16.to_le_bytes());
-    h.extend_from_slice(b"IM");
+    match order {
+        Order::Little => {
+            h.extend_from_slice(&0x0100u16.to_le_bytes());
+            h.extend_from_slice(b"IM");
+        }
+        Order::Big => {
+            h.extend_from_slice(&0x0100u16.to_be_bytes());
+            h.extend_from_slice(b"MI");
+        }
+    }
     h
 }
 
-fn mat_file(vars: &[&Var<'_>], compress: bool) -> Vec<u8> {
-    let mut file = header();
-    for var in vars {
+fn header() -> Vec<u8> {
+    header_in(Order::Little)
+}
+
+/// A file of whole miMATRIX elements, each compressed or not.
+fn file_in(order: Order, elements: &[Vec<u8>], compress: bool) -> Vec<u8> {
+    let mut file = header_in(order);
+    for e in elements {
         file.extend(if compress {
-            compressed(var)
+            compress_in(order, e)
         } else {
-            matrix(var)
+            e.clone()
         });
     }
     file
+}
+
+fn mat_file_in(order: Order, vars: &[&Var<'_>], compress: bool) -> Vec<u8> {
+    let elements: Vec<Vec<u8>> = vars.iter().map(|v| matrix_in(order, v)).collect();
+    file_in(order, &elements, compress)
+}
+
+fn mat_file(vars: &[&Var<'_>], compress: bool) -> Vec<u8> {
+    mat_file_in(Order::Little, vars, compress)
 }
 
 /// Pixel of image `n`, channel `ch`, row `r`, column `c`.
@@ -327,9 +450,10 @@ fn header_errors() {
     let mut version = good.clone();
     version[124..126].copy_from_slice(&0x0200u16.to_le_bytes());
     error(&version, "version 0x0200");
+    // Big-endian files are read; a little-endian one claiming to be big-endian is not.
     let mut big = good.clone();
     big[126..128].copy_from_slice(b"MI");
-    error(&big, "big-endian");
+    error(&big, "version 0x0001 (read big-endian), expected 0x0100");
     let mut endian = good.clone();
     endian[126..128].copy_from_slice(b"XX");
     error(&endian, "endian indicator");
@@ -440,4 +564,269 @@ fn truncated_and_corrupt_data_are_errors() {
     wrapped.extend_from_slice(&(zz.len() as u32).to_le_bytes());
     wrapped.extend(zz);
     error(&wrapped, "holds an element of type 1");
+}
+
+#[test]
+fn big_endian_files_read_like_little_endian_ones() {
+    let (x, y) = (x_var(3), y_double(&[3.0, 10.0, 7.0]));
+    for compress in [false, true] {
+        let le = mat_file_in(Order::Little, &[&x, &y], compress);
+        let be = mat_file_in(Order::Big, &[&x, &y], compress);
+        assert_ne!(le, be);
+        let set = parse_svhn(&be, Path::new("be.mat")).unwrap();
+        check_set(&set, 3);
+        assert_eq!(set.labels(), [3, 0, 7]);
+        assert_eq!(set, parse_svhn(&le, Path::new("le.mat")).unwrap());
+    }
+
+    // Every storage type, and a complex array, through the generic reader.
+    struct Case {
+        /// Storage type written, and as read.
+        code: u32,
+        storage: MatStorage,
+        /// Class written.
+        class: u32,
+        /// Two values, little-endian, and as `f64`.
+        real: Vec<u8>,
+        values: [f64; 2],
+    }
+    let case = |code, storage, class, a: &[u8], b: &[u8], values| Case {
+        code,
+        storage,
+        class,
+        real: [a, b].concat(),
+        values,
+    };
+    use MatStorage as S;
+    #[rustfmt::skip]
+    let cases = [
+        case(1, S::Int8, 8, &(-3i8).to_le_bytes(), &[7], [-3.0, 7.0]),
+        case(2, S::Uint8, 9, &[255], &[0], [255.0, 0.0]),
+        case(3, S::Int16, 10, &(-300i16).to_le_bytes(), &2i16.to_le_bytes(), [-300.0, 2.0]),
+        case(4, S::Uint16, 11, &65535u16.to_le_bytes(), &1u16.to_le_bytes(), [65535.0, 1.0]),
+        case(5, S::Int32, 12, &(-70_000i32).to_le_bytes(), &5i32.to_le_bytes(), [-7e4, 5.0]),
+        case(6, S::Uint32, 13, &4_000_000_000u32.to_le_bytes(), &0u32.to_le_bytes(), [4e9, 0.0]),
+        case(7, S::Single, 7, &1.5f32.to_le_bytes(), &(-0.25f32).to_le_bytes(), [1.5, -0.25]),
+        case(9, S::Double, 6, &(-2.5f64).to_le_bytes(), &1e300f64.to_le_bytes(), [-2.5, 1e300]),
+        case(12, S::Int64, 14, &(-(1i64 << 40)).to_le_bytes(), &3i64.to_le_bytes(), [-(2f64.powi(40)), 3.0]),
+        case(13, S::Uint64, 15, &(1u64 << 50).to_le_bytes(), &9u64.to_le_bytes(), [2f64.powi(50), 9.0]),
+    ];
+    let names: Vec<String> = (0..cases.len()).map(|i| format!("v{i}")).collect();
+    let vars: Vec<Var<'_>> = cases
+        .iter()
+        .zip(&names)
+        .map(|(c, name)| Var {
+            name,
+            class: c.class,
+            dims: vec![1, 2],
+            storage: c.code,
+            real: c.real.clone(),
+            // The uint64 array is complex: its imaginary part is read and dropped.
+            imag: (c.storage == S::Uint64).then(|| c.real.clone()),
+        })
+        .collect();
+    let refs: Vec<&Var<'_>> = vars.iter().collect();
+    for order in [Order::Little, Order::Big] {
+        for compress in [false, true] {
+            let file = mat_file_in(order, &refs, compress);
+            let arrays = parse_mat(&file, Path::new("all.mat")).unwrap();
+            assert_eq!(arrays.len(), cases.len());
+            for (a, c) in arrays.iter().zip(&cases) {
+                let what = format!("{order:?} z {compress} {}", a.name);
+                assert_eq!(a.storage(), c.storage, "{what}");
+                assert_eq!(a.len(), 2, "{what}");
+                assert_eq!(a.complex, c.storage == S::Uint64, "{what}");
+                assert_eq!(a.values_f64().collect::<Vec<_>>(), c.values, "{what}");
+                // Bytes only when every value is one (none is here but for uint8).
+                match a.to_u8() {
+                    Ok(bytes) => {
+                        assert_eq!(c.storage, S::Uint8, "{what}");
+                        assert_eq!(&bytes[..], &c.real[..], "{what}");
+                    }
+                    Err((i, v)) => assert_eq!(v, c.values[i], "{what}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn struct_cell_and_opaque_variables_are_read_then_left_out() {
+    let scale = matrix(&Var {
+        name: "",
+        class: MX_DOUBLE,
+        dims: vec![1, 1],
+        storage: MI_DOUBLE,
+        real: 0.5f64.to_le_bytes().to_vec(),
+        imag: None,
+    });
+    let note = matrix(&Var {
+        name: "",
+        class: MX_CHAR,
+        dims: vec![1, 2],
+        storage: 4, // miUINT16 characters
+        real: vec![b'h', 0, b'i', 0],
+        imag: None,
+    });
+    let small = matrix(&Var {
+        name: "",
+        class: MX_UINT8,
+        dims: vec![1, 3],
+        storage: MI_UINT8,
+        real: vec![1, 2, 3],
+        imag: None,
+    });
+    // An empty cell is written as an miMATRIX of no bytes.
+    let cells = cell_matrix("", &[small, element(MI_MATRIX, &[], false)]);
+    let meta = struct_matrix(
+        "meta",
+        &[("scale", scale), ("note", note), ("cells", cells)],
+    );
+    // An opaque object (a MATLAB string, say): flags then name, no dimensions.
+    let mut body = element(MI_UINT32, &[17u32.to_le_bytes(), [0; 4]].concat(), false);
+    body.extend(element(MI_INT8, b"s", true));
+    body.extend(element(MI_INT8, b"MCOS", true));
+    let opaque = element(MI_MATRIX, &body, false);
+    let (x, y) = (matrix(&x_var(2)), matrix(&y_uint8_storage(&[1, 10])));
+
+    for compress in [false, true] {
+        let elements = [meta.clone(), x.clone(), opaque.clone(), y.clone()];
+        let bytes = file_in(Order::Little, &elements, compress);
+        let set = parse_svhn(&bytes, Path::new("s.mat")).unwrap();
+        check_set(&set, 2);
+        assert_eq!(set.labels(), [1, 0]);
+
+        let numeric = parse_mat(&bytes, Path::new("s.mat")).unwrap();
+        let names: Vec<&str> = numeric.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["X", "y"]);
+
+        let vars = parse_mat_variables(&bytes, Path::new("s.mat")).unwrap();
+        let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["meta", "X", "s", "y"]);
+        let MatValue::Struct {
+            dims,
+            fields,
+            values,
+        } = &vars[0].value
+        else {
+            panic!("{:?}", vars[0])
+        };
+        assert_eq!(
+            (dims.as_slice(), fields.as_slice()),
+            (
+                &[1, 1][..],
+                &["scale", "note", "cells"].map(String::from)[..]
+            )
+        );
+        let MatValue::Numeric(scale) = &values[0] else {
+            panic!("{:?}", values[0])
+        };
+        assert_eq!(scale.values_f64().collect::<Vec<_>>(), [0.5]);
+        assert_eq!(
+            values[1],
+            MatValue::Other {
+                class: 4,
+                dims: vec![1, 2]
+            }
+        );
+        assert_eq!(values[1].describe(), "a 1×2 char array");
+        let MatValue::Cell {
+            dims,
+            values: cells,
+        } = &values[2]
+        else {
+            panic!("{:?}", values[2])
+        };
+        assert_eq!(dims, &[1, 2]);
+        let MatValue::Numeric(first) = &cells[0] else {
+            panic!("{:?}", cells[0])
+        };
+        assert_eq!(first.as_u8(), Some(&[1, 2, 3][..]));
+        assert_eq!(cells[1], MatValue::Empty);
+        assert_eq!(
+            vars[2].value,
+            MatValue::Other {
+                class: 17,
+                dims: vec![]
+            }
+        );
+        assert_eq!(vars[0].value.describe(), "a 1×1 struct");
+    }
+
+    // A struct array with no fields holds nothing, however many elements it declares.
+    // (The reader skips its element loop; unguarded, that loop over 2^62 elements is
+    // optimised away in release builds but hangs unoptimised ones.)
+    let mut body = element(MI_INT32, &32u32.to_le_bytes(), true);
+    body.extend(element(MI_INT8, &[], false));
+    let huge = array_in(
+        Order::Little,
+        MX_STRUCT,
+        &[i32::MAX, i32::MAX],
+        "huge",
+        &body,
+    );
+    let vars = parse_mat_variables(&file_in(Order::Little, &[huge], false), Path::new("h.mat"));
+    let side = i32::MAX as usize;
+    let expected = MatValue::Struct {
+        dims: vec![side, side],
+        fields: vec![],
+        values: vec![],
+    };
+    assert_eq!(vars.unwrap()[0].value, expected);
+}
+
+#[test]
+fn non_numeric_and_malformed_nested_variables_are_errors_naming_them() {
+    let (x, y) = (matrix(&x_var(1)), matrix(&y_uint8_storage(&[1])));
+    for compress in [false, true] {
+        // X saved inside a struct rather than as a variable.
+        let wrapped = struct_matrix("X", &[("data", x.clone())]);
+        let bytes = file_in(Order::Little, &[wrapped, y.clone()], compress);
+        let err = error(&bytes, "X is a 1×1 struct, expected a numeric array");
+        assert!(matches!(err, DataError::Malformed { .. }), "{err:?}");
+
+        // A field whose data disagrees with its dimensions, in an unrelated variable.
+        let mut labels = y_uint8_storage(&[1, 2, 3]);
+        labels.name = "";
+        labels.dims = vec![4, 1];
+        let meta = struct_matrix("meta", &[("labels", matrix(&labels))]);
+        let bytes = file_in(Order::Little, &[x.clone(), y.clone(), meta], compress);
+        error(
+            &bytes,
+            "variable \"meta\", field \"labels\": real part holds 3 bytes, but 4×1 values",
+        );
+
+        // A cell that is not a matrix.
+        let odd = cell_matrix("c", &[element(MI_DOUBLE, &[0; 8], false)]);
+        let bytes = file_in(Order::Little, &[x.clone(), y.clone(), odd], compress);
+        error(&bytes, "variable \"c\", cell 1: the element at byte");
+        error(&bytes, "is of type 9 (miDOUBLE), expected miMATRIX (14)");
+    }
+
+    // Nesting is read to MAT_MAX_DEPTH levels and refused beyond, so crafted files cannot
+    // exhaust the stack.
+    let nested = |levels: usize| {
+        let mut v = matrix(&y_uint8_storage(&[1]));
+        for level in (0..levels).rev() {
+            v = struct_matrix(if level == 0 { "deep" } else { "" }, &[("f", v)]);
+        }
+        file_in(Order::Little, &[v], true)
+    };
+    let vars = parse_mat_variables(&nested(MAT_MAX_DEPTH), Path::new("n.mat")).unwrap();
+    let mut value = &vars[0].value;
+    let mut depth = 0;
+    while let MatValue::Struct { values, .. } = value {
+        value = &values[0];
+        depth += 1;
+    }
+    assert_eq!(depth, MAT_MAX_DEPTH);
+    assert!(matches!(value, MatValue::Numeric(_)), "{value:?}");
+    let err = parse_mat(&nested(MAT_MAX_DEPTH + 1), Path::new("d/n.mat")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("d/n.mat"), "{msg}");
+    assert!(
+        msg.contains("variable \"deep\", field \"f\", field \"f\"")
+            && msg.contains("nested deeper than 32 levels"),
+        "{msg}"
+    );
 }
