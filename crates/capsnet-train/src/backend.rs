@@ -110,10 +110,26 @@ impl BackendKind {
             #[cfg(feature = "ndarray")]
             #[allow(deprecated)]
             Self::Ndarray => Device::ndarray(),
+            // burn-tch is deprecated upstream in 0.22 but is the backend that runs on the
+            // GPU machines available to this project (docs/gpu.md).
             #[cfg(feature = "tch")]
+            #[allow(deprecated)]
             Self::Tch => Device::libtorch(),
             #[cfg(feature = "tch")]
-            Self::TchCuda => Device::libtorch_cuda(index),
+            Self::TchCuda => {
+                // Without this check libtorch panics on the first tensor ("Found no NVIDIA
+                // driver…").
+                let found = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
+                if index >= found {
+                    return Err(BackendError::NoDevice {
+                        name: self.name().into(),
+                        index,
+                        found,
+                    });
+                }
+                #[allow(deprecated)]
+                Device::libtorch_cuda(index)
+            }
             #[cfg(feature = "wgpu")]
             Self::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)),
             #[cfg(feature = "cuda")]

@@ -94,6 +94,18 @@ pub enum BackendError {
         /// Extra advice (e.g. for libtorch).
         hint: &'static str,
     },
+    /// The backend is compiled in but the machine has no such device.
+    #[error(
+        "backend `{name}`: no device {index} on this machine ({found} found; check the GPU driver and `runtime.device`)"
+    )]
+    NoDevice {
+        /// Backend name.
+        name: String,
+        /// Requested device index.
+        index: usize,
+        /// Devices found.
+        found: usize,
+    },
 }
 
 /// Errors of training, evaluation and checkpoints.
