@@ -44,22 +44,31 @@ echo "exit $?"; grep -c '"ok": true' "$out/parity-quickstart.json"
 "$bin" parity experiments/mnist.toml --backend "$backend" --batch-size 4 --json > "$out/parity-mnist.json"
 echo "exit $?"
 
-step "bench"
+exp=experiments/mnist.toml
 steps=20
-[[ $quick == 1 ]] && steps=2
-for b in 128 512; do
-    "$bin" bench experiments/mnist.toml --backend "$backend" --batch-size $b --steps $steps --warmup 3 \
+train_batches=(128 512)
+infer_batch=1000
+extra=()
+if [[ $quick == 1 ]]; then
+    exp=experiments/quickstart.toml
+    steps=2
+    train_batches=(16 32)
+    infer_batch=64
+    extra=(data.train_limit=512 data.test_limit=256)
+fi
+
+step "bench ($exp)"
+for b in "${train_batches[@]}"; do
+    "$bin" bench "$exp" --backend "$backend" --batch-size "$b" --steps $steps --warmup 3 \
         > "$out/bench-b$b.json"
     echo "batch $b: exit $?"; grep images_per_sec "$out/bench-b$b.json"
 done
-"$bin" bench experiments/mnist.toml --backend "$backend" --batch-size 1000 --steps 5 --warmup 2 \
-    > "$out/bench-b1000.json"
-grep images_per_sec "$out/bench-b1000.json"
+"$bin" bench "$exp" --backend "$backend" --batch-size $infer_batch --steps 5 --warmup 2 \
+    > "$out/bench-b$infer_batch.json"
+grep images_per_sec "$out/bench-b$infer_batch.json"
 
-step "train mnist, $epochs epochs"
-extra=()
-[[ $quick == 1 ]] && extra=(data.train_limit=512 data.test_limit=256)
-"$bin" train experiments/mnist.toml --backend "$backend" --plain --run-dir "$out/mnist" \
+step "train $exp, $epochs epochs"
+"$bin" train "$exp" --backend "$backend" --plain --run-dir "$out/mnist" \
     "train.epochs=$epochs" train.eval_batch_size=1000 train.checkpoint_every_steps=0 \
     "${extra[@]}"
 echo "exit $?"
