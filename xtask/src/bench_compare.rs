@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 const USAGE: &str = "usage: cargo xtask bench-compare [--batch-size 32] [--steps 10] [--warmup 2]
        [--threads N (default: all cores)] [--python python3] [--out results/bench]
        [--experiment experiments/mnist.toml] [--no-build]
+       [--backend flex] [--binary PATH (a capsnet built elsewhere, e.g. with --features tch; implies --no-build)]
 
 Runs `capsnet bench` (RAYON_NUM_THREADS=N) and the PyTorch reference
 (scripts/reference/capsnet_torch.py, torch.set_num_threads(N)) one after the other on this
@@ -45,6 +46,8 @@ struct Args {
     out: PathBuf,
     experiment: String,
     build: bool,
+    backend: String,
+    binary: Option<PathBuf>,
 }
 
 impl Args {
@@ -58,6 +61,8 @@ impl Args {
             out: PathBuf::from("results/bench"),
             experiment: "experiments/mnist.toml".into(),
             build: true,
+            backend: "flex".into(),
+            binary: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -86,6 +91,11 @@ impl Args {
                 "--out" => out.out = PathBuf::from(value(arg)?),
                 "--experiment" => out.experiment = value(arg)?,
                 "--no-build" => out.build = false,
+                "--backend" => out.backend = value(arg)?,
+                "--binary" => {
+                    out.binary = Some(PathBuf::from(value(arg)?));
+                    out.build = false;
+                }
                 "--help" | "-h" => {
                     println!("{USAGE}");
                     return Ok(None);
@@ -138,7 +148,11 @@ pub fn run(args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"));
-    let binary = target.join("release/capsnet");
+    let binary = match &args.binary {
+        Some(b) if b.is_absolute() => b.clone(),
+        Some(b) => root.join(b),
+        None => target.join("release/capsnet"),
+    };
     if !binary.is_file() {
         bail!(
             "{} does not exist (run without --no-build, or `{}`)",
@@ -197,16 +211,19 @@ pub fn run(args: &[String]) -> Result<()> {
         args.warmup.to_string(),
     ];
     let ours_cmd = format!(
-        "RAYON_NUM_THREADS={threads} {binary_shown} bench {} {}",
+        "RAYON_NUM_THREADS={threads} OMP_NUM_THREADS={threads} {binary_shown} bench {} {} --backend {}",
         args.experiment,
-        bench_args.join(" ")
+        bench_args.join(" "),
+        args.backend
     );
     eprintln!("$ {ours_cmd}");
     let ours = run_json(
         Command::new(&binary)
             .args(["bench", &args.experiment])
             .args(&bench_args)
+            .args(["--backend", &args.backend])
             .env("RAYON_NUM_THREADS", &threads)
+            .env("OMP_NUM_THREADS", &threads)
             .current_dir(&root),
         "capsnet bench",
     )?;
@@ -285,6 +302,9 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut stem = format!("{}-b{}", machine_slug(&machine), args.batch_size);
+    if args.backend != "flex" {
+        stem.push_str(&format!("-{}", args.backend));
+    }
     if Some(args.threads) != machine["cores"].as_u64().map(|c| c as usize) {
         stem.push_str(&format!("-t{}", args.threads));
     }
@@ -620,6 +640,13 @@ mod tests {
         assert!(!a.build);
         assert!(Args::parse(&["--steps".into(), "0".into()]).is_err());
         assert!(Args::parse(&["--bogus".into()]).is_err());
+        assert_eq!(a.backend, "flex");
+        let a = Args::parse(&["--backend", "tch", "--binary", "/x/capsnet"].map(String::from))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.backend, "tch");
+        assert_eq!(a.binary.as_deref(), Some(Path::new("/x/capsnet")));
+        assert!(!a.build, "--binary implies --no-build");
     }
 
     #[test]
