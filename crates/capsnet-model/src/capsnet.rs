@@ -213,6 +213,17 @@ impl CapsNet {
     /// The decoder is masked by `targets` (the true labels, in training) when given, else by the
     /// longest capsule (at test time).
     pub fn forward(&self, images: Tensor<4>, targets: Option<Tensor<1, Int>>) -> CapsNetOutput {
+        let mut out = self.encode(images);
+        if self.decoder.is_some() {
+            let mask_labels = targets.unwrap_or_else(|| predictions(out.lengths.clone()));
+            out.reconstruction = self.reconstruct(out.capsules.clone(), mask_labels);
+        }
+        out
+    }
+
+    /// The forward pass up to the class capsules, without the decoder (`reconstruction` is
+    /// `None`): for losses that decode several capsules themselves (MultiMNIST).
+    pub fn encode(&self, images: Tensor<4>) -> CapsNetOutput {
         let features = relu(self.conv1.forward(images));
         let primary = self.primary.forward(features);
         let Routed {
@@ -221,16 +232,12 @@ impl CapsNet {
             coupling_history,
         } = self.digit.forward(primary, &self.config.routing);
         let lengths = capsule_lengths(parents.clone(), self.config.routing.squash_eps);
-        let reconstruction = self.decoder.is_some().then(|| {
-            let mask_labels = targets.unwrap_or_else(|| predictions(lengths.clone()));
-            self.reconstruct(parents.clone(), mask_labels)
-        });
         CapsNetOutput {
             capsules: parents,
             lengths,
             couplings,
             coupling_history,
-            reconstruction: reconstruction.flatten(),
+            reconstruction: None,
         }
     }
 

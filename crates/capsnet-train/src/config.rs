@@ -216,7 +216,8 @@ impl DataConfig {
             DatasetName::Mnist | DatasetName::FashionMnist => (1, 28, 28),
             DatasetName::Cifar10 => (3, 32, 32),
             DatasetName::MultiMnist => {
-                let side = 28 + 2 * self.multimnist.padding;
+                // Saturating: an absurd padding must give a clear mismatch error, not a panic.
+                let side = self.multimnist.padding.saturating_mul(2).saturating_add(28);
                 (1, side, side)
             }
             DatasetName::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
@@ -463,11 +464,18 @@ impl ExperimentConfig {
                     "may not exceed data.multimnist.padding (a shifted digit would be cut)",
                 );
             }
-            if self.data.crop.is_some() || self.data.shift_pixels > 0 {
+            if let Some(crop) = self.data.crop {
+                return invalid(
+                    "data.crop",
+                    crop.to_string(),
+                    "MultiMNIST examples are not cropped; remove data.crop",
+                );
+            }
+            if self.data.shift_pixels > 0 {
                 return invalid(
                     "data.shift_pixels",
                     self.data.shift_pixels.to_string(),
-                    "MultiMNIST shifts each digit itself (data.multimnist.max_shift); set data.shift_pixels = 0 and no data.crop",
+                    "MultiMNIST shifts each digit itself (data.multimnist.max_shift); set data.shift_pixels = 0",
                 );
             }
         }
@@ -485,6 +493,30 @@ impl ExperimentConfig {
                     "data.affnist.affine_per_digit",
                     "0".into(),
                     "must be positive",
+                );
+            }
+            if !(a.canvas - 28).is_multiple_of(2) {
+                return invalid(
+                    "data.affnist.canvas",
+                    a.canvas.to_string(),
+                    "canvas − 28 must be even (the digit is centred, then shifted up to (canvas − 28)/2 each way)",
+                );
+            }
+            if let Some(crop) = self.data.crop {
+                return invalid(
+                    "data.crop",
+                    crop.to_string(),
+                    "expanded-MNIST examples are not cropped; remove data.crop",
+                );
+            }
+            let reach = (a.canvas - 28) / 2;
+            if self.data.shift_pixels != reach {
+                return invalid(
+                    "data.shift_pixels",
+                    self.data.shift_pixels.to_string(),
+                    &format!(
+                        "expanded MNIST places each training digit anywhere on the canvas: set data.shift_pixels = {reach} ((canvas − 28)/2)"
+                    ),
                 );
             }
         }

@@ -106,7 +106,8 @@ impl Net {
         let multi = targets.count() > 1;
         match self {
             Net::Capsnet(net) if multi => {
-                let out = net.forward(images.clone(), None);
+                // The loss decodes each target's capsule itself; no predicted-class decode.
+                let out = net.encode(images.clone());
                 let parts = targets.parts.clone().unwrap_or_else(|| {
                     let [batch, ..] = images.dims();
                     images
@@ -157,7 +158,9 @@ impl Net {
 
     /// Number of correctly classified examples, as a one-element int tensor: the top class is
     /// the label (one target), or the top `k` classes are exactly the `k` labels in any order
-    /// (`k` targets, the paper's MultiMNIST criterion; ties and NaN count as wrong).
+    /// (`k` targets, the paper's MultiMNIST criterion). With `k` targets an example is correct
+    /// when exactly `k` classes score at least its weakest target: targets tied with each
+    /// other count as right, a non-target tied with a target and NaN scores count as wrong.
     pub fn correct(scores: Tensor<2>, targets: &Targets) -> Tensor<1, Int> {
         let count = targets.count();
         if count == 1 {
@@ -169,8 +172,8 @@ impl Net {
             .gather(1, targets.labels.clone())
             .min_dim(1)
             .expand([batch, classes]);
-        let above = scores.greater(weakest).int().sum_dim(1);
-        above.equal_elem(count as i64 - 1).int().sum()
+        let at_least = scores.greater_equal(weakest).int().sum_dim(1);
+        at_least.equal_elem(count as i64).int().sum()
     }
 }
 
@@ -225,10 +228,13 @@ mod tests {
         assert_eq!(correct(scores.clone(), vec![1, 3, 2, 0, 3, 2], 2), 3);
         // One label right, one wrong: not correct.
         assert_eq!(correct(scores, vec![1, 2, 0, 3, 3, 1], 2), 0);
-        // A NaN score never makes an example correct.
+        // A NaN score never makes an example correct; a NaN elsewhere does not matter.
         let nan = vec![f32::NAN, 0.9, 0.2, 0.5];
         assert_eq!(correct(nan, vec![1, 3], 2), 1);
         let nan_label = vec![f32::NAN, 0.9, 0.2, 0.5];
         assert_eq!(correct(nan_label, vec![0, 1], 2), 0);
+        // The two targets tied at the top: right. A non-target tied with a target: wrong.
+        assert_eq!(correct(vec![0.9, 0.9, 0.1, 0.2], vec![0, 1], 2), 1);
+        assert_eq!(correct(vec![0.5, 0.9, 0.5, 0.1], vec![0, 1], 2), 0);
     }
 }

@@ -1,9 +1,10 @@
 //! Backend parity: the same weights and inputs on two backends must give the same capsule
-//! lengths, reconstructions, losses and gradients, within tolerances stated per precision
-//! (`capsnet parity`).
+//! lengths, reconstructions, losses and gradients, within f32 tolerances (`capsnet parity`).
+//! Only `runtime.precision = "f32"` is checked (other precisions are refused).
 //!
 //! The network is initialised once on the reference backend and forked to the other, so both
-//! hold bit-identical parameters; the inputs are generated on the host from the seed. Each
+//! hold bit-identical parameters; the inputs are generated on the host from the seed, and
+//! dropout is switched off (each backend would draw its own mask). Each
 //! quantity is compared by its largest absolute difference divided by the largest absolute
 //! reference value (a scale-relative error), which is what float reassociation perturbs.
 
@@ -207,6 +208,17 @@ pub fn check(
     other: BackendKind,
     batch: usize,
 ) -> Result<ParityReport, TrainError> {
+    if config.runtime.precision != crate::config::Precision::F32 {
+        return Err(crate::ConfigError::Invalid {
+            key: "runtime.precision".into(),
+            value: config.runtime.precision.name().into(),
+            reason: "parity is checked in f32 only".into(),
+        }
+        .into());
+    }
+    let mut config = config.clone();
+    config.baseline.dropout = 0.0;
+    let config = &config;
     let ref_device = reference
         .device(config.runtime.device)
         .map_err(crate::ConfigError::from)?
@@ -260,5 +272,17 @@ mod tests {
         assert!(report.ok, "{report:?}");
         assert!(report.quantities.iter().all(|q| q.max_abs_diff == 0.0));
         assert!(report.quantities.iter().any(|q| q.name.starts_with("grad")));
+
+        // A baseline with dropout: each side would draw its own mask, so parity runs without.
+        config.arch = crate::Arch::BaselineCnn;
+        config.baseline.conv_channels = vec![4, 4];
+        config.baseline.hidden = vec![8];
+        config.baseline.dropout = 0.5;
+        let report = check(&config, BackendKind::Flex, BackendKind::Flex, 4).unwrap();
+        assert!(report.ok, "{report:?}");
+
+        config.runtime.precision = crate::config::Precision::Bf16;
+        let err = check(&config, BackendKind::Flex, BackendKind::Flex, 4).unwrap_err();
+        assert!(err.to_string().contains("runtime.precision"), "{err}");
     }
 }

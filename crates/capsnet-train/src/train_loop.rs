@@ -209,8 +209,10 @@ pub struct Evaluation {
     pub secs: f64,
 }
 
-/// Evaluates `net` (an inference copy from `Module::valid`) on `set`, with the
-/// decoder masked by the longest capsule.
+/// Evaluates `net` (an inference copy from `Module::valid`) on `set`. With one target the
+/// decoder is masked by the longest capsule; with two (MultiMNIST) the loss decodes each true
+/// class's capsule, as in training, so the test loss is teacher-forced there (the accuracy
+/// never depends on the decoder).
 pub fn evaluate(
     net: &Net,
     set: &Arc<dyn BatchSource>,

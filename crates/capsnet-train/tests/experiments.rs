@@ -231,3 +231,38 @@ fn resolved_config_round_trips_through_toml() {
     let back = capsnet_train::load::parse_str(&text, "roundtrip").unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn dataset_specific_settings_are_checked_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str); 5] = [
+        (
+            "[data]\ndataset = \"expanded-mnist\"\nshift_pixels = 2\n[model]\ninput_height = 40\ninput_width = 40\n",
+            "data.shift_pixels",
+        ),
+        (
+            "[data]\ndataset = \"expanded-mnist\"\nshift_pixels = 6\ncrop = 32\n[model]\ninput_height = 32\ninput_width = 32\n",
+            "data.crop",
+        ),
+        (
+            "[data]\ndataset = \"expanded-mnist\"\nshift_pixels = 6\naffnist.canvas = 41\n[model]\ninput_height = 41\ninput_width = 41\n",
+            "data.affnist.canvas",
+        ),
+        (
+            "[data]\ndataset = \"multimnist\"\nshift_pixels = 0\ncrop = 30\n[model]\ninput_height = 30\ninput_width = 30\n",
+            "data.crop",
+        ),
+        (
+            "[data]\ndataset = \"multimnist\"\nshift_pixels = 0\nmultimnist.padding = 9223372036854775807\nmultimnist.max_shift = 4\n[model]\ninput_height = 36\ninput_width = 36\n",
+            "model.input_height",
+        ),
+    ];
+    for (i, (body, key)) in cases.iter().enumerate() {
+        let path = tmp.path().join(format!("case{i}.toml"));
+        std::fs::write(&path, format!("name = \"case{i}\"\n{body}")).unwrap();
+        let err = capsnet_train::load_experiment(&path, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "case {i}: {err}");
+    }
+}
