@@ -98,6 +98,25 @@ impl BackendKind {
         Ok(())
     }
 
+    /// The devices this backend sees, in words (for `capsnet backends`); `None` when not
+    /// compiled in. GPU backends other than libtorch's are not probed (opening them costs
+    /// seconds); ask `capsnet parity` or `bench` to use one.
+    pub fn devices(self) -> Option<String> {
+        if !self.compiled() {
+            return None;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some(match self {
+            Self::Flex | Self::Ndarray | Self::Tch => format!("cpu ({threads} threads)"),
+            #[cfg(feature = "tch")]
+            Self::TchCuda => {
+                let n = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
+                format!("{n} CUDA device(s) visible to libtorch")
+            }
+            _ => "GPU devices not probed".into(),
+        })
+    }
+
     /// The (non-autodiff) device with index `index`, or an error if not compiled in.
     pub fn device(self, index: usize) -> Result<Device, BackendError> {
         self.ensure_compiled()?;

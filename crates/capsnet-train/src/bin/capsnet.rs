@@ -232,10 +232,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Parity(args) => parity_cmd(args),
         Command::Backends => {
             for kind in BackendKind::ALL {
-                let status = if kind.compiled() {
-                    "compiled in".to_string()
-                } else {
-                    format!("not compiled (cargo feature `{}`)", kind.feature())
+                let status = match kind.devices() {
+                    Some(devices) => format!("compiled in: {devices}"),
+                    None => format!("not compiled (cargo feature `{}`)", kind.feature()),
                 };
                 outln!("{:<9} {}", kind.name(), status);
             }
