@@ -299,3 +299,61 @@ fn cifar10_fixture_trains_and_ensembles() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("different data"), "{stderr}");
 }
+
+/// Generated data resumes exactly too: expanded MNIST (random placements every draw) stopped
+/// mid-epoch and resumed ends with the weights, main and `affine` evaluations of a straight run.
+#[test]
+fn expanded_mnist_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        tmp.path(),
+        "expanded_resume",
+        r#"
+seed = 4
+[data]
+dataset = "expanded-mnist"
+shift_pixels = 6
+train_limit = 120
+test_limit = 40
+[model]
+input_height = 40
+input_width = 40
+conv1_channels = 8
+primary_types = 2
+decoder.hidden = [16, 32]
+[train]
+epochs = 2
+batch_size = 20
+checkpoint_every_steps = 0
+eval_batch_size = 40
+"#,
+    );
+    let resolved = load_experiment(&exp, &[root_override()]).unwrap();
+    let straight = tmp.path().join("straight");
+    let a = train(&resolved, &options(&straight)).unwrap();
+    let interrupted = tmp.path().join("interrupted");
+    let stopped = train(
+        &resolved,
+        &TrainOptions {
+            stop_after_steps: Some(4),
+            ..options(&interrupted)
+        },
+    )
+    .unwrap();
+    assert_eq!(stopped.steps, 4);
+    let b = train(
+        &resolved,
+        &TrainOptions {
+            resume: true,
+            ..options(&interrupted)
+        },
+    )
+    .unwrap();
+    assert!(a.completed && b.completed);
+    assert_eq!(a.final_test_accuracy, b.final_test_accuracy);
+    assert_eq!(a.final_extra_accuracy, b.final_extra_accuracy);
+    assert_eq!(
+        common::final_weights(&straight),
+        common::final_weights(&interrupted)
+    );
+}
