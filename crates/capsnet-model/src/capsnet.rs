@@ -8,7 +8,9 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::{CapsNetConfig, DecoderConfig};
 use crate::error::ModelConfigError;
-use crate::loss::{LossConfig, LossParts, margin_loss, reconstruction_sse};
+use crate::loss::{
+    LossConfig, LossParts, label_column, margin_loss, multi_hot, reconstruction_sse,
+};
 use crate::routing::{Routed, RoutingConfig, route};
 use crate::squash::{capsule_lengths, squash};
 
@@ -289,28 +291,15 @@ impl CapsNet {
         parts: Tensor<3>,
         config: &LossConfig,
     ) -> LossParts {
-        let classes = self.config.classes;
         let [batch, count] = targets.dims();
-        let present = (0..count)
-            .map(|k| {
-                targets
-                    .clone()
-                    .narrow(1, k, 1)
-                    .reshape([batch])
-                    .one_hot::<2>(classes)
-                    .float()
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one target")
-            .clamp_max(1.0);
+        let present = multi_hot(targets.clone(), self.config.classes);
         let margin = margin_loss(output.lengths.clone(), present, config);
         let pixels = self.config.input_len();
         let reconstruction = self.decoder.as_ref().map(|_| {
             (0..count)
                 .map(|k| {
-                    let labels = targets.clone().narrow(1, k, 1).reshape([batch]);
                     let recon = self
-                        .reconstruct(output.capsules.clone(), labels)
+                        .reconstruct(output.capsules.clone(), label_column(targets.clone(), k))
                         .expect("decoder present");
                     let part = parts.clone().narrow(1, k, 1).reshape([batch, pixels]);
                     reconstruction_sse(recon, part)

@@ -22,7 +22,8 @@ pub use capsnet::{CapsNet, CapsNetOutput, DigitCaps, PrimaryCaps, predictions};
 pub use config::{BaselineCnnConfig, CapsNetConfig, DecoderConfig};
 pub use error::ModelConfigError;
 pub use loss::{
-    LossConfig, LossParts, cross_entropy, margin_loss, reconstruction_sse, sigmoid_cross_entropy,
+    LossConfig, LossParts, cross_entropy, label_column, margin_loss, multi_hot, reconstruction_sse,
+    sigmoid_cross_entropy,
 };
 pub use routing::{Routed, RoutingConfig, couplings_from_logits, route};
 pub use squash::{capsule_lengths, squash};

@@ -99,3 +99,25 @@ pub fn sigmoid_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1>
         relu(logits.clone()) - logits.clone() * targets + (logits.abs().neg().exp() + 1.0).log();
     stable.sum_dim(1).mean().reshape([1])
 }
+
+/// 0/1 targets `[batch, classes]` with a 1 for every class in `labels` `[batch, k]` (the
+/// one-hot rows of the `k` label columns, merged): the targets of the margin loss and of a
+/// sigmoid cross-entropy when an example holds several classes (MultiMNIST).
+pub fn multi_hot(labels: Tensor<2, Int>, classes: usize) -> Tensor<2> {
+    let [_, count] = labels.dims();
+    (0..count)
+        .map(|k| {
+            label_column(labels.clone(), k)
+                .one_hot::<2>(classes)
+                .float()
+        })
+        .reduce(|a, b| a + b)
+        .expect("at least one label column")
+        .clamp_max(1.0)
+}
+
+/// Column `k` of `labels` `[batch, k]`, as `[batch]`.
+pub fn label_column(labels: Tensor<2, Int>, k: usize) -> Tensor<1, Int> {
+    let [batch, _] = labels.dims();
+    labels.narrow(1, k, 1).reshape([batch])
+}

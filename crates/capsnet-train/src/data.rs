@@ -44,8 +44,6 @@ pub struct ExperimentData {
     pub test: EvalSet,
     /// Further evaluation sets, reported next to the main one.
     pub extra: Vec<EvalSet>,
-    /// Labels per example (2 for MultiMNIST).
-    pub targets: usize,
     /// Directory the source files were read from.
     pub dir: PathBuf,
 }
@@ -129,7 +127,6 @@ pub fn load_experiment_data(
                 train: plain(train, data, true)?,
                 test: eval_set("test", plain(test, data, false)?),
                 extra: Vec::new(),
-                targets: 1,
                 dir,
             }
         }
@@ -149,7 +146,6 @@ pub fn load_experiment_data(
                 train: plain(limited(train, data.train_limit), data, true)?,
                 test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
                 extra: Vec::new(),
-                targets: 1,
                 dir,
             }
         }
@@ -175,7 +171,6 @@ pub fn load_experiment_data(
                     )?),
                 ),
                 extra: Vec::new(),
-                targets: 2,
                 dir,
             }
         }
@@ -240,7 +235,6 @@ pub fn load_experiment_data(
                     }),
                 ),
                 extra,
-                targets: 1,
                 dir,
             }
         }

@@ -3,7 +3,8 @@
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use capsnet_model::{
-    BaselineCnn, CapsNet, LossConfig, cross_entropy, predictions, sigmoid_cross_entropy,
+    BaselineCnn, CapsNet, LossConfig, cross_entropy, label_column, multi_hot, predictions,
+    sigmoid_cross_entropy,
 };
 
 use crate::config::{Arch, ExperimentConfig};
@@ -61,25 +62,7 @@ impl Targets {
 
     /// The first label of each example, `[batch]`.
     pub fn first(&self) -> Tensor<1, Int> {
-        let [batch, _] = self.labels.dims();
-        self.labels.clone().narrow(1, 0, 1).reshape([batch])
-    }
-
-    /// 0/1 `[batch, classes]` with a 1 for every present class.
-    pub fn multi_hot(&self, classes: usize) -> Tensor<2> {
-        let [batch, count] = self.labels.dims();
-        (0..count)
-            .map(|k| {
-                self.labels
-                    .clone()
-                    .narrow(1, k, 1)
-                    .reshape([batch])
-                    .one_hot::<2>(classes)
-                    .float()
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one label")
-            .clamp_max(1.0)
+        label_column(self.labels.clone(), 0)
     }
 }
 
@@ -105,30 +88,25 @@ impl Net {
     ) -> StepOutput {
         let multi = targets.count() > 1;
         match self {
-            Net::Capsnet(net) if multi => {
-                // The loss decodes each target's capsule itself; no predicted-class decode.
-                let out = net.encode(images.clone());
-                let parts = targets.parts.clone().unwrap_or_else(|| {
-                    let [batch, ..] = images.dims();
-                    images
-                        .clone()
-                        .reshape([batch, 1, net.config().input_len()])
-                        .repeat_dim(1, targets.count())
-                });
-                let parts = net.loss_two_targets(&out, targets.labels.clone(), parts, loss);
-                StepOutput {
-                    total: parts.total,
-                    margin: Some(parts.margin),
-                    reconstruction: parts.reconstruction,
-                    scores: out.lengths,
-                    reconstructions: out.reconstruction,
-                }
-            }
             Net::Capsnet(net) => {
-                let labels = targets.first();
-                let mask = teacher_forcing.then(|| labels.clone());
-                let out = net.forward(images.clone(), mask);
-                let parts = net.loss(&out, images, labels, loss);
+                let (out, parts) = if multi {
+                    // The loss decodes each target's capsule itself; no predicted-class decode.
+                    let out = net.encode(images.clone());
+                    let parts = targets.parts.clone().unwrap_or_else(|| {
+                        let [batch, ..] = images.dims();
+                        images
+                            .reshape([batch, 1, net.config().input_len()])
+                            .repeat_dim(1, targets.count())
+                    });
+                    let parts = net.loss_two_targets(&out, targets.labels.clone(), parts, loss);
+                    (out, parts)
+                } else {
+                    let labels = targets.first();
+                    let mask = teacher_forcing.then(|| labels.clone());
+                    let out = net.forward(images.clone(), mask);
+                    let parts = net.loss(&out, images, labels, loss);
+                    (out, parts)
+                };
                 StepOutput {
                     total: parts.total,
                     margin: Some(parts.margin),
@@ -141,7 +119,10 @@ impl Net {
                 let logits = net.forward(images);
                 let total = if multi {
                     let [_, classes] = logits.dims();
-                    sigmoid_cross_entropy(logits.clone(), targets.multi_hot(classes))
+                    sigmoid_cross_entropy(
+                        logits.clone(),
+                        multi_hot(targets.labels.clone(), classes),
+                    )
                 } else {
                     cross_entropy(logits.clone(), targets.first())
                 };

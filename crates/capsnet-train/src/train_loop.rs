@@ -491,17 +491,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             let valid = net.valid();
             let eval = evaluate(&valid, &data.test.source, config, &eval_device)?;
             state.eval_secs += eval.secs;
-            let record = EvalRecord {
-                kind: "eval",
-                set: None,
-                epoch: state.epoch,
-                step: state.step,
-                test_loss: eval.loss,
-                test_accuracy: eval.accuracy,
-                test_error_pct: 100.0 - eval.accuracy,
-                test_images: eval.images,
-                images_per_sec: eval.images as f64 / eval.secs.max(1e-9),
-            };
+            let record = eval_record(None, &state, &eval);
             metrics.write(&record)?;
             if let Some(board) = &mut board {
                 board.eval(&record, &valid, &data.test.source, &eval_device)?;
@@ -510,17 +500,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             for extra in &data.extra {
                 let e = evaluate(&valid, &extra.source, config, &eval_device)?;
                 state.eval_secs += e.secs;
-                let record = EvalRecord {
-                    kind: "eval",
-                    set: Some(extra.name.clone()),
-                    epoch: state.epoch,
-                    step: state.step,
-                    test_loss: e.loss,
-                    test_accuracy: e.accuracy,
-                    test_error_pct: 100.0 - e.accuracy,
-                    test_images: e.images,
-                    images_per_sec: e.images as f64 / e.secs.max(1e-9),
-                };
+                let record = eval_record(Some(extra.name.clone()), &state, &e);
                 metrics.write(&record)?;
                 if let Some(board) = &mut board {
                     board.eval_extra(&extra.name, &record)?;
@@ -560,6 +540,22 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         summary.train_images_per_sec
     ));
     Ok(summary)
+}
+
+/// The `metrics.jsonl` record of an evaluation at the loop's position; `set` names an extra
+/// evaluation set (`None` for the main test set).
+fn eval_record(set: Option<String>, state: &LoopState, e: &Evaluation) -> EvalRecord {
+    EvalRecord {
+        kind: "eval",
+        set,
+        epoch: state.epoch,
+        step: state.step,
+        test_loss: e.loss,
+        test_accuracy: e.accuracy,
+        test_error_pct: 100.0 - e.accuracy,
+        test_images: e.images,
+        images_per_sec: e.images as f64 / e.secs.max(1e-9),
+    }
 }
 
 /// The last evaluation recorded in `metrics.jsonl` up to `step` (for resumed runs).
