@@ -6,27 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use capsnet_train::report::ProgressMode;
 use capsnet_train::{TrainOptions, load_experiment, train};
-use common::{data_root, write_experiment};
-
-fn options(run_dir: &Path) -> TrainOptions {
-    TrainOptions {
-        run_dir: run_dir.to_path_buf(),
-        resume: false,
-        overwrite: false,
-        progress: ProgressMode::Quiet,
-        stop_after_steps: None,
-    }
-}
-
-fn records(run_dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .collect()
-}
+use common::{data_root, first_and_last_loss, options, records, write_experiment};
 
 fn root_override() -> String {
     format!("data.root={:?}", data_root().display().to_string())
@@ -69,13 +50,9 @@ fn multimnist_capsnet_trains_on_pairs() {
     assert_eq!(summary.train_images, 1200);
     assert_eq!(summary.test_images, 300);
     assert_eq!(summary.steps, 30);
-    let train: Vec<_> = records(&run)
-        .into_iter()
-        .filter(|r| r["kind"] == "train")
-        .collect();
-    let first = train[0]["loss"].as_f64().unwrap();
-    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    let (first, last) = first_and_last_loss(&run);
     assert!(last < first, "loss did not fall: {first} → {last}");
+    let train = records(&run, "train");
     assert!(train[0]["recon_loss"].as_f64().is_some(), "{:?}", train[0]);
     let accuracy = summary.final_test_accuracy.unwrap();
     assert!((0.0..=100.0).contains(&accuracy));
@@ -107,24 +84,14 @@ dropout = 0.0
     assert_eq!(summary.arch, "baseline-cnn");
     // 16·81+16 + 8·16·25+8 + 8·9·9·32+32 + 32·10+10
     assert_eq!(summary.params, 1312 + 3208 + 20768 + 330);
-    let train: Vec<_> = records(&run)
-        .into_iter()
-        .filter(|r| r["kind"] == "train")
-        .collect();
-    let first = train[0]["loss"].as_f64().unwrap();
-    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    let (first, last) = first_and_last_loss(&run);
     // Ten independent sigmoids at 0 cost 10·ln 2 ≈ 6.9 per example; training brings it down.
     assert!(first > 2.0 && last < first, "loss {first} → {last}");
 }
 
-/// Expanded MNIST on a 40×40 canvas, scored on the placed test digits and on the affine set.
-#[test]
-fn expanded_mnist_reports_the_affine_test_set() {
-    let tmp = tempfile::tempdir().unwrap();
-    let exp = write_experiment(
-        tmp.path(),
-        "expanded",
-        r#"
+/// A tiny CapsNet on expanded MNIST (40×40 canvas, full-canvas shifts, 2 affine versions of
+/// each of 60 test digits).
+const EXPANDED: &str = r#"
 seed = 2
 [data]
 dataset = "expanded-mnist"
@@ -143,18 +110,20 @@ epochs = 1
 batch_size = 50
 checkpoint_every_steps = 0
 eval_batch_size = 60
-"#,
-    );
+"#;
+
+/// Expanded MNIST on a 40×40 canvas, scored on the placed test digits and on the affine set.
+#[test]
+fn expanded_mnist_reports_the_affine_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "expanded", EXPANDED);
     let resolved = load_experiment(&exp, &[root_override()]).unwrap();
     let run = tmp.path().join("run");
     let summary = train(&resolved, &options(&run)).unwrap();
     assert_eq!(summary.test_images, 60);
     let affine = summary.final_extra_accuracy["affine"];
     assert!((0.0..=100.0).contains(&affine));
-    let evals: Vec<_> = records(&run)
-        .into_iter()
-        .filter(|r| r["kind"] == "eval")
-        .collect();
+    let evals = records(&run, "eval");
     assert_eq!(evals.len(), 2, "{evals:?}");
     assert!(evals[0].get("set").is_none());
     assert_eq!(evals[1]["set"], "affine");
@@ -305,30 +274,14 @@ fn cifar10_fixture_trains_and_ensembles() {
 #[test]
 fn expanded_mnist_run_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = write_experiment(
-        tmp.path(),
-        "expanded_resume",
-        r#"
-seed = 4
-[data]
-dataset = "expanded-mnist"
-shift_pixels = 6
-train_limit = 120
-test_limit = 40
-[model]
-input_height = 40
-input_width = 40
-conv1_channels = 8
-primary_types = 2
-decoder.hidden = [16, 32]
-[train]
-epochs = 2
-batch_size = 20
-checkpoint_every_steps = 0
-eval_batch_size = 40
-"#,
-    );
-    let resolved = load_experiment(&exp, &[root_override()]).unwrap();
+    let exp = write_experiment(tmp.path(), "expanded_resume", EXPANDED);
+    // Two epochs of 10 steps, so that the stop at step 4 falls inside the first epoch.
+    let overrides = [
+        root_override(),
+        "train.epochs=2".into(),
+        "train.batch_size=20".into(),
+    ];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
     let straight = tmp.path().join("straight");
     let a = train(&resolved, &options(&straight)).unwrap();
     let interrupted = tmp.path().join("interrupted");

@@ -4,26 +4,9 @@ mod common;
 
 use capsnet_train::report::ProgressMode;
 use capsnet_train::{TrainOptions, load_experiment, train};
-use common::{TINY, data_root, final_weights, write_experiment};
-
-fn options(run_dir: &std::path::Path) -> TrainOptions {
-    TrainOptions {
-        run_dir: run_dir.to_path_buf(),
-        resume: false,
-        overwrite: false,
-        progress: ProgressMode::Quiet,
-        stop_after_steps: None,
-    }
-}
-
-fn records(run_dir: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == kind)
-        .collect()
-}
+use common::{
+    TINY, data_root, final_weights, first_and_last_loss, options, records, write_experiment,
+};
 
 /// The paper's full-size CapsNet (8.2M parameters, r = 3, decoder) on 2,000 real MNIST images
 /// for 200 steps: the loss falls and test accuracy is far above chance (10%).
@@ -315,8 +298,6 @@ fn bf16_precision_trains_in_bfloat16() {
     let run = tmp.path().join("run");
     let summary = train(&resolved, &options(&run)).unwrap();
     assert!(summary.completed);
-    let train = records(&run, "train");
-    let first = train[0]["loss"].as_f64().unwrap();
-    let last = train[train.len() - 1]["loss"].as_f64().unwrap();
+    let (first, last) = first_and_last_loss(&run);
     assert!(last.is_finite() && last < first, "loss {first} → {last}");
 }

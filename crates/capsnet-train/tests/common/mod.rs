@@ -65,3 +65,31 @@ pub fn final_weights(run: &Path) -> Vec<f32> {
     let net = capsnet_train::checkpoint::load_net(&ckpt, &config, &device).unwrap();
     capsnet_train::net::parameter_values(&net)
 }
+
+/// Quiet training options for a fresh run in `run_dir`.
+pub fn options(run_dir: &Path) -> capsnet_train::TrainOptions {
+    capsnet_train::TrainOptions {
+        run_dir: run_dir.to_path_buf(),
+        resume: false,
+        overwrite: false,
+        progress: capsnet_train::report::ProgressMode::Quiet,
+        stop_after_steps: None,
+    }
+}
+
+/// The records of `kind` (`train` or `eval`) in a run's `metrics.jsonl`.
+pub fn records(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+/// The training loss of a run's first and last train records.
+pub fn first_and_last_loss(run_dir: &Path) -> (f64, f64) {
+    let train = records(run_dir, "train");
+    let loss = |r: &serde_json::Value| r["loss"].as_f64().unwrap();
+    (loss(&train[0]), loss(&train[train.len() - 1]))
+}
