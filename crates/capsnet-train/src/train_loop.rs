@@ -219,26 +219,8 @@ pub fn evaluate(
     config: &ExperimentConfig,
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
-    let start = Instant::now();
-    let loader = Loader::from_source(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
-    let (mut loss_sum, mut correct) = (0.0, 0.0);
-    for batch in loader {
-        let batch = batch?;
-        let len = batch.len as f64;
-        let (images, targets) = batch_tensors(batch, device);
-        let out = net.step(images, &targets, &config.loss, false);
-        let hits = Net::correct(out.scores, &targets).float();
-        let values = read_values(vec![out.total, hits]);
-        loss_sum += values[0] * len;
-        correct += values[1];
-    }
-    let n = set.len();
-    Ok(Evaluation {
-        loss: loss_sum / n as f64,
-        accuracy: 100.0 * correct / n as f64,
-        images: n,
-        secs: start.elapsed().as_secs_f64(),
-    })
+    let mut result = evaluate_ensemble(std::slice::from_ref(net), set, config, device)?;
+    Ok(result.members.remove(0))
 }
 
 /// Several networks evaluated on the same examples, alone and together.
@@ -256,7 +238,8 @@ pub struct EnsembleEvaluation {
 }
 
 /// Evaluates `nets` (inference copies) on `set`, each alone and as an ensemble whose scores
-/// are the sum of the members' (the official code's ensemble rule).
+/// are the sum of the members' (the official code's ensemble rule). With one network the
+/// ensemble is that network and no extra work is done.
 pub fn evaluate_ensemble(
     nets: &[Net],
     set: &Arc<dyn BatchSource>,
@@ -278,10 +261,12 @@ pub fn evaluate_ensemble(
             let out = net.step(images.clone(), &targets, &config.loss, false);
             parts.push(out.total);
             parts.push(Net::correct(out.scores.clone(), &targets).float());
-            sum = Some(match sum {
-                Some(s) => s + out.scores,
-                None => out.scores,
-            });
+            if nets.len() > 1 {
+                sum = Some(match sum {
+                    Some(s) => s + out.scores,
+                    None => out.scores,
+                });
+            }
         }
         if let Some(sum) = sum {
             parts.push(Net::correct(sum, &targets).float());
@@ -291,7 +276,12 @@ pub fn evaluate_ensemble(
             loss_sums[k] += pair[0] * len;
             correct[k] += pair[1];
         }
-        ensemble_correct += values.last().copied().unwrap_or(0.0);
+        if nets.len() > 1 {
+            ensemble_correct += values[2 * nets.len()];
+        }
+    }
+    if nets.len() == 1 {
+        ensemble_correct = correct[0];
     }
     let n = set.len();
     let secs = start.elapsed().as_secs_f64();
