@@ -3,16 +3,20 @@
 //! - `ci`: what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `cargo nextest`
 //!   (release), `cargo xtask tables --check`.
 //! - `test`: only the test suite.
+//! - `setup`: only what `ci` and `test` do first: install what the tests need (cargo-nextest, a
+//!   Python venv with `tensorboard`; see `setup.rs`).
 //! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`).
 //! - `collect`, `tables`: results tables from run summaries (see `tables.rs`).
 //! - `bench-compare`: capsnet vs the PyTorch reference on the same machine (`bench_compare.rs`).
 
 mod bench_compare;
+mod setup;
 mod slurm;
 mod sweep;
 mod tables;
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +24,9 @@ use anyhow::{Context, Result, bail};
 const HELP: &str = "usage: cargo xtask <task> [args]
   ci                      fmt check, clippy -D warnings, nextest (release), tables --check — what CI runs
   test [nextest args]     the test suite (release)
+  setup                   what ci and test do first: install cargo-nextest if missing, make the
+                          tests' Python venv (target/xtask-venv, pinned tensorboard); a
+                          CAPSNET_PYTHON you set is used instead of the venv
   sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
   collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table>
   tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)
@@ -39,6 +46,11 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(rest),
         Some("test") => test(rest),
+        Some("setup") => {
+            let python = prepare_tests(&repo_root()?)?;
+            println!("CAPSNET_PYTHON={}", python.to_string_lossy());
+            Ok(())
+        }
         Some("sweep") => sweep::run(sweep::SweepArgs::parse(rest)?),
         Some("collect") => tables::collect(rest),
         Some("tables") => tables::tables(&repo_root()?, rest),
@@ -72,6 +84,9 @@ fn capsnet(args: &[String]) -> Result<()> {
 }
 
 fn ci(extra: &[String]) -> Result<()> {
+    let root = repo_root()?;
+    // Set-up first: a missing Python should fail before a long build, not after it.
+    let python = prepare_tests(&root)?;
     run_cmd("cargo", &["fmt", "--all", "--", "--check"])?;
     run_cmd(
         "cargo",
@@ -87,14 +102,38 @@ fn ci(extra: &[String]) -> Result<()> {
     )?;
     let mut args = vec!["--profile".to_string(), "ci".to_string()];
     args.extend(extra.iter().cloned());
-    test(&args)?;
-    tables::tables(&repo_root()?, &["--check".into()])
+    run_tests(&python, &args)?;
+    tables::tables(&root, &["--check".into()])
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    let python = prepare_tests(&repo_root()?)?;
+    run_tests(&python, extra)
+}
+
+/// Installs what the tests need (see `setup.rs`); returns the Python for `CAPSNET_PYTHON`.
+fn prepare_tests(root: &Path) -> Result<OsString> {
+    setup::ensure_nextest(&setup::cargo())?;
+    setup::test_python(root)
+}
+
+fn run_tests(python: &OsString, extra: &[String]) -> Result<()> {
     let mut args = vec!["nextest", "run", "--workspace", "--release"];
     args.extend(extra.iter().map(String::as_str));
-    run_cmd("cargo", &args)
+    eprintln!(
+        "$ CAPSNET_PYTHON={} cargo {}",
+        python.to_string_lossy(),
+        args.join(" ")
+    );
+    let status = Command::new("cargo")
+        .args(&args)
+        .env("CAPSNET_PYTHON", python)
+        .status()
+        .context("cannot start cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
 }
 
 fn run_cmd(program: &str, args: &[&str]) -> Result<()> {
