@@ -51,6 +51,10 @@ fn run() -> Result<()> {
             println!("CAPSNET_PYTHON={}", python.to_string_lossy());
             Ok(())
         }
+        Some("sweep") if rest.iter().any(|a| a == "-h" || a == "--help") => {
+            println!("{}", sweep::USAGE);
+            Ok(())
+        }
         Some("sweep") => sweep::run(sweep::SweepArgs::parse(rest)?),
         Some("collect") => tables::collect(rest),
         Some("tables") => tables::tables(&repo_root()?, rest),

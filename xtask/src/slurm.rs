@@ -33,6 +33,9 @@ pub struct SlurmOptions {
     pub time_limit: Option<String>,
     /// `--cpus-per-task`; `None`: Slurm's default (one).
     pub cpus_per_task: Option<u32>,
+    /// `--gpus-per-task`; `None`: no GPUs requested. Slurm sets `CUDA_VISIBLE_DEVICES` to the
+    /// task's GPUs, and the job (run without a device argument) uses the first of them.
+    pub gpus_per_task: Option<u32>,
     /// Further `sbatch` arguments, passed as they are before the script (e.g. `--gres=gpu:1`,
     /// `--mem=16G`, `--account=proj`).
     pub extra_args: Vec<String>,
@@ -48,6 +51,7 @@ impl Default for SlurmOptions {
             partition: None,
             time_limit: None,
             cpus_per_task: None,
+            gpus_per_task: None,
             extra_args: Vec::new(),
             poll: Duration::from_secs(5),
             max_parallel: None,
@@ -190,6 +194,13 @@ fn sbatch_script(sweep_dir: &Path, options: &SlurmOptions) -> Result<String> {
     }
     if let Some(cpus) = options.cpus_per_task {
         s.push_str(&format!("#SBATCH --cpus-per-task={cpus}\n"));
+    }
+    if let Some(gpus) = options.gpus_per_task {
+        s.push_str(&format!("#SBATCH --gpus-per-task={gpus}\n"));
+        s.push_str(
+            "# Slurm sets CUDA_VISIBLE_DEVICES to this task's GPUs; the job script gets no device\n\
+             # argument, so the run uses the first of them (runtime.device 0).\n",
+        );
     }
     s.push_str("set -euo pipefail\n");
     s.push_str(&format!(
@@ -372,6 +383,7 @@ mod tests {
             partition: Some("gpu".into()),
             time_limit: Some("4:00:00".into()),
             cpus_per_task: Some(8),
+            gpus_per_task: Some(2),
             extra_args: vec!["--gres=gpu:1".into()],
             poll: Duration::from_secs(1),
             max_parallel: Some(2),
@@ -389,10 +401,17 @@ mod tests {
                 "#SBATCH --partition=gpu",
                 "#SBATCH --time=4:00:00",
                 "#SBATCH --cpus-per-task=8",
+                "#SBATCH --gpus-per-task=2",
             ]
         );
         // Extra arguments go on the command line, not into the script.
         assert!(!text.contains("gres"));
+        // The task runs its job script without a device argument: no runtime.device override
+        // fights the GPUs Slurm hands out.
+        assert_eq!(
+            text.lines().last(),
+            Some("exec bash /s/x/jobs/\"$SLURM_ARRAY_TASK_ID\".sh")
+        );
     }
 
     #[test]
@@ -450,6 +469,7 @@ mod tests {
         let o = SlurmOptions::default();
         assert_eq!(o.partition, None);
         assert_eq!(o.max_parallel, None);
+        assert_eq!(o.gpus_per_task, None);
         assert!(o.extra_args.is_empty());
         assert!(o.poll > Duration::ZERO);
     }

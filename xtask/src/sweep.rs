@@ -1,16 +1,22 @@
 //! `cargo xtask sweep`: run every job of an experiment's `[sweep]` as its own `capsnet` process,
-//! locally (N at a time) or as a Slurm job array, with a status file, resume and a summary.
+//! locally (N at a time, or one per GPU with `--devices`) or as a Slurm job array, with a status
+//! file, resume and a summary.
 //!
 //! The schema lives in `capsnet` (`capsnet sweep-plan --json` expands and validates every job);
 //! this module only orchestrates. Each job gets a script `<sweep>/jobs/<i>.sh` that both
 //! launchers run; it resumes the job's run from its last checkpoint if there is one and writes
-//! its exit code to `<sweep>/jobs/<i>.exit`. `<sweep>/manifest.json` lists every job (index,
+//! its exit code to `<sweep>/jobs/<i>.exit`. An optional argument, `jobs/<i>.sh DEVICE`, adds the
+//! override `runtime.device=DEVICE` (the local launcher's `--devices`; Slurm tasks run without it
+//! and use the first GPU Slurm gives them). `<sweep>/manifest.json` lists every job (index,
 //! name, overrides, run directory).
+//!
+//! The local launcher is [`schedule`]: one worker per slot, each slot owning at most one device,
+//! taking the next job from a shared queue whenever its previous job ends.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -31,7 +37,10 @@ pub enum Launcher {
 #[derive(Debug)]
 pub struct SweepArgs {
     experiment: PathBuf,
-    jobs: usize,
+    /// `--jobs`, if given.
+    jobs: Option<usize>,
+    /// `--devices`: device indices for the local launcher, at most one running job on each.
+    devices: Option<Vec<usize>>,
     dry_run: bool,
     resume: bool,
     launcher: Launcher,
@@ -41,16 +50,24 @@ pub struct SweepArgs {
     slurm: SlurmOptions,
 }
 
-pub const USAGE: &str = "usage: cargo xtask sweep EXPERIMENT.toml [--jobs N] [--dry-run] [--resume]
-       [--launcher local|slurm] [--features f1,f2] [--runs-dir DIR]
-       [--partition P] [--time-limit T] [--cpus-per-task N] [key=value ...]";
+pub const USAGE: &str = "usage: cargo xtask sweep EXPERIMENT.toml [--jobs N] [--devices 0,1,...]
+       [--dry-run] [--resume] [--launcher local|slurm] [--features f1,f2] [--runs-dir DIR]
+       [--partition P] [--time-limit T] [--cpus-per-task N] [--gpus-per-task N] [key=value ...]
+  --jobs N            run N jobs at a time (local; default 1), or at most N array tasks (Slurm)
+  --devices 0,1,...   local: one running job per listed device, each given runtime.device=<its
+                      device>; jobs start as devices free up. --jobs defaults to the number of
+                      devices; a larger --jobs is capped at it (one job per device)
+  --gpus-per-task N   Slurm: #SBATCH --gpus-per-task=N; each task runs on the first GPU Slurm
+                      gives it (CUDA_VISIBLE_DEVICES), so leave runtime.device unset
+  --resume            skip finished jobs, continue interrupted ones from their last checkpoint";
 
 impl SweepArgs {
     /// Parses the arguments after `sweep`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut out = SweepArgs {
             experiment: PathBuf::new(),
-            jobs: 1,
+            jobs: None,
+            devices: None,
             dry_run: false,
             resume: false,
             launcher: Launcher::Local,
@@ -68,13 +85,15 @@ impl SweepArgs {
             };
             match arg.as_str() {
                 "--jobs" | "-j" => {
-                    out.jobs = value("--jobs")?
+                    let jobs: usize = value("--jobs")?
                         .parse()
                         .context("--jobs takes a positive number")?;
-                    if out.jobs == 0 {
+                    if jobs == 0 {
                         bail!("--jobs must be at least 1");
                     }
+                    out.jobs = Some(jobs);
                 }
+                "--devices" => out.devices = Some(parse_devices(&value("--devices")?)?),
                 "--dry-run" => out.dry_run = true,
                 "--resume" => out.resume = true,
                 "--launcher" => {
@@ -102,6 +121,15 @@ impl SweepArgs {
                             .context("--cpus-per-task")?,
                     )
                 }
+                "--gpus-per-task" => {
+                    let gpus: u32 = value("--gpus-per-task")?
+                        .parse()
+                        .context("--gpus-per-task takes a positive number")?;
+                    if gpus == 0 {
+                        bail!("--gpus-per-task must be at least 1");
+                    }
+                    out.slurm.gpus_per_task = Some(gpus);
+                }
                 "-h" | "--help" => bail!("{USAGE}"),
                 flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n{USAGE}"),
                 text if text.contains('=') => out.overrides.push(text.to_string()),
@@ -116,10 +144,84 @@ impl SweepArgs {
         if out.experiment.as_os_str().is_empty() {
             bail!("no experiment file given\n{USAGE}");
         }
-        if out.launcher == Launcher::Slurm && out.jobs > 1 {
-            out.slurm.max_parallel = Some(out.jobs);
+        match out.launcher {
+            Launcher::Local if out.slurm.gpus_per_task.is_some() => bail!(
+                "--gpus-per-task is for --launcher slurm; the local launcher takes --devices 0,1,..."
+            ),
+            Launcher::Slurm if out.devices.is_some() => bail!(
+                "--devices is for the local launcher; on Slurm use --gpus-per-task N (Slurm picks \
+                 the GPUs and each task uses the first it gets)"
+            ),
+            _ => {}
+        }
+        if out.devices.is_some() || out.slurm.gpus_per_task.is_some() {
+            check_no_device_override(&out.overrides)?;
+        }
+        if out.launcher == Launcher::Slurm
+            && let Some(jobs) = out.jobs.filter(|&j| j > 1)
+        {
+            out.slurm.max_parallel = Some(jobs);
         }
         Ok(out)
+    }
+}
+
+/// Parses `--devices 0,1,3`: device indices, no duplicates.
+fn parse_devices(text: &str) -> Result<Vec<usize>> {
+    let mut devices = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let device: usize = part.parse().with_context(|| {
+            format!(
+                "--devices takes device indices separated by commas (e.g. 0,1,2,3), not `{text}`"
+            )
+        })?;
+        if devices.contains(&device) {
+            bail!("--devices lists device {device} twice (at most one job runs on each device)");
+        }
+        devices.push(device);
+    }
+    Ok(devices)
+}
+
+/// With `--devices` (or `--gpus-per-task`) xtask chooses the device: an override of
+/// `runtime.device` (on the command line or as a sweep axis) would contradict it.
+fn check_no_device_override(overrides: &[String]) -> Result<()> {
+    if let Some(o) = overrides.iter().find(|o| {
+        o.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "runtime.device")
+    }) {
+        bail!(
+            "`{o}` sets the device, but --devices / --gpus-per-task choose it for every job: drop \
+             one of them"
+        );
+    }
+    Ok(())
+}
+
+/// The local launcher's worker slots: one per job that may run at once, each with the device
+/// its jobs get (`None`: no `runtime.device` override). Also returns a note when `--jobs` was
+/// capped at the number of devices.
+fn local_slots(
+    jobs: Option<usize>,
+    devices: Option<&[usize]>,
+) -> (Vec<Option<usize>>, Option<String>) {
+    match devices {
+        None => (vec![None; jobs.unwrap_or(1)], None),
+        Some(devices) => {
+            let n = jobs.unwrap_or(devices.len());
+            let note = (n > devices.len()).then(|| {
+                format!(
+                    "--jobs {n} capped at {}: at most one job runs on each of --devices {}",
+                    devices.len(),
+                    devices
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            });
+            (devices.iter().take(n).map(|&d| Some(d)).collect(), note)
+        }
     }
 }
 
@@ -156,6 +258,9 @@ struct JobStatus {
     final_test_error_pct: Option<f64>,
     epochs_completed: Option<u64>,
     train_images_per_sec: Option<f64>,
+    /// The device it last ran on (`--devices` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +298,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if args.devices.is_some() || args.slurm.gpus_per_task.is_some() {
+        for job in &plan.jobs {
+            check_no_device_override(&job.overrides)
+                .with_context(|| format!("job {} ({})", job.index, job.name))?;
+        }
+    }
     let existing: Vec<&PlanJob> = plan.jobs.iter().filter(|j| j.run_dir.exists()).collect();
     if !args.resume && !existing.is_empty() {
         bail!(
@@ -214,33 +325,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let manifest = plan.dir.join("manifest.json");
     std::fs::write(&manifest, &plan.raw)
         .with_context(|| format!("cannot write {}", manifest.display()))?;
-    let mut statuses: Vec<JobStatus> = plan
-        .jobs
-        .iter()
-        .map(|job| {
-            let mut status = JobStatus {
-                index: job.index,
-                name: job.name.clone(),
-                run_dir: job.run_dir.clone(),
-                status: "pending".into(),
-                exit_code: None,
-                seconds: None,
-                final_test_error_pct: None,
-                epochs_completed: None,
-                train_images_per_sec: None,
-            };
-            if args.resume && read_summary(&job.run_dir).is_some_and(|s| s.completed) {
-                status.status = "skipped (finished)".into();
-                fill_from_summary(&mut status);
-            }
-            status
-        })
-        .collect();
-    let to_run: Vec<usize> = statuses
-        .iter()
-        .filter(|s| s.status == "pending")
-        .map(|s| s.index)
-        .collect();
+    let mut statuses = initial_statuses(&plan, args.resume);
+    let to_run = pending(&statuses);
     let launcher_name = match args.launcher {
         Launcher::Local => "local",
         Launcher::Slurm => "slurm",
@@ -256,15 +342,30 @@ pub fn run(args: SweepArgs) -> Result<()> {
         let _ = std::fs::remove_file(jobs_dir.join(format!("{i}.exit")));
     }
     match args.launcher {
-        Launcher::Local => run_local(
-            &plan,
-            &experiment,
-            &jobs_dir,
-            &to_run,
-            args.jobs,
-            &status_path,
-            &mut statuses,
-        )?,
+        Launcher::Local => {
+            let (slots, note) = local_slots(args.jobs, args.devices.as_deref());
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            let run_script = |i: usize, device: Option<usize>| {
+                Command::new("bash")
+                    .arg(jobs_dir.join(format!("{i}.sh")))
+                    .args(device.map(|d| d.to_string()))
+                    .status()
+                    .ok()
+                    .and_then(|s| s.code())
+            };
+            run_local(
+                &plan,
+                &experiment,
+                &jobs_dir,
+                &to_run,
+                &slots,
+                &status_path,
+                &mut statuses,
+                &run_script,
+            )?
+        }
         Launcher::Slurm => {
             for &i in &to_run {
                 statuses[i].status = "submitted".into();
@@ -291,66 +392,118 @@ pub fn run(args: SweepArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_local(
-    plan: &Plan,
-    experiment: &Path,
-    jobs_dir: &Path,
-    to_run: &[usize],
-    parallel: usize,
-    status_path: &Path,
-    statuses: &mut Vec<JobStatus>,
-) -> Result<()> {
-    let queue = Arc::new(Mutex::new(to_run.iter().copied().collect::<VecDeque<_>>()));
-    let shared = Arc::new(Mutex::new((std::mem::take(statuses), 0usize)));
-    let total = to_run.len();
+/// Every job's status before launching: `pending`, or with `resume`, `skipped (finished)` for
+/// jobs whose run has a completed `summary.json`.
+fn initial_statuses(plan: &Plan, resume: bool) -> Vec<JobStatus> {
+    plan.jobs
+        .iter()
+        .map(|job| {
+            let mut status = JobStatus {
+                index: job.index,
+                name: job.name.clone(),
+                run_dir: job.run_dir.clone(),
+                status: "pending".into(),
+                exit_code: None,
+                seconds: None,
+                final_test_error_pct: None,
+                epochs_completed: None,
+                train_images_per_sec: None,
+                device: None,
+            };
+            if resume && read_summary(&job.run_dir).is_some_and(|s| s.completed) {
+                status.status = "skipped (finished)".into();
+                fill_from_summary(&mut status);
+            }
+            status
+        })
+        .collect()
+}
+
+/// Indices of the jobs still to run.
+fn pending(statuses: &[JobStatus]) -> Vec<usize> {
+    statuses
+        .iter()
+        .filter(|s| s.status == "pending")
+        .map(|s| s.index)
+        .collect()
+}
+
+/// Runs every job in `queue` (in order) on `slots`: one worker thread per slot (at most one per
+/// job), each running its jobs one after another, so a slot's device never has two jobs at
+/// once, and a job starts as soon as any slot is free. `run(job, device)` runs one job.
+fn schedule<F>(queue: &[usize], slots: &[Option<usize>], run: F)
+where
+    F: Fn(usize, Option<usize>) + Sync,
+{
+    let queue = Mutex::new(queue.iter().copied().collect::<VecDeque<_>>());
+    let workers = slots.len().min(queue.lock().expect("queue").len());
     std::thread::scope(|scope| {
-        for _ in 0..parallel.min(total.max(1)) {
-            let queue = Arc::clone(&queue);
-            let shared = Arc::clone(&shared);
+        for &device in &slots[..workers] {
+            let (queue, run) = (&queue, &run);
             scope.spawn(move || {
                 loop {
                     let Some(i) = queue.lock().expect("queue").pop_front() else {
                         break;
                     };
-                    {
-                        let mut guard = shared.lock().expect("status");
-                        guard.0[i].status = "running".into();
-                        let _ = write_status(status_path, plan, experiment, "local", &guard.0);
-                        eprintln!("[start] {} ({})", plan.jobs[i].name, i);
-                    }
-                    let start = Instant::now();
-                    let code = Command::new("bash")
-                        .arg(jobs_dir.join(format!("{i}.sh")))
-                        .status()
-                        .ok()
-                        .and_then(|s| s.code());
-                    let mut guard = shared.lock().expect("status");
-                    let (statuses, done) = &mut *guard;
-                    *done += 1;
-                    finish(jobs_dir, &mut statuses[i], code);
-                    statuses[i].seconds = Some(start.elapsed().as_secs_f64());
-                    let s = &statuses[i];
-                    eprintln!(
-                        "[{}/{}] {} {} in {:.0} s{}",
-                        done,
-                        total,
-                        if s.status == "done" { "done" } else { "FAILED" },
-                        s.name,
-                        start.elapsed().as_secs_f64(),
-                        s.final_test_error_pct
-                            .map(|e| format!(", test error {e:.2}%"))
-                            .unwrap_or_default()
-                    );
-                    let _ = write_status(status_path, plan, experiment, "local", statuses);
+                    run(i, device);
                 }
             });
         }
     });
-    let (done, _) = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("workers still hold the status"))?
-        .into_inner()
-        .expect("status lock");
-    *statuses = done;
+}
+
+/// The local launcher: [`schedule`]s `to_run` on `slots`, keeping `statuses` and the status file
+/// current. `run_job(index, device)` runs a job and returns its exit code (`bash jobs/<i>.sh
+/// [DEVICE]`; a fake in tests).
+#[allow(clippy::too_many_arguments)]
+fn run_local(
+    plan: &Plan,
+    experiment: &Path,
+    jobs_dir: &Path,
+    to_run: &[usize],
+    slots: &[Option<usize>],
+    status_path: &Path,
+    statuses: &mut Vec<JobStatus>,
+    run_job: &(dyn Fn(usize, Option<usize>) -> Option<i32> + Sync),
+) -> Result<()> {
+    let shared = Mutex::new((std::mem::take(statuses), 0usize));
+    let total = to_run.len();
+    schedule(to_run, slots, |i, device| {
+        {
+            let mut guard = shared.lock().expect("status");
+            guard.0[i].status = "running".into();
+            guard.0[i].device = device;
+            let _ = write_status(status_path, plan, experiment, "local", &guard.0);
+            eprintln!(
+                "[start] {} ({i}){}",
+                plan.jobs[i].name,
+                device
+                    .map(|d| format!(" on device {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        let start = Instant::now();
+        let code = run_job(i, device);
+        let mut guard = shared.lock().expect("status");
+        let (statuses, done) = &mut *guard;
+        *done += 1;
+        finish(jobs_dir, &mut statuses[i], code);
+        statuses[i].seconds = Some(start.elapsed().as_secs_f64());
+        let s = &statuses[i];
+        eprintln!(
+            "[{}/{}] {} {} in {:.0} s{}",
+            done,
+            total,
+            if s.status == "done" { "done" } else { "FAILED" },
+            s.name,
+            start.elapsed().as_secs_f64(),
+            s.final_test_error_pct
+                .map(|e| format!(", test error {e:.2}%"))
+                .unwrap_or_default()
+        );
+        let _ = write_status(status_path, plan, experiment, "local", statuses);
+    });
+    *statuses = shared.into_inner().expect("status lock").0;
     Ok(())
 }
 
@@ -457,13 +610,16 @@ fn write_job_script(
     let script = format!(
         "#!/usr/bin/env bash
 # Job {i}: {name}. Written by `cargo xtask sweep`; run by the local and Slurm launchers.
+# Usage: {i}.sh [DEVICE]; DEVICE adds the override runtime.device=DEVICE (local --devices).
 # Resumes from the run's last checkpoint if there is one.
 set -u
 cd {root}
 run_dir={run_dir}
 mode=()
 if [ -f \"$run_dir/checkpoints/latest\" ]; then mode=(--resume); elif [ -e \"$run_dir\" ]; then mode=(--overwrite); fi
-{capsnet} train {experiment} {overrides} --run-dir \"$run_dir\" --plain \"${{mode[@]}}\" >{log} 2>&1
+device=()
+if [ $# -ge 1 ]; then device=(\"runtime.device=$1\"); fi
+{capsnet} train {experiment} {overrides} \"${{device[@]}}\" --run-dir \"$run_dir\" --plain \"${{mode[@]}}\" >{log} 2>&1
 code=$?
 echo \"$code\" >{exit}
 exit \"$code\"
@@ -584,7 +740,8 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let parsed = SweepArgs::parse(&args).unwrap();
-        assert_eq!(parsed.jobs, 2);
+        assert_eq!(parsed.jobs, Some(2));
+        assert_eq!(parsed.devices, None);
         assert!(parsed.resume && !parsed.dry_run);
         assert_eq!(parsed.features, ["tch", "wgpu"]);
         assert_eq!(parsed.overrides, ["train.epochs=1"]);
@@ -592,6 +749,440 @@ mod tests {
         assert!(SweepArgs::parse(&["a.toml".into(), "--launcher".into(), "k8s".into()]).is_err());
         assert!(SweepArgs::parse(&["a.toml".into(), "b.toml".into()]).is_err());
         assert!(SweepArgs::parse(&[]).is_err());
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-sweep-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn devices_parse_and_conflicts_are_errors() {
+        let parsed = SweepArgs::parse(&strings(&["e.toml", "--devices", "0,1, 2,3"])).unwrap();
+        assert_eq!(parsed.devices.as_deref(), Some(&[0, 1, 2, 3][..]));
+        assert_eq!(parsed.jobs, None);
+        let err = |args: &[&str]| format!("{:#}", SweepArgs::parse(&strings(args)).unwrap_err());
+        assert!(err(&["e.toml", "--devices", "0,0"]).contains("twice"));
+        assert!(err(&["e.toml", "--devices", "0,gpu1"]).contains("device indices"));
+        assert!(err(&["e.toml", "--devices", ""]).contains("device indices"));
+        assert!(
+            err(&["e.toml", "--launcher", "slurm", "--devices", "0,1"]).contains("--gpus-per-task")
+        );
+        assert!(err(&["e.toml", "--gpus-per-task", "1"]).contains("--launcher slurm"));
+        assert!(
+            err(&["e.toml", "--launcher", "slurm", "--gpus-per-task", "0"]).contains("at least 1")
+        );
+        assert!(
+            err(&["e.toml", "--devices", "0,1", "runtime.device=1"]).contains("runtime.device=1")
+        );
+        assert!(
+            err(&[
+                "e.toml",
+                "--launcher",
+                "slurm",
+                "--gpus-per-task",
+                "1",
+                "runtime.device=0"
+            ])
+            .contains("runtime.device=0")
+        );
+        // Without --devices, runtime.device is an ordinary override.
+        assert!(SweepArgs::parse(&strings(&["e.toml", "runtime.device=1"])).is_ok());
+        let slurm = SweepArgs::parse(&strings(&[
+            "e.toml",
+            "--launcher",
+            "slurm",
+            "--gpus-per-task",
+            "2",
+            "-j",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(slurm.slurm.gpus_per_task, Some(2));
+        assert_eq!(slurm.slurm.max_parallel, Some(3));
+    }
+
+    #[test]
+    fn slots_follow_jobs_and_devices() {
+        assert_eq!(local_slots(None, None), (vec![None], None));
+        assert_eq!(local_slots(Some(3), None), (vec![None; 3], None));
+        assert_eq!(
+            local_slots(None, Some(&[0, 1, 2, 3])),
+            (vec![Some(0), Some(1), Some(2), Some(3)], None)
+        );
+        assert_eq!(
+            local_slots(Some(2), Some(&[5, 7, 9])),
+            (vec![Some(5), Some(7)], None)
+        );
+        let (slots, note) = local_slots(Some(8), Some(&[0, 1, 2, 3]));
+        assert_eq!(slots, [Some(0), Some(1), Some(2), Some(3)]);
+        assert!(note.unwrap().contains("--jobs 8 capped at 4"));
+    }
+
+    /// What a fake job runner saw: which job ran on which device, and any overlap on a device.
+    #[derive(Default)]
+    struct Recorder {
+        runs: Mutex<Vec<(usize, Option<usize>)>>,
+        busy: Mutex<Vec<Option<usize>>>,
+        running: Mutex<usize>,
+        max_running: Mutex<usize>,
+        violations: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn start(&self, job: usize, device: Option<usize>) {
+            if let Some(d) = device {
+                let mut busy = self.busy.lock().unwrap();
+                if busy.contains(&Some(d)) {
+                    self.violations
+                        .lock()
+                        .unwrap()
+                        .push(format!("job {job} started on busy device {d}"));
+                }
+                busy.push(Some(d));
+            }
+            let mut running = self.running.lock().unwrap();
+            *running += 1;
+            let mut max = self.max_running.lock().unwrap();
+            *max = (*max).max(*running);
+        }
+
+        fn end(&self, job: usize, device: Option<usize>) {
+            if let Some(d) = device {
+                let mut busy = self.busy.lock().unwrap();
+                let at = busy.iter().position(|&b| b == Some(d)).unwrap();
+                busy.remove(at);
+            }
+            *self.running.lock().unwrap() -= 1;
+            self.runs.lock().unwrap().push((job, device));
+        }
+
+        fn jobs_run(&self) -> Vec<usize> {
+            let mut jobs: Vec<usize> = self.runs.lock().unwrap().iter().map(|r| r.0).collect();
+            jobs.sort_unstable();
+            jobs
+        }
+    }
+
+    #[test]
+    fn scheduler_never_puts_two_jobs_on_one_device_and_runs_each_once() {
+        let recorder = Recorder::default();
+        let queue: Vec<usize> = (0..24).collect();
+        let slots = [Some(0), Some(1), Some(2), Some(3)];
+        schedule(&queue, &slots, |job, device| {
+            recorder.start(job, device);
+            // Uneven job lengths, so devices free up in a shifting order.
+            std::thread::sleep(std::time::Duration::from_millis(1 + (job as u64 * 7) % 9));
+            recorder.end(job, device);
+        });
+        assert_eq!(*recorder.violations.lock().unwrap(), Vec::<String>::new());
+        assert_eq!(recorder.jobs_run(), queue);
+        assert!(*recorder.max_running.lock().unwrap() <= 4);
+        let mut devices: Vec<usize> = recorder
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.1.expect("every job has a device"))
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        assert_eq!(devices, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn scheduler_hands_out_jobs_as_devices_free_up() {
+        // The first job started holds its device until every other job has finished. With jobs
+        // handed out as devices free up, the others all run on the remaining three devices; a
+        // static split (every fourth job per device) would wait forever (the timeout fails it).
+        let others_done = Mutex::new(0usize);
+        let first = Mutex::new(None::<(usize, Option<usize>)>);
+        let recorder = Recorder::default();
+        let queue: Vec<usize> = (0..13).collect();
+        schedule(
+            &queue,
+            &[Some(0), Some(1), Some(2), Some(3)],
+            |job, device| {
+                recorder.start(job, device);
+                let is_first = {
+                    let mut first = first.lock().unwrap();
+                    first.is_none() && {
+                        *first = Some((job, device));
+                        true
+                    }
+                };
+                if is_first {
+                    let start = Instant::now();
+                    while *others_done.lock().unwrap() < 12 {
+                        assert!(
+                            start.elapsed().as_secs() < 20,
+                            "the other jobs waited for the busy device"
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                } else {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    *others_done.lock().unwrap() += 1;
+                }
+                recorder.end(job, device);
+            },
+        );
+        let (first_job, first_device) = first.lock().unwrap().unwrap();
+        let on_first_device: Vec<usize> = recorder
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.1 == first_device)
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(on_first_device, [first_job]);
+        assert_eq!(recorder.jobs_run(), queue);
+        assert!(recorder.violations.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn scheduler_without_devices_runs_n_at_a_time() {
+        let recorder = Recorder::default();
+        let queue: Vec<usize> = (0..10).collect();
+        schedule(&queue, &[None, None, None], |job, device| {
+            assert_eq!(device, None);
+            recorder.start(job, device);
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            recorder.end(job, device);
+        });
+        assert_eq!(recorder.jobs_run(), queue);
+        assert!(*recorder.max_running.lock().unwrap() <= 3);
+        // More slots than jobs, and no jobs at all.
+        let recorder = Recorder::default();
+        schedule(&[4], &[Some(0), Some(1)], |job, device| {
+            recorder.start(job, device);
+            recorder.end(job, device);
+        });
+        assert_eq!(recorder.jobs_run(), [4]);
+        schedule(&[], &[Some(0)], |_, _| panic!("no job to run"));
+    }
+
+    fn test_plan(dir: &Path, n: usize) -> Plan {
+        Plan {
+            name: "fake".into(),
+            dir: dir.to_path_buf(),
+            jobs: (0..n)
+                .map(|index| PlanJob {
+                    index,
+                    name: format!("job-{index}"),
+                    overrides: vec![format!("seed={index}")],
+                    run_dir: dir.join(format!("job-{index}")),
+                    backend: "flex".into(),
+                    epochs: 1,
+                })
+                .collect(),
+            raw: String::new(),
+        }
+    }
+
+    fn write_summary(run_dir: &Path, completed: bool) {
+        std::fs::create_dir_all(run_dir).unwrap();
+        std::fs::write(
+            run_dir.join("summary.json"),
+            format!(
+                r#"{{"completed": {completed}, "epochs_completed": 1, "final_test_error_pct": 1.5,
+                   "train_images_per_sec": 100.0, "wall_time_secs": 2.0}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn local_launcher_resumes_skipping_finished_jobs() {
+        let dir = scratch("resume");
+        let jobs_dir = dir.join("jobs");
+        std::fs::create_dir_all(&jobs_dir).unwrap();
+        let plan = test_plan(&dir, 7);
+        // Jobs 1 and 4 finished earlier; job 5 was interrupted (summary says not completed).
+        write_summary(&plan.jobs[1].run_dir, true);
+        write_summary(&plan.jobs[4].run_dir, true);
+        write_summary(&plan.jobs[5].run_dir, false);
+        let status_path = dir.join("sweep-status.json");
+        let recorder = Recorder::default();
+        // A fake job: succeeds, except job 6, which fails.
+        let fake = |i: usize, device: Option<usize>| {
+            recorder.start(i, device);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let code = if i == 6 { 1 } else { 0 };
+            if code == 0 {
+                write_summary(&plan.jobs[i].run_dir, true);
+            }
+            std::fs::write(jobs_dir.join(format!("{i}.exit")), format!("{code}\n")).unwrap();
+            recorder.end(i, device);
+            Some(code)
+        };
+        let mut statuses = initial_statuses(&plan, true);
+        let to_run = pending(&statuses);
+        assert_eq!(to_run, [0, 2, 3, 5, 6]);
+        let exp = Path::new("e.toml");
+        run_local(
+            &plan,
+            exp,
+            &jobs_dir,
+            &to_run,
+            &[Some(2), Some(3)],
+            &status_path,
+            &mut statuses,
+            &fake,
+        )
+        .unwrap();
+        assert_eq!(recorder.jobs_run(), [0, 2, 3, 5, 6]);
+        assert!(recorder.violations.lock().unwrap().is_empty());
+        let by_job: Vec<(&str, Option<usize>)> = statuses
+            .iter()
+            .map(|s| (s.status.as_str(), s.device))
+            .collect();
+        for (i, (status, device)) in by_job.iter().enumerate() {
+            match i {
+                1 | 4 => assert_eq!((*status, *device), ("skipped (finished)", None)),
+                6 => assert_eq!(*status, "failed"),
+                _ => assert_eq!(*status, "done"),
+            }
+            if !matches!(i, 1 | 4) {
+                assert!(matches!(device, Some(2) | Some(3)), "job {i} on {device:?}");
+            }
+        }
+        // The status file records the same.
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&status_path).unwrap()).unwrap();
+        assert_eq!(file["jobs"][0]["status"], "done");
+        assert!(file["jobs"][0]["device"].is_u64());
+        assert_eq!(file["jobs"][1]["status"], "skipped (finished)");
+        assert!(file["jobs"][1].get("device").is_none());
+        assert_eq!(file["jobs"][6]["status"], "failed");
+
+        // Resuming again runs only the failed job.
+        let mut statuses = initial_statuses(&plan, true);
+        assert_eq!(pending(&statuses), [6]);
+        let rerun = Recorder::default();
+        let fake = |i: usize, device: Option<usize>| {
+            rerun.start(i, device);
+            write_summary(&plan.jobs[i].run_dir, true);
+            std::fs::write(jobs_dir.join(format!("{i}.exit")), "0\n").unwrap();
+            rerun.end(i, device);
+            Some(0)
+        };
+        run_local(
+            &plan,
+            exp,
+            &jobs_dir,
+            &[6],
+            &[Some(2), Some(3)],
+            &status_path,
+            &mut statuses,
+            &fake,
+        )
+        .unwrap();
+        assert_eq!(rerun.jobs_run(), [6]);
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.status != "failed" && s.status != "pending")
+        );
+        // Without --resume nothing is skipped.
+        assert_eq!(
+            pending(&initial_statuses(&plan, false)),
+            (0..7).collect::<Vec<_>>()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn job_script_passes_the_overrides_and_the_device() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("script");
+        let jobs_dir = dir.join("jobs");
+        std::fs::create_dir_all(&jobs_dir).unwrap();
+        // A fake `capsnet` that records its arguments, one per line.
+        let capsnet = dir.join("capsnet");
+        let args_file = dir.join("args");
+        std::fs::write(
+            &capsnet,
+            format!(
+                "#!/usr/bin/env bash
+printf '%s\\n' \"$@\" > '{}'
+",
+                args_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&capsnet, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut plan = test_plan(&dir, 1);
+        plan.jobs[0].overrides = vec!["model.routing.iterations=3".into(), "name=\"it's\"".into()];
+        let job = &plan.jobs[0];
+        let experiment = dir.join("exp.toml");
+        write_job_script(&dir, &capsnet, &experiment, &jobs_dir, job).unwrap();
+        let script = jobs_dir.join("0.sh");
+        let run = |extra: &[&str]| {
+            let status = Command::new("bash")
+                .arg(&script)
+                .args(extra)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert_eq!(
+                std::fs::read_to_string(jobs_dir.join("0.exit")).unwrap(),
+                "0\n"
+            );
+            std::fs::read_to_string(&args_file)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let run_dir = job.run_dir.display().to_string();
+        let experiment = experiment.display().to_string();
+        // With a device (local --devices): the job's overrides, then runtime.device.
+        assert_eq!(
+            run(&["2"]),
+            [
+                "train",
+                experiment.as_str(),
+                "model.routing.iterations=3",
+                "name=\"it's\"",
+                "runtime.device=2",
+                "--run-dir",
+                run_dir.as_str(),
+                "--plain",
+            ]
+        );
+        // Without (plain --jobs, and every Slurm task): no device override at all.
+        assert_eq!(
+            run(&[]),
+            [
+                "train",
+                experiment.as_str(),
+                "model.routing.iterations=3",
+                "name=\"it's\"",
+                "--run-dir",
+                run_dir.as_str(),
+                "--plain",
+            ]
+        );
+        // A run directory with a checkpoint is resumed.
+        std::fs::create_dir_all(job.run_dir.join("checkpoints")).unwrap();
+        std::fs::write(job.run_dir.join("checkpoints/latest"), "step-1").unwrap();
+        assert_eq!(run(&["0"]).last().map(String::as_str), Some("--resume"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
