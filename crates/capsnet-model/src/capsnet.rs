@@ -1,10 +1,12 @@
 //! The CapsNet layers (Sabour et al. 2017, Fig. 1 and 2) and the whole network.
 
 use burn::module::{Initializer, Module, Param};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor};
+use capsnet_ops::RouteOptions;
 
 use crate::config::{CapsNetConfig, DecoderConfig};
 use crate::error::ModelConfigError;
@@ -21,6 +23,9 @@ pub struct PrimaryCaps {
     types: usize,
     dim: usize,
     squash_eps: f64,
+    /// Run the convolution as capsnet-ops' fused kernel where the backend has one.
+    #[module(skip)]
+    fused: bool,
 }
 
 impl PrimaryCaps {
@@ -29,7 +34,7 @@ impl PrimaryCaps {
     /// Channel `t·dim + d` of the convolution is dimension `d` of a capsule of type `t`
     /// (the official code's grouping); capsules are ordered type-major, then row, then column.
     pub fn forward(&self, features: Tensor<4>) -> Tensor<3> {
-        let out = self.conv.forward(features);
+        let out = conv_forward(&self.conv, features, self.fused);
         let [batch, _, h, w] = out.dims();
         let caps = out
             .reshape([batch, self.types, self.dim, h, w])
@@ -49,6 +54,9 @@ pub struct DigitCaps {
     pub bias: Option<Param<Tensor<2>>>,
     parents: usize,
     parent_dim: usize,
+    /// Run votes and routing as capsnet-ops' fused kernel where the backend has one.
+    #[module(skip)]
+    fused: bool,
 }
 
 impl DigitCaps {
@@ -60,6 +68,7 @@ impl DigitCaps {
             bias: bias.map(Param::from_tensor),
             parents: out / parent_dim,
             parent_dim,
+            fused: true,
         }
     }
 
@@ -74,9 +83,40 @@ impl DigitCaps {
     }
 
     /// Votes then routing: `[batch, children, child_dim]` → parents `[batch, parents, dim]`.
+    ///
+    /// With fused operations on (the default) and a backend that has them, votes and routing
+    /// run as one kernel with a hand-written backward pass (`capsnet_ops::digit_caps`), which
+    /// computes the same function as [`DigitCaps::votes`] followed by [`route`].
     pub fn forward(&self, children: Tensor<3>, routing: &RoutingConfig) -> Routed {
         let bias = self.bias.as_ref().map(|b| b.val());
+        if self.fused {
+            let options = RouteOptions {
+                parents: self.parents,
+                iterations: routing.iterations,
+                stop_gradient: routing.stop_gradient,
+                leaky: routing.leaky,
+                eps: routing.squash_eps,
+            };
+            if let Some((parents, history)) =
+                capsnet_ops::digit_caps(children.clone(), self.weight.val(), bias.clone(), options)
+            {
+                let iterations = history.dims()[1];
+                let coupling_history: Vec<Tensor<3>> = (0..iterations)
+                    .map(|t| history.clone().narrow(1, t, 1).squeeze_dim::<3>(1))
+                    .collect();
+                return Routed {
+                    parents,
+                    couplings: coupling_history[iterations - 1].clone(),
+                    coupling_history,
+                };
+            }
+        }
         route(self.votes(children), bias.as_ref(), routing)
+    }
+
+    /// Whether [`DigitCaps::forward`] may use the fused kernel.
+    pub fn set_fused(&mut self, fused: bool) {
+        self.fused = fused;
     }
 }
 
@@ -156,6 +196,7 @@ impl CapsNetConfig {
             types: self.primary_types,
             dim: self.primary_dim,
             squash_eps: self.routing.squash_eps,
+            fused: true,
         };
         let init = Initializer::Normal {
             mean: 0.0,
@@ -175,6 +216,7 @@ impl CapsNetConfig {
                 .then(|| Initializer::Zeros.init([self.classes, self.class_dim], device)),
             parents: self.classes,
             parent_dim: self.class_dim,
+            fused: true,
         };
         let decoder = self.decoder.enabled.then(|| {
             Decoder::new(
@@ -205,6 +247,18 @@ impl CapsNet {
         self.config.routing = routing;
     }
 
+    /// Turns capsnet-ops' fused kernels (convolutions, votes + routing) on or off; on by default.
+    /// Off, or on a backend without them, the network runs burn's generic operations.
+    pub fn set_fused_ops(&mut self, fused: bool) {
+        self.primary.fused = fused;
+        self.digit.fused = fused;
+    }
+
+    /// Whether the fused kernels are turned on (see [`CapsNet::set_fused_ops`]).
+    pub fn fused_ops(&self) -> bool {
+        self.primary.fused
+    }
+
     /// Whether the network has a reconstruction decoder.
     pub fn has_decoder(&self) -> bool {
         self.decoder.is_some()
@@ -226,7 +280,7 @@ impl CapsNet {
     /// The forward pass up to the class capsules, without the decoder (`reconstruction` is
     /// `None`): for losses that decode several capsules themselves (MultiMNIST).
     pub fn encode(&self, images: Tensor<4>) -> CapsNetOutput {
-        let features = relu(self.conv1.forward(images));
+        let features = relu(conv_forward(&self.conv1, images, self.primary.fused));
         let primary = self.primary.forward(features);
         let Routed {
             parents,
@@ -309,6 +363,31 @@ impl CapsNet {
         });
         LossParts::combine(margin, reconstruction, config)
     }
+}
+
+/// `conv.forward(x)`, through capsnet-ops' fused convolution when `fused` is on and the backend,
+/// float type and layer (no groups, no dilation, symmetric padding) allow it.
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>, fused: bool) -> Tensor<4> {
+    // Symmetric zero padding only (`Same` may be asymmetric: generic path).
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    };
+    if let Some(padding) = padding.filter(|_| fused && conv.groups == 1 && conv.dilation == [1, 1])
+        && let Some(out) = capsnet_ops::conv2d(x.clone(), conv.weight.val(), conv.stride, padding)
+    {
+        return match &conv.bias {
+            Some(bias) => {
+                let [co] = bias.dims();
+                out + bias.val().reshape([1, co, 1, 1])
+            }
+            None => out,
+        };
+    }
+    conv.forward(x)
 }
 
 /// Predicted class: index of the longest capsule (or highest score). `[batch, classes]` → `[batch]`.

@@ -69,7 +69,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     let device = training_device(config)?;
     device.seed(config.seed);
     let mut net = Net::init(config, &device)?;
-    let mut optim = optimizer(&config.train);
+    let mut optim = optimizer(config);
     let (images, labels) = random_batch(config, options.batch_size, &device);
     let mut times = Vec::with_capacity(options.steps);
     for i in 0..options.warmup + options.steps {

@@ -334,6 +334,11 @@ pub struct RuntimeConfig {
     /// a backend that lacks the type is an error. This is whole-network low precision, not
     /// autocast with f32 master weights (burn 0.22 has no autocast).
     pub precision: Precision,
+    /// Run CapsNet's hot paths (the convolutions, DigitCaps votes + routing) as capsnet-ops'
+    /// fused kernels with hand-written backward passes, on backends that have them (`flex`, in
+    /// f32/f64); elsewhere, or with `false`, burn's generic operations run (the reference the
+    /// fused kernels are tested against). Default `true`.
+    pub fused_ops: bool,
 }
 
 /// Float precision of a run (see [`RuntimeConfig::precision`]).
@@ -378,6 +383,7 @@ impl Default for RuntimeConfig {
             backend: "flex".into(),
             device: 0,
             precision: Precision::F32,
+            fused_ops: true,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod info;
 pub mod load;
 pub mod machine;
 pub mod net;
+pub mod optim;
 pub mod parity;
 pub mod report;
 pub mod run_dir;

@@ -67,12 +67,24 @@ impl Targets {
 }
 
 impl Net {
-    /// Initialises the network of `config.arch` on `device`.
+    /// Initialises the network of `config.arch` on `device`, with the fused kernels on or off
+    /// as `runtime.fused_ops` says.
     pub fn init(config: &ExperimentConfig, device: &Device) -> Result<Self, ConfigError> {
         Ok(match config.arch {
-            Arch::Capsnet => Net::Capsnet(config.model.init(device)?),
+            Arch::Capsnet => {
+                let mut net = config.model.init(device)?;
+                net.set_fused_ops(config.runtime.fused_ops);
+                Net::Capsnet(net)
+            }
             Arch::BaselineCnn => Net::BaselineCnn(config.baseline.init(device)?),
         })
+    }
+
+    /// Turns the fused kernels on or off (CapsNet; the baseline CNN has none).
+    pub fn set_fused_ops(&mut self, fused: bool) {
+        if let Net::Capsnet(net) = self {
+            net.set_fused_ops(fused);
+        }
     }
 
     /// Forward pass and loss. With `teacher_forcing` the CapsNet decoder is masked by the true

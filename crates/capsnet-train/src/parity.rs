@@ -200,14 +200,56 @@ fn run_on(net: &Net, input: &HostBatch, config: &ExperimentConfig, device: &Devi
     Outputs { named }
 }
 
+/// One side of a comparison: a backend, with capsnet-ops' fused kernels on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side {
+    /// The backend.
+    pub backend: BackendKind,
+    /// Fused kernels on (where the backend has them) or burn's generic operations.
+    pub fused: bool,
+}
+
+impl Side {
+    fn name(self) -> String {
+        if self.fused {
+            self.backend.name().to_string()
+        } else {
+            format!("{} (generic ops)", self.backend.name())
+        }
+    }
+}
+
 /// Runs `config`'s network (with its loss) on `batch` random inputs on both backends and
-/// compares every output, loss and parameter gradient.
+/// compares every output, loss and parameter gradient; both sides use `runtime.fused_ops`.
 pub fn check(
     config: &ExperimentConfig,
     reference: BackendKind,
     other: BackendKind,
     batch: usize,
 ) -> Result<ParityReport, TrainError> {
+    let fused = config.runtime.fused_ops;
+    check_sides(
+        config,
+        Side {
+            backend: reference,
+            fused,
+        },
+        Side {
+            backend: other,
+            fused,
+        },
+        batch,
+    )
+}
+
+/// [`check`] with the fused kernels set per side (e.g. fused `flex` against generic `flex`).
+pub fn check_sides(
+    config: &ExperimentConfig,
+    reference_side: Side,
+    other_side: Side,
+    batch: usize,
+) -> Result<ParityReport, TrainError> {
+    let (reference, other) = (reference_side.backend, other_side.backend);
     if config.runtime.precision != crate::config::Precision::F32 {
         return Err(crate::ConfigError::Invalid {
             key: "runtime.precision".into(),
@@ -228,8 +270,10 @@ pub fn check(
         .map_err(crate::ConfigError::from)?
         .autodiff();
     ref_device.seed(config.seed);
-    let net = Net::init(config, &ref_device)?;
-    let forked = net.clone().fork(&other_device);
+    let mut net = Net::init(config, &ref_device)?;
+    let mut forked = net.clone().fork(&other_device);
+    net.set_fused_ops(reference_side.fused);
+    forked.set_fused_ops(other_side.fused);
     let input = host_batch(config, batch);
     let a = run_on(&net, &input, config, &ref_device);
     let b = run_on(&forked, &input, config, &other_device);
@@ -240,8 +284,8 @@ pub fn check(
         .map(|((name, x, tol), (_, y, _))| compare(name, x, y, *tol))
         .collect();
     Ok(ParityReport {
-        reference: reference.name().into(),
-        other: other.name().into(),
+        reference: reference_side.name(),
+        other: other_side.name(),
         batch,
         ok: quantities.iter().all(|q| q.ok) && a.named.len() == b.named.len(),
         quantities,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use capsnet_data::{Batch, BatchSource, DownloadProgress, Loader, LoaderConfig, Rng};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -310,13 +310,10 @@ fn read_values(parts: Vec<Tensor<1>>) -> Vec<f64> {
         .expect("float tensor converts to f64")
 }
 
-/// Adam with the experiment's hyper-parameters.
-pub fn optimizer(train: &TrainConfig) -> ModuleOptimizer {
-    AdamConfig::new()
-        .with_beta_1(train.adam_beta1 as f32)
-        .with_beta_2(train.adam_beta2 as f32)
-        .with_epsilon(train.adam_epsilon as f32)
-        .init()
+/// Adam with the experiment's hyper-parameters, fused where the backend has the kernel and
+/// `runtime.fused_ops` is on (see [`crate::optim`]).
+pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
+    crate::optim::adam(&config.train, config.runtime.fused_ops)
 }
 
 /// Trains the experiment into `options.run_dir`, resuming if asked. Returns the run summary.
@@ -341,7 +338,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     let data = load_experiment_data(config, &mut log)?;
 
     device.seed(config.seed);
-    let mut optim = optimizer(&config.train);
+    let mut optim = optimizer(config);
     let (mut net, mut state) = match &resume_from {
         Some(dir) => {
             let net = checkpoint::load_net(dir, config, &device)?;

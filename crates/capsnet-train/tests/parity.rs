@@ -49,3 +49,54 @@ fn ndarray_matches_flex_on_multimnist_and_the_baseline() {
     let report = check(&resolved.config, BackendKind::Flex, BackendKind::Ndarray, 3).unwrap();
     assert!(report.ok, "{report:#?}");
 }
+
+/// capsnet-ops' fused kernels (conv, votes + routing) against burn's generic operations on the
+/// same backend: every output, loss and parameter gradient within the f32 tolerances, for the
+/// quickstart and the paper's network and the routing options.
+#[test]
+fn fused_kernels_match_the_generic_path_on_flex() {
+    use capsnet_train::parity::{Side, check_sides};
+    let generic = Side {
+        backend: BackendKind::Flex,
+        fused: false,
+    };
+    let fused = Side {
+        backend: BackendKind::Flex,
+        fused: true,
+    };
+    for (name, overrides, batch) in [
+        ("quickstart.toml", vec![], 4),
+        ("mnist.toml", vec![], 2),
+        (
+            "quickstart.toml",
+            vec!["model.routing.stop_gradient=true".to_string()],
+            3,
+        ),
+        (
+            "quickstart.toml",
+            vec![
+                "model.routing.leaky=true".to_string(),
+                "model.routing.iterations=5".into(),
+                "model.digit_bias=true".into(),
+            ],
+            3,
+        ),
+    ] {
+        let resolved = load_experiment(&experiment(name), &overrides).unwrap();
+        let report = check_sides(&resolved.config, generic, fused, batch).unwrap();
+        assert!(report.ok, "{name} {overrides:?}: {report:#?}");
+        assert_eq!(report.other, "flex");
+        assert_eq!(report.reference, "flex (generic ops)");
+        assert!(
+            report
+                .quantities
+                .iter()
+                .filter(|q| q.name.starts_with("grad"))
+                .count()
+                >= 11,
+            "{report:#?}"
+        );
+        // Not the same code path twice: fused and generic sum in different orders.
+        assert!(report.quantities.iter().any(|q| q.max_abs_diff > 0.0));
+    }
+}

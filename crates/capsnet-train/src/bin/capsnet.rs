@@ -58,6 +58,10 @@ struct ParityArgs {
     /// The backend it must agree with.
     #[arg(long, default_value = "flex")]
     reference: String,
+    /// Run the reference with burn's generic operations (`runtime.fused_ops = false`), e.g.
+    /// `--backend flex --reference-generic` checks the fused kernels against the generic path.
+    #[arg(long)]
+    reference_generic: bool,
     /// Examples in the batch.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -480,7 +484,19 @@ fn parity_cmd(args: ParityArgs) -> Result<()> {
     }
     let reference = BackendKind::parse(&args.reference)?;
     let other = BackendKind::parse(&args.backend)?;
-    let report = capsnet_train::parity::check(&resolved.config, reference, other, args.batch_size)?;
+    let fused = resolved.config.runtime.fused_ops;
+    let report = capsnet_train::parity::check_sides(
+        &resolved.config,
+        capsnet_train::parity::Side {
+            backend: reference,
+            fused: fused && !args.reference_generic,
+        },
+        capsnet_train::parity::Side {
+            backend: other,
+            fused,
+        },
+        args.batch_size,
+    )?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {

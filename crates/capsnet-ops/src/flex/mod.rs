@@ -1,0 +1,204 @@
+//! The extension on burn's `flex` CPU backend: kernels on `FlexTensor` storage, f32 and f64.
+
+mod adam;
+mod conv;
+mod routing;
+
+use burn::backend::Flex;
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::{DType, Shape, TensorData};
+use burn_flex::FlexTensor;
+
+use crate::extension::{AdamStep, CapsKernels, CapsOps, RouteOptions};
+use conv::ConvGeometry;
+use routing::RouteShape;
+
+/// Float element types the kernels run in.
+pub(crate) trait Real:
+    num_traits::Float
+    + bytemuck::Pod
+    + burn::tensor::Element
+    + Send
+    + Sync
+    + std::ops::AddAssign
+    + std::fmt::Debug
+{
+}
+impl Real for f32 {}
+impl Real for f64 {}
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+fn unsupported(dtype: DType) -> ! {
+    panic!(
+        "capsnet-ops: the fused kernels run in f32 or f64, not {dtype:?} (callers check `fused_available`)"
+    )
+}
+
+fn contiguous_vec<T: Real>(t: &FlexTensor) -> std::borrow::Cow<'_, [T]> {
+    match t.as_slice::<T>() {
+        Some(s) if t.layout().start_offset() == 0 => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<T>()
+                .expect("contiguous copy")
+                .to_vec(),
+        ),
+    }
+}
+
+fn tensor<T: Real>(data: Vec<T>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape.into()))
+}
+
+fn route_shape(u: &FlexTensor, w: &FlexTensor, opts: &RouteOptions) -> RouteShape {
+    let (ud, wd) = (dims(u), dims(w));
+    assert_eq!(ud.len(), 3, "child capsules must be [batch, children, dim]");
+    assert_eq!(
+        wd.len(),
+        3,
+        "weight must be [children, child_dim, parents·dim]"
+    );
+    assert_eq!(
+        (ud[1], ud[2]),
+        (wd[0], wd[1]),
+        "child capsules do not match the weight"
+    );
+    assert!(
+        opts.parents > 0 && wd[2] % opts.parents == 0,
+        "weight width is not a multiple of the parents"
+    );
+    RouteShape {
+        batch: ud[0],
+        children: ud[1],
+        in_dim: ud[2],
+        parents: opts.parents,
+        dim: wd[2] / opts.parents,
+        iterations: opts.iterations.max(1),
+        stop_gradient: opts.stop_gradient,
+        leaky: opts.leaky,
+        eps: opts.eps,
+    }
+}
+
+fn route_forward<T: Real>(
+    u: &FlexTensor,
+    w: &FlexTensor,
+    bias: &FlexTensor,
+    sh: &RouteShape,
+) -> (FlexTensor, FlexTensor) {
+    let (parents, history) = routing::forward::<T>(
+        &contiguous_vec(u),
+        &contiguous_vec(w),
+        &contiguous_vec(bias),
+        sh,
+    );
+    (
+        tensor(parents, [sh.batch, sh.parents, sh.dim]),
+        tensor(history, [sh.batch, sh.iterations, sh.parents, sh.children]),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route_backward<T: Real>(
+    u: &FlexTensor,
+    w: &FlexTensor,
+    bias: &FlexTensor,
+    grad: &FlexTensor,
+    sh: &RouteShape,
+    need_bias: bool,
+) -> [FlexTensor; 3] {
+    let (du, dw, db) = routing::backward::<T>(
+        &contiguous_vec(u),
+        &contiguous_vec(w),
+        &contiguous_vec(bias),
+        &contiguous_vec(grad),
+        sh,
+        need_bias,
+    );
+    [
+        tensor(du, [sh.batch, sh.children, sh.in_dim]),
+        tensor(dw, [sh.children, sh.in_dim, sh.parents * sh.dim]),
+        tensor(db, [sh.parents, sh.dim]),
+    ]
+}
+
+impl CapsOps for Flex {
+    fn caps_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        match x.dtype() {
+            DType::F32 => conv::forward::<f32>(x, weight, &g),
+            DType::F64 => conv::forward::<f64>(x, weight, &g),
+            other => unsupported(other),
+        }
+    }
+
+    fn caps_digit_route(
+        u: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: RouteOptions,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let sh = route_shape(&u, &weight, &options);
+        match u.dtype() {
+            DType::F32 => route_forward::<f32>(&u, &weight, &bias, &sh),
+            DType::F64 => route_forward::<f64>(&u, &weight, &bias, &sh),
+            other => unsupported(other),
+        }
+    }
+
+    fn caps_adam(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match param.dtype() {
+            DType::F32 => adam::step::<f32>(param, grad, moment_1, moment_2, &step),
+            DType::F64 => adam::step::<f64>(param, grad, moment_1, moment_2, &step),
+            other => unsupported(other),
+        }
+    }
+}
+
+impl CapsKernels for Flex {
+    fn caps_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        need: [bool; 2],
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        match x.dtype() {
+            DType::F32 => conv::backward::<f32>(x, weight, grad, &g, need[0], need[1]),
+            DType::F64 => conv::backward::<f64>(x, weight, grad, &g, need[0], need[1]),
+            other => unsupported(other),
+        }
+    }
+
+    fn caps_digit_route_backward(
+        u: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: RouteOptions,
+        need_bias: bool,
+    ) -> [FloatTensor<Self>; 3] {
+        let sh = route_shape(&u, &weight, &options);
+        match u.dtype() {
+            DType::F32 => route_backward::<f32>(&u, &weight, &bias, &grad, &sh, need_bias),
+            DType::F64 => route_backward::<f64>(&u, &weight, &bias, &grad, &sh, need_bias),
+            other => unsupported(other),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! CapsNet's hot paths as burn backend extensions, each with a hand-written backward pass.
+//!
+//! - [`conv2d`]: the convolution as GEMMs over blocks of input channels (no full im2col matrix,
+//!   the weight gradient as one GEMM per block instead of a dilated convolution);
+//! - [`digit_caps`]: the DigitCaps votes `û = W u` and all iterations of routing-by-agreement
+//!   (Sabour et al. 2017, Procedure 1) fused per example, so no vote-sized tensor is stored;
+//! - [`adam`]: burn-optim's Adam update in one pass over each parameter.
+//!
+//! Each function returns `None` when the tensors' backend and float type have no kernels here
+//! (today: everything but `flex` in f32/f64): the caller then runs its generic path, which stays
+//! the reference the fused kernels are tested against. [`fused_available`] says which.
+
+mod extension;
+#[cfg(feature = "flex")]
+mod flex;
+
+pub use extension::{AdamStep, CapsKernels, CapsOps, RouteOptions};
+
+use burn::backend::Dispatch;
+use burn::tensor::{DType, Device, Tensor};
+
+/// Whether this crate has kernels for tensors of `dtype` on `device` (with or without autodiff).
+pub fn fused_available(device: &Device, dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F64) && backend_has_kernels(device)
+}
+
+#[allow(unused_variables)]
+fn backend_has_kernels(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        let inner = device.clone().without_autodiff();
+        if matches!(inner.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// 2-D convolution without bias, groups or dilation (zero padding `padding` on each side):
+/// `x` `[B, Ci, H, W]`, `weight` `[Co, Ci, KH, KW]` → `[B, Co, OH, OW]`.
+///
+/// `None` when there are no kernels for the device/float type or the shapes do not make a
+/// convolution (the generic path then reports the problem).
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Option<Tensor<4>> {
+    let [_, cin, h, w] = x.dims();
+    let [_, wcin, kh, kw] = weight.dims();
+    let shapes_ok = cin == wcin
+        && stride[0] > 0
+        && stride[1] > 0
+        && h + 2 * padding[0] >= kh
+        && w + 2 * padding[1] >= kw;
+    if !shapes_ok || !fused_available(&x.device(), x.dtype()) || weight.dtype() != x.dtype() {
+        return None;
+    }
+    let out = <Dispatch as CapsOps>::caps_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        stride,
+        padding,
+    );
+    Some(Tensor::from_dispatch(out))
+}
+
+/// DigitCaps votes and routing, fused: child capsules `u` `[B, I, Din]`, weight
+/// `[I, Din, J·D]`, optional bias `[J, D]` → parent capsules `v` `[B, J, D]` and the coupling
+/// coefficients of every iteration `[B, r, J, I]` (diagnostics; not differentiable).
+///
+/// The same function as votes `û_{j|i} = u_i W_ij` followed by Procedure 1 with per-example
+/// logits, the softmax over the parents, and the options in [`RouteOptions`].
+pub fn digit_caps(
+    u: Tensor<3>,
+    weight: Tensor<3>,
+    bias: Option<Tensor<2>>,
+    options: RouteOptions,
+) -> Option<(Tensor<3>, Tensor<4>)> {
+    let [_, children, in_dim] = u.dims();
+    let [w_children, w_in, width] = weight.dims();
+    let parents = options.parents;
+    let shapes_ok = (children, in_dim) == (w_children, w_in)
+        && parents > 0
+        && width % parents == 0
+        && bias
+            .as_ref()
+            .is_none_or(|b| b.dims() == [parents, width / parents]);
+    let device = u.device();
+    if !shapes_ok || !fused_available(&device, u.dtype()) || weight.dtype() != u.dtype() {
+        return None;
+    }
+    let bias =
+        bias.unwrap_or_else(|| Tensor::zeros([parents, width / parents], (&device, u.dtype())));
+    let (parents, history) = <Dispatch as CapsOps>::caps_digit_route(
+        u.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options,
+    );
+    Some((
+        Tensor::from_dispatch(parents),
+        Tensor::from_dispatch(history),
+    ))
+}
+
+/// The four tensors of one Adam update: parameter, gradient, first and second moment.
+pub type AdamTensors<const D: usize> = (Tensor<D>, Tensor<D>, Tensor<D>, Tensor<D>);
+
+/// One fused Adam update (burn-optim's `Adam` arithmetic, in one pass over the parameter):
+/// returns the new `(param, moment_1, moment_2)`, or the inputs back, untouched, when there are
+/// no kernels for the device/float type (or the tensors do not match).
+pub fn adam<const D: usize>(
+    (param, grad, moment_1, moment_2): AdamTensors<D>,
+    step: AdamStep,
+) -> Result<(Tensor<D>, Tensor<D>, Tensor<D>), Box<AdamTensors<D>>> {
+    let dtype = param.dtype();
+    let same = [&grad, &moment_1, &moment_2]
+        .iter()
+        .all(|t| t.dtype() == dtype && t.dims() == param.dims());
+    if !same || step.time == 0 || !fused_available(&param.device(), dtype) {
+        return Err(Box::new((param, grad, moment_1, moment_2)));
+    }
+    let (p, m1, m2) = <Dispatch as CapsOps>::caps_adam(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    Ok((
+        Tensor::from_dispatch(p),
+        Tensor::from_dispatch(m1),
+        Tensor::from_dispatch(m2),
+    ))
+}
