@@ -131,6 +131,11 @@ pub(crate) fn im2col_rows<T: Real>(x: &[T], g: &ConvGeometry, c0: usize, c1: usi
                 let out = &mut row[(b * g.oh + oh) * g.ow..][..g.ow];
                 if g.sw == 1 && g.pw == 0 {
                     out.copy_from_slice(&src[kw..kw + g.ow]);
+                } else if g.pw == 0 {
+                    // Every column is inside the input: a plain strided gather.
+                    for (ow, o) in out.iter_mut().enumerate() {
+                        *o = src[kw + ow * g.sw];
+                    }
                 } else {
                     for (ow, o) in out.iter_mut().enumerate() {
                         if let Some(iw) = g.input_col(ow, kw) {
@@ -171,6 +176,10 @@ pub(crate) fn col2im_add<T: Real>(
                         if g.sw == 1 && g.pw == 0 {
                             for (d, &s) in dst[kw..kw + g.ow].iter_mut().zip(src) {
                                 *d += s;
+                            }
+                        } else if g.pw == 0 {
+                            for (ow, &s) in src.iter().enumerate() {
+                                dst[kw + ow * g.sw] += s;
                             }
                         } else {
                             for (ow, &s) in src.iter().enumerate() {
@@ -257,21 +266,44 @@ pub(crate) fn backward<T: Real>(
     let w2 = weight.to_contiguous().reshape(Shape::new([g.cout, k]));
     let mut dw = need_weight.then(|| vec![T::zero(); g.cout * k]);
     let mut dx = need_x.then(|| vec![T::zero(); g.batch * g.cin * g.h * g.w]);
+    let trace = std::env::var_os("CAPSNET_OPS_TRACE").is_some();
+    let mut t = [0f64; 5];
     for (c0, c1) in g.blocks() {
         let rows = (c1 - c0) * taps;
         if let Some(dw) = dw.as_mut() {
+            let s0 = std::time::Instant::now();
             let col = tensor(im2col_rows(xs, g, c0, c1), [rows, m]);
+            let s1 = std::time::Instant::now();
             let part = matmul(dyt.clone(), col.transpose(0, 1)).to_contiguous();
+            let s2 = std::time::Instant::now();
             let part = contiguous_slice::<T>(&part);
             dw.par_chunks_mut(k)
                 .zip(part.par_chunks(rows))
                 .for_each(|(dst, src)| dst[c0 * taps..c0 * taps + rows].copy_from_slice(src));
+            t[0] += (s1 - s0).as_secs_f64();
+            t[1] += (s2 - s1).as_secs_f64();
+            t[2] += s2.elapsed().as_secs_f64();
         }
         if let Some(dx) = dx.as_mut() {
+            let s0 = std::time::Instant::now();
             let wbt = w2.narrow(1, c0 * taps, rows).transpose(0, 1);
             let dcol = matmul(wbt, dyt.clone()).to_contiguous();
+            let s1 = std::time::Instant::now();
             col2im_add(contiguous_slice::<T>(&dcol), g, c0, c1, dx);
+            t[3] += (s1 - s0).as_secs_f64();
+            t[4] += s1.elapsed().as_secs_f64();
         }
+    }
+    if trace {
+        eprintln!(
+            "conv bwd {:?}: im2col {:.1} dW-gemm {:.1} dW-copy {:.1} dcol-gemm {:.1} col2im {:.1} ms",
+            (g.cin, g.cout, g.batch),
+            t[0] * 1e3,
+            t[1] * 1e3,
+            t[2] * 1e3,
+            t[3] * 1e3,
+            t[4] * 1e3
+        );
     }
     (
         dx.map(|d| tensor(d, [g.batch, g.cin, g.h, g.w])),

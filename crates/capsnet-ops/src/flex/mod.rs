@@ -5,7 +5,9 @@ mod conv;
 mod routing;
 
 use burn::backend::Flex;
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, TensorData};
 use burn_flex::FlexTensor;
 
@@ -26,6 +28,10 @@ pub(crate) trait Real:
 }
 impl Real for f32 {}
 impl Real for f64 {}
+
+/// Below this reduction length (input channels × kernel taps), the forward convolution is
+/// flex's own (measured: conv1's 1·81 runs faster there; see docs/performance.md).
+const NATIVE_FORWARD_BELOW: usize = 256;
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
@@ -133,6 +139,12 @@ impl CapsOps for Flex {
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        if g.cin * g.taps() < NATIVE_FORWARD_BELOW {
+            // A short reduction (conv1: 1·81) makes a poor GEMM; flex's own forward is faster
+            // there. The backward below is ours either way.
+            let options = ConvOptions::new(stride, padding, [1, 1], 1);
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
+        }
         match x.dtype() {
             DType::F32 => conv::forward::<f32>(x, weight, &g),
             DType::F64 => conv::forward::<f64>(x, weight, &g),
