@@ -14,8 +14,10 @@ pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
 /// Prepares `dir` for a run and returns the checkpoint to resume from, if any.
 ///
 /// - New run: `dir` must not exist or be empty (or `overwrite` deletes it).
-/// - `resume`: `dir` must hold a run of the same configuration (only `train.epochs` may
-///   differ, to extend a run); without a checkpoint yet, the run starts over in place.
+/// - `resume`: `dir` must hold a run of the same configuration (only `train.epochs`, to extend
+///   a run, and `runtime.device`, the index of the same kind of device, as when a sweep hands
+///   an interrupted job to whichever GPU is free, may differ); without a checkpoint yet, the run
+///   starts over in place.
 pub fn prepare(
     dir: &Path,
     resolved: &Resolved,
@@ -36,13 +38,14 @@ pub fn prepare(
         let stored = parse_str(&stored_text, &stored_path.display().to_string())?;
         let mut now = resolved.config.clone();
         now.train.epochs = stored.train.epochs;
+        now.runtime.device = stored.runtime.device;
         let differences = diff(&crate::load::to_toml(&stored), &crate::load::to_toml(&now));
         if !differences.is_empty() {
             return Err(TrainError::RunDir {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "the experiment differs from the run being resumed (only train.epochs may \
-                     change): {}",
+                    "the experiment differs from the run being resumed (only train.epochs and \
+                     runtime.device may change): {}",
                     differences.join(", ")
                 ),
             });

@@ -138,9 +138,11 @@ fn resume_refuses_a_different_experiment() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("train.lr"), "{err}");
-    // More epochs is allowed and continues from the checkpoint.
+    // More epochs is allowed and continues from the checkpoint, on another device index too
+    // (a sweep's `--devices` hands an interrupted job to whichever device is free).
     let mut longer = root;
     longer.push("train.epochs=3".into());
+    longer.push("runtime.device=1".into());
     let resolved = load_experiment(&exp, &longer).unwrap();
     let summary = train(
         &resolved,
