@@ -133,8 +133,8 @@ pub(crate) fn im2col_rows<T: Real>(x: &[T], g: &ConvGeometry, c0: usize, c1: usi
                     out.copy_from_slice(&src[kw..kw + g.ow]);
                 } else if g.pw == 0 {
                     // Every column is inside the input: a plain strided gather.
-                    for (ow, o) in out.iter_mut().enumerate() {
-                        *o = src[kw + ow * g.sw];
+                    for (o, &v) in out.iter_mut().zip(src[kw..].iter().step_by(g.sw)) {
+                        *o = v;
                     }
                 } else {
                     for (ow, o) in out.iter_mut().enumerate() {
@@ -178,8 +178,8 @@ pub(crate) fn col2im_add<T: Real>(
                                 *d += s;
                             }
                         } else if g.pw == 0 {
-                            for (ow, &s) in src.iter().enumerate() {
-                                dst[kw + ow * g.sw] += s;
+                            for (d, &s) in dst[kw..].iter_mut().step_by(g.sw).zip(src) {
+                                *d += s;
                             }
                         } else {
                             for (ow, &s) in src.iter().enumerate() {
