@@ -12,6 +12,18 @@ use std::path::{Path, PathBuf};
 use capsnet_train::{ConfigError, load_experiment};
 use figment::Jail;
 
+/// Runs `f` in a figment jail: a process-wide lock, the environment restored afterwards.
+#[allow(
+    clippy::result_large_err,
+    reason = "the jail's closure returns figment::Result, whose error is large"
+)]
+fn jailed(f: impl FnOnce(&mut Jail)) {
+    Jail::expect_with(|jail| {
+        f(jail);
+        Ok(())
+    });
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -42,7 +54,7 @@ const PROJECT_VARIABLES: [(&str, &str); 7] = [
 
 #[test]
 fn env_sits_between_the_file_and_the_overrides() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_TRAIN__EPOCHS", "5");
@@ -90,13 +102,12 @@ fn env_sits_between_the_file_and_the_overrides() {
         assert_eq!(resolved.config.train.epochs, 9);
         assert_eq!(resolved.config.model.routing.iterations, 2);
         assert_eq!(resolved.config.train.lr, 5e-4);
-        Ok(())
     });
 }
 
 #[test]
 fn project_variables_alone_change_nothing() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         let plain = load_experiment(&exp, &[]).unwrap();
@@ -106,13 +117,12 @@ fn project_variables_alone_change_nothing() {
         let with_project_variables = load_experiment(&exp, &[]).unwrap();
         assert_eq!(with_project_variables.config, plain.config);
         assert!(with_project_variables.env.is_empty());
-        Ok(())
     });
 }
 
 #[test]
 fn unknown_key_from_env_names_the_variable_and_the_closest_key() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_TRAIN__EPOCHZ", "3");
@@ -134,13 +144,12 @@ fn unknown_key_from_env_names_the_variable_and_the_closest_key() {
             "{text}"
         );
         assert!(text.contains("did you mean `train`"), "{text}");
-        Ok(())
     });
 }
 
 #[test]
 fn wrong_type_from_env_names_the_variable_and_the_expected_type() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_TRAIN__EPOCHS", "ten");
@@ -173,25 +182,23 @@ fn wrong_type_from_env_names_the_variable_and_the_expected_type() {
                 .hidden,
             vec![64, 32]
         );
-        Ok(())
     });
 }
 
 #[test]
 fn env_values_are_validated_like_any_other() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_TRAIN__BATCH_SIZE", "0");
         let text = load_experiment(&exp, &[]).unwrap_err().to_string();
         assert!(text.contains("train.batch_size"), "{text}");
-        Ok(())
     });
 }
 
 #[test]
 fn sweeps_cannot_come_from_the_environment() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_SWEEP__GRID__SEED", "[1, 2]");
@@ -200,13 +207,12 @@ fn sweeps_cannot_come_from_the_environment() {
             text.contains("CAPSNET_SWEEP__GRID__SEED") && text.contains("not the environment"),
             "{text}"
         );
-        Ok(())
     });
 }
 
 #[test]
 fn sources_json_records_the_variables_that_applied() {
-    Jail::expect_with(|jail| {
+    jailed(|jail| {
         jail.clear_env();
         let exp = layered_experiment(jail);
         jail.set_env("CAPSNET_TRAIN__EPOCHS", "2");
@@ -223,6 +229,5 @@ fn sources_json_records_the_variables_that_applied() {
         );
         assert_eq!(sources["overrides"], serde_json::json!(["seed=1"]));
         assert_eq!(sources["files"].as_array().unwrap().len(), 2);
-        Ok(())
     });
 }
