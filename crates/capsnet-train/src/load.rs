@@ -123,9 +123,9 @@ pub fn to_toml(config: &ExperimentConfig) -> String {
 
 /// figment's `Env`, selecting the variables of the environment layer: `CAPSNET_` variables
 /// whose name (after the prefix) contains `__`, or is exactly a top-level scalar key of the
-/// schema (`CAPSNET_NAME`, `CAPSNET_SEED`, `CAPSNET_ARCH`). `__` separates levels and names are case-insensitive:
-/// `CAPSNET_TRAIN__EPOCHS=5` sets `train.epochs`, `CAPSNET_MODEL__ROUTING__ITERATIONS=1` sets
-/// `model.routing.iterations`. Values are read like `key=value` overrides: a TOML literal
+/// schema (`CAPSNET_NAME`, `CAPSNET_SEED`, `CAPSNET_ARCH`). `__` separates levels and names
+/// are case-insensitive: `CAPSNET_TRAIN__EPOCHS=5` sets `train.epochs`,
+/// `CAPSNET_MODEL__ROUTING__ITERATIONS=1` sets `model.routing.iterations`. Values are read like `key=value` overrides: a TOML literal
 /// (`5`, `1e-3`, `true`, `[256, 512]`), anything else a string. (figment's own value grammar
 /// would read `1e-3` as a string, so the layer parses the values it selects itself.)
 ///
@@ -145,14 +145,10 @@ pub fn env_source() -> Env {
 
 /// Top-level keys of the schema whose values are not tables (`name`, `seed`, `arch`).
 fn top_level_scalar_keys() -> Vec<String> {
-    let defaults = Value::try_from(ExperimentConfig::default())
-        .expect("the experiment schema serialises to TOML");
-    let Value::Table(table) = defaults else {
-        unreachable!("a struct serialises to a table")
-    };
-    table
+    Layer::defaults()
+        .dict
         .into_iter()
-        .filter(|(_, v)| !v.is_table())
+        .filter(|(_, v)| v.as_dict().is_none())
         .map(|(k, _)| k)
         .collect()
 }
