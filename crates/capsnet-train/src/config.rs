@@ -1,8 +1,9 @@
 //! The experiment schema: one fully resolved experiment, strict about keys and values.
 //!
-//! Every field has a code default (the paper's MNIST setup), experiment files override them
-//! (see [`crate::load`]), and [`ExperimentConfig::validate`] rejects impossible values before
-//! any data is read or any training starts.
+//! Every field has a code default (the paper's MNIST setup); experiment files, `CAPSNET_…__…`
+//! environment variables and `key=value` overrides are layered over them (see [`crate::load`]),
+//! and [`ExperimentConfig::validate`] rejects impossible values before any data is read or any
+//! training starts.
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! Experiments, training loop, checkpoints and metrics for capsnet; the `capsnet` binary.
 //!
 //! - [`config`]: the experiment schema ([`ExperimentConfig`]) and its validation.
-//! - [`load`]: TOML files with `extends`, `key=value` overrides, strict key checking.
+//! - [`load`]: figment layers (defaults, `extends` files, `CAPSNET_` environment, `key=value`
+//!   overrides), strict key checking.
 //! - [`backend`]: backend names → burn devices (cargo features of the binary).
 //! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
 //! - [`sweep`]: `[sweep]` grids and zips expanded into validated jobs.

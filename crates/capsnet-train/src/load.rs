@@ -1,13 +1,49 @@
-//! Loading experiments: code defaults → `extends` files → the experiment file → `key=value`
-//! overrides, strictly (unknown keys and wrong types name the key and where it came from).
+//! Loading experiments: a [`figment`] of named layers, later layers winning key by key.
+//!
+//! 1. code defaults ([`ExperimentConfig::default`], named `defaults`);
+//! 2. the `extends` files, depth first in list order (each file's own `extends` before it;
+//!    a cycle is an error);
+//! 3. the experiment file;
+//! 4. `CAPSNET_` environment variables (see [`env_source`] for which ones);
+//! 5. command-line `dotted.key=value` overrides, in order, one layer each.
+//!
+//! Tables merge key by key; anything else (numbers, strings, arrays) is replaced. Each layer is
+//! a figment provider whose metadata names it (the file's path, the override, the variable),
+//! so figment's structured errors carry the layer of the value at fault: an unknown key or a
+//! wrong type becomes a [`ConfigError`] naming the dotted key, that source, and for unknown
+//! keys the closest valid key at the same level. Every section is `deny_unknown_fields`.
+//!
+//! Files are parsed with the `toml` crate rather than figment's TOML provider because three of
+//! their keys are not experiment keys: `extends` (read here), and `[sweep]` and `seeds`, which
+//! are layered in the same order but outside figment, whose tables are sorted maps: a sweep's
+//! axes keep their file order ([`crate::sweep`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use figment::error::Kind;
+use figment::providers::Env;
+use figment::value::{Dict, Map, UncasedStr};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use toml::{Table, Value};
 
 use crate::config::ExperimentConfig;
 use crate::error::ConfigError;
+
+/// Prefix of the environment variables that set experiment keys.
+pub const ENV_PREFIX: &str = "CAPSNET_";
+
+/// Separator of key levels in environment variable names (`CAPSNET_TRAIN__EPOCHS`).
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Top-level keys that are not experiment keys: layered like the rest, but outside figment.
+const SWEEP_KEYS: [&str; 2] = ["sweep", "seeds"];
+
+/// Name of the environment layer in figment's metadata.
+const ENV_LAYER: &str = "environment";
+
+/// Name of the code-defaults layer (and the source of keys no layer sets).
+const DEFAULTS_LAYER: &str = "defaults";
 
 /// An experiment with the record of how it was assembled.
 #[derive(Debug, Clone)]
@@ -16,35 +52,59 @@ pub struct Resolved {
     pub config: ExperimentConfig,
     /// Files merged, lowest precedence first (the experiment file last).
     pub files: Vec<PathBuf>,
+    /// Environment variables that set keys: name (`CAPSNET_` + upper-case key, levels joined
+    /// by `__`) → value as given.
+    pub env: BTreeMap<String, String>,
     /// Command-line overrides, in order.
     pub overrides: Vec<String>,
     /// The `[sweep]` table (and `seeds`), if the experiment has one.
     pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
-/// Where each dotted key's value came from.
-type Provenance = BTreeMap<String, String>;
-
-/// Loads `path` with its `extends` chain, applies `overrides` and validates the result.
+/// Loads `path` with its `extends` chain, the `CAPSNET_` environment and `overrides`, and
+/// validates the result.
 pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, ConfigError> {
     let mut files = Vec::new();
-    let mut provenance = Provenance::new();
-    let mut table = load_file(path, &mut files, &mut Vec::new(), &mut provenance)?;
-    for text in overrides {
-        apply_override(&mut table, text, &mut provenance)?;
+    let mut layers = Vec::new();
+    read_file(path, &mut Vec::new(), &mut files, &mut layers)?;
+    let mut figment = Figment::from(Layer::defaults());
+    let mut sweep_table = Table::new();
+    for (file, (config, sweep)) in files.iter().zip(layers) {
+        figment = figment.merge(Layer::file(file, config));
+        merge(&mut sweep_table, sweep);
     }
-    let sweep = crate::sweep::SweepSpec::parse(table.remove("sweep"), table.remove("seeds"))?;
-    let config = deserialize(table, &provenance)?;
+    let env_vars = env_vars(&env_source())?;
+    figment = figment.merge(Layer::env(&env_vars)?);
+    for text in overrides {
+        let (key, value) = parse_override(text)?;
+        if SWEEP_KEYS.contains(&key[0].as_str()) {
+            set_key(&mut sweep_table, &key, value).map_err(|reason| ConfigError::Override {
+                text: text.clone(),
+                reason,
+            })?;
+        } else {
+            figment = figment.merge(Layer::cli_override(text, &key, value));
+        }
+    }
+    let sweep =
+        crate::sweep::SweepSpec::parse(sweep_table.remove("sweep"), sweep_table.remove("seeds"))?;
+    let config = extract(&figment, &env_vars)?;
     config.validate()?;
     Ok(Resolved {
         config,
         files,
+        env: env_vars
+            .into_iter()
+            .map(|(key, value)| (env_var_name(&key), value))
+            .collect(),
         overrides: overrides.to_vec(),
         sweep,
     })
 }
 
-/// Parses TOML text into an experiment (no `extends`, no validation): for tests and tools.
+/// Parses TOML text into an experiment over the code defaults (no `extends`, no environment,
+/// no validation): for stored configurations, tests and tools. `source` names the text in
+/// errors.
 pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigError> {
     let table: Table = text
         .parse()
@@ -52,9 +112,8 @@ pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigErr
             path: source.into(),
             message: e.to_string(),
         })?;
-    let mut provenance = Provenance::new();
-    record(&table, "", source, &mut provenance);
-    deserialize(table, &provenance)
+    let figment = Figment::from(Layer::defaults()).merge(Layer::named(source, &table));
+    extract(&figment, &BTreeMap::new())
 }
 
 /// Serialises a configuration as TOML (the `config.resolved.toml` of a run).
@@ -62,12 +121,157 @@ pub fn to_toml(config: &ExperimentConfig) -> String {
     toml::to_string_pretty(config).expect("the experiment schema serialises to TOML")
 }
 
-fn load_file(
+/// figment's `Env`, selecting the variables of the environment layer: `CAPSNET_` variables
+/// whose name (after the prefix) contains `__`, or is exactly a top-level scalar key of the
+/// schema (`CAPSNET_NAME`, `CAPSNET_SEED`, `CAPSNET_ARCH`). `__` separates levels and names
+/// are case-insensitive: `CAPSNET_TRAIN__EPOCHS=5` sets `train.epochs`,
+/// `CAPSNET_MODEL__ROUTING__ITERATIONS=1` sets `model.routing.iterations`. Values are read like `key=value` overrides: a TOML literal
+/// (`5`, `1e-3`, `true`, `[256, 512]`), anything else a string. (figment's own value grammar
+/// would read `1e-3` as a string, so the layer parses the values it selects itself.)
+///
+/// The rule leaves out the project's other variables, all single-underscore names with other
+/// meanings (`CAPSNET_DATA`, `CAPSNET_PYTHON`, `CAPSNET_BENCH_BACKEND`, `CAPSNET_CIFAR_MIRROR`,
+/// `CAPSNET_MNIST_MIRROR`, `CAPSNET_GPU_*`, …), while a misspelt key such as
+/// `CAPSNET_TRAIN__EPOCHZ` is still read, and rejected as an unknown key.
+pub fn env_source() -> Env {
+    let scalars = top_level_scalar_keys();
+    Env::prefixed(ENV_PREFIX)
+        .filter(move |key: &UncasedStr| {
+            key.as_str().contains(ENV_SEPARATOR)
+                || scalars.iter().any(|s| key.as_str().eq_ignore_ascii_case(s))
+        })
+        .split(ENV_SEPARATOR)
+}
+
+/// Top-level keys of the schema whose values are not tables (`name`, `seed`, `arch`).
+fn top_level_scalar_keys() -> Vec<String> {
+    Layer::defaults()
+        .dict
+        .into_iter()
+        .filter(|(_, v)| v.as_dict().is_none())
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The variables `env` reads, as dotted key → value; sweep keys are refused (they are set in
+/// files or overrides, where their order is kept).
+fn env_vars(env: &Env) -> Result<BTreeMap<String, String>, ConfigError> {
+    let vars: BTreeMap<String, String> = env
+        .iter()
+        .map(|(key, value)| (key.as_str().to_string(), value))
+        .collect();
+    if let Some((key, value)) = vars
+        .iter()
+        .find(|(key, _)| SWEEP_KEYS.contains(&key.split('.').next().unwrap_or_default()))
+    {
+        return Err(ConfigError::Invalid {
+            key: key.clone(),
+            value: value.clone(),
+            reason: format!(
+                "set by environment variable {}: sweeps come from experiment files or \
+                 `key=value` overrides, not the environment",
+                env_var_name(key)
+            ),
+        });
+    }
+    Ok(vars)
+}
+
+/// `train.epochs` → `CAPSNET_TRAIN__EPOCHS`.
+fn env_var_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.split('.')
+            .collect::<Vec<_>>()
+            .join(ENV_SEPARATOR)
+            .to_ascii_uppercase()
+    )
+}
+
+/// One layer of experiment keys with the name errors give it.
+struct Layer {
+    metadata: Metadata,
+    dict: Dict,
+}
+
+impl Layer {
+    fn defaults() -> Self {
+        let value = figment::value::Value::serialize(ExperimentConfig::default())
+            .expect("the experiment schema serialises");
+        Self {
+            metadata: Metadata::named(DEFAULTS_LAYER),
+            dict: value.into_dict().expect("a struct serialises to a dict"),
+        }
+    }
+
+    fn named(name: &str, table: &Table) -> Self {
+        Self {
+            metadata: Metadata::named(name.to_string()),
+            dict: to_dict(table),
+        }
+    }
+
+    fn file(path: &Path, table: Table) -> Self {
+        Self {
+            metadata: Metadata::from(path.display().to_string(), Source::File(path.into())),
+            dict: to_dict(&table),
+        }
+    }
+
+    /// The variables `vars` (dotted key → raw value) as one layer.
+    fn env(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut table = Table::new();
+        for (key, raw) in vars {
+            let parts: Vec<String> = key.split('.').map(str::to_string).collect();
+            set_key(&mut table, &parts, parse_literal(raw.trim())).map_err(|reason| {
+                ConfigError::Invalid {
+                    key: key.clone(),
+                    value: raw.clone(),
+                    reason: format!("environment variable {}: {reason}", env_var_name(key)),
+                }
+            })?;
+        }
+        Ok(Self {
+            metadata: Metadata::named(ENV_LAYER),
+            dict: to_dict(&table),
+        })
+    }
+
+    fn cli_override(text: &str, key: &[String], value: Value) -> Self {
+        let mut table = Table::new();
+        set_key(&mut table, key, value).expect("a fresh table has no scalars in the way");
+        Self {
+            metadata: Metadata::named(format!("override `{text}`")),
+            dict: to_dict(&table),
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Map::from([(Profile::Default, self.dict.clone())]))
+    }
+}
+
+fn to_dict(table: &Table) -> Dict {
+    figment::value::Value::serialize(table)
+        .expect("TOML values serialise")
+        .into_dict()
+        .expect("a table serialises to a dict")
+}
+
+/// Reads `path` and, depth first, the files it extends; appends each file and its two parts
+/// (experiment keys; `sweep`/`seeds`) in layering order.
+fn read_file(
     path: &Path,
-    files: &mut Vec<PathBuf>,
     stack: &mut Vec<PathBuf>,
-    provenance: &mut Provenance,
-) -> Result<Table, ConfigError> {
+    files: &mut Vec<PathBuf>,
+    layers: &mut Vec<(Table, Table)>,
+) -> Result<(), ConfigError> {
     let canonical = path.canonicalize().map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -109,7 +313,6 @@ fn load_file(
     };
     stack.push(canonical);
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut merged = Table::new();
     for parent in parents {
         let parent_path = dir.join(&parent);
         if !parent_path.is_file() {
@@ -118,19 +321,23 @@ fn load_file(
                 reason: format!("file {} does not exist", parent_path.display()),
             });
         }
-        let parent_table = load_file(&parent_path, files, stack, provenance)?;
-        merge(&mut merged, parent_table);
+        read_file(&parent_path, stack, files, layers)?;
     }
     stack.pop();
-    record(&table, "", &path.display().to_string(), provenance);
-    merge(&mut merged, table);
+    let mut sweep = Table::new();
+    for key in SWEEP_KEYS {
+        if let Some(value) = table.remove(key) {
+            sweep.insert(key.to_string(), value);
+        }
+    }
     files.push(path.to_path_buf());
-    Ok(merged)
+    layers.push((table, sweep));
+    Ok(())
 }
 
 /// A TOML document as `dotted.key → value` (tables flattened; arrays are values).
-pub fn flatten_toml(text: &str) -> std::collections::BTreeMap<String, Value> {
-    fn walk(prefix: &str, value: &Value, out: &mut std::collections::BTreeMap<String, Value>) {
+pub fn flatten_toml(text: &str) -> BTreeMap<String, Value> {
+    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
         match value {
             Value::Table(t) => {
                 for (k, v) in t {
@@ -147,14 +354,15 @@ pub fn flatten_toml(text: &str) -> std::collections::BTreeMap<String, Value> {
             }
         }
     }
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = BTreeMap::new();
     if let Ok(table) = text.parse::<Table>() {
         walk("", &Value::Table(table), &mut out);
     }
     out
 }
 
-/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces (the rule
+/// figment applies to the experiment keys, here for the ordered sweep tables).
 fn merge(base: &mut Table, over: Table) {
     for (key, value) in over {
         match (base.get_mut(&key), value) {
@@ -166,26 +374,8 @@ fn merge(base: &mut Table, over: Table) {
     }
 }
 
-fn record(table: &Table, prefix: &str, source: &str, provenance: &mut Provenance) {
-    for (key, value) in table {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        if let Value::Table(inner) = value {
-            record(inner, &path, source, provenance);
-        }
-        provenance.insert(path, source.to_string());
-    }
-}
-
-/// Applies one `dotted.key=value` override; the value is a TOML literal, or else a bare string.
-pub fn apply_override(
-    table: &mut Table,
-    text: &str,
-    provenance: &mut Provenance,
-) -> Result<(), ConfigError> {
+/// Splits a `dotted.key=value` override; the value is a TOML literal, or else a bare string.
+fn parse_override(text: &str) -> Result<(Vec<String>, Value), ConfigError> {
     let bad = |reason: &str| ConfigError::Override {
         text: text.into(),
         reason: reason.into(),
@@ -193,8 +383,7 @@ pub fn apply_override(
     let (key, raw) = text
         .split_once('=')
         .ok_or_else(|| bad("expected `dotted.key=value`"))?;
-    let key = key.trim();
-    let parts: Vec<&str> = key.split('.').collect();
+    let parts: Vec<String> = key.trim().split('.').map(str::to_string).collect();
     if parts
         .iter()
         .any(|p| p.is_empty() || p.contains(char::is_whitespace))
@@ -203,22 +392,24 @@ pub fn apply_override(
             "the key must be dotted identifiers, e.g. model.routing.iterations",
         ));
     }
-    let value = parse_literal(raw.trim());
+    Ok((parts, parse_literal(raw.trim())))
+}
+
+/// Sets `key` (non-empty) in `table`, creating tables on the way; a scalar on the way is an
+/// error naming it.
+fn set_key(table: &mut Table, key: &[String], value: Value) -> Result<(), String> {
+    let (last, path) = key.split_last().expect("override keys are non-empty");
     let mut node = table;
-    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+    for (i, part) in path.iter().enumerate() {
         let entry = node
-            .entry(part.to_string())
+            .entry(part.clone())
             .or_insert_with(|| Value::Table(Table::new()));
         node = match entry {
             Value::Table(t) => t,
-            _ => return Err(bad(&format!("`{}` is not a table", parts[..=i].join(".")))),
+            _ => return Err(format!("`{}` is not a table", key[..=i].join("."))),
         };
     }
-    if let Value::Table(t) = &value {
-        record(t, key, "override", provenance);
-    }
-    node.insert(parts[parts.len() - 1].to_string(), value);
-    provenance.insert(key.to_string(), format!("override `{text}`"));
+    node.insert(last.clone(), value);
     Ok(())
 }
 
@@ -229,76 +420,94 @@ fn parse_literal(raw: &str) -> Value {
     }
 }
 
-fn deserialize(table: Table, provenance: &Provenance) -> Result<ExperimentConfig, ConfigError> {
-    serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
-        let path = err.path().to_string();
-        let message = err.inner().to_string();
-        if let Some(field) = unknown_field(&message) {
-            let key = if path.ends_with(&field) || path == "." {
-                if path == "." {
-                    field.clone()
-                } else {
-                    path.clone()
+/// Extracts the experiment, turning figment's first error into a [`ConfigError`].
+fn extract(
+    figment: &Figment,
+    env_vars: &BTreeMap<String, String>,
+) -> Result<ExperimentConfig, ConfigError> {
+    figment.extract().map_err(|err| {
+        let err = err
+            .into_iter()
+            .next()
+            .expect("a figment error holds at least one error");
+        let key = dotted(&err.path);
+        let source_name = source_name(err.metadata.as_ref(), &err.path, env_vars);
+        match err.kind {
+            Kind::UnknownField(field, expected) => {
+                let parent = &err.path[..err.path.len().saturating_sub(1)];
+                let suggestion = closest(&field, expected).map(|s| {
+                    if parent.is_empty() {
+                        s.to_string()
+                    } else {
+                        format!("{}.{s}", dotted(parent))
+                    }
+                });
+                ConfigError::UnknownKey {
+                    key,
+                    source_name,
+                    suggestion,
                 }
-            } else {
-                format!("{path}.{field}")
-            };
-            let parent = key.rsplit_once('.').map(|(p, _)| p.to_string());
-            let suggestion = closest(&field, &expected_fields(&message))
-                .map(|s| parent.as_ref().map(|p| format!("{p}.{s}")).unwrap_or(s));
-            ConfigError::UnknownKey {
-                source_name: source_of(&key, provenance),
+            }
+            kind => ConfigError::WrongType {
                 key,
-                suggestion,
-            }
-        } else {
-            ConfigError::WrongType {
-                source_name: source_of(&path, provenance),
-                key: path,
-                message,
-            }
+                source_name,
+                message: kind.to_string(),
+            },
         }
     })
 }
 
-fn source_of(key: &str, provenance: &Provenance) -> String {
-    let mut k = key;
-    loop {
-        if let Some(source) = provenance.get(k) {
-            return source.clone();
+/// `["model", "decoder", "hidden", "1"]` → `model.decoder.hidden[1]` (the schema has no
+/// numeric keys, so a number is an array index).
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
         }
-        match k.rsplit_once('.') {
-            Some((parent, _)) => k = parent,
-            None => return "defaults".into(),
-        }
+    }
+    out
+}
+
+/// The layer a value came from, as errors name it.
+fn source_name(
+    metadata: Option<&Metadata>,
+    path: &[String],
+    env_vars: &BTreeMap<String, String>,
+) -> String {
+    let Some(metadata) = metadata else {
+        return DEFAULTS_LAYER.into();
+    };
+    if metadata.name != ENV_LAYER {
+        return metadata.name.to_string();
+    }
+    // The variables under the key: one for a value, several for an unknown table.
+    let key = path.join(".");
+    let names: Vec<String> = env_vars
+        .keys()
+        .filter(|k| **k == key || k.starts_with(&format!("{key}.")))
+        .map(|k| env_var_name(k))
+        .collect();
+    match names.as_slice() {
+        [] => format!("environment variable {}", env_var_name(&key)),
+        [one] => format!("environment variable {one}"),
+        many => format!("environment variables {}", many.join(", ")),
     }
 }
 
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-fn expected_fields(message: &str) -> Vec<String> {
-    let Some(idx) = message.find("expected") else {
-        return Vec::new();
-    };
-    message[idx..]
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
-
 /// The candidate closest to `word` by edit distance, if reasonably close.
-fn closest(word: &str, candidates: &[String]) -> Option<String> {
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| (edit_distance(word, c), *c))
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 2).max(2))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
+        .map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -324,8 +533,8 @@ mod tests {
     fn edit_distance_and_closest() {
         assert_eq!(edit_distance("iteration", "iterations"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
-        let c = vec!["iterations".to_string(), "leaky".to_string()];
-        assert_eq!(closest("iteratons", &c).as_deref(), Some("iterations"));
+        let c = ["iterations", "leaky"];
+        assert_eq!(closest("iteratons", &c), Some("iterations"));
         assert_eq!(closest("zzzzzzzzzz", &c), None);
     }
 
@@ -340,5 +549,27 @@ mod tests {
             Value::String("fashion-mnist".into())
         );
         assert!(matches!(parse_literal("[0, 1, 2]"), Value::Array(a) if a.len() == 3));
+    }
+
+    #[test]
+    fn env_names_and_error_paths_render_as_users_write_them() {
+        assert_eq!(
+            env_var_name("model.routing.iterations"),
+            "CAPSNET_MODEL__ROUTING__ITERATIONS"
+        );
+        assert_eq!(env_var_name("seed"), "CAPSNET_SEED");
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dotted(&path(&["model", "decoder", "hidden", "1"])),
+            "model.decoder.hidden[1]"
+        );
+        assert_eq!(dotted(&path(&["seed"])), "seed");
+    }
+
+    #[test]
+    fn top_level_scalars_are_the_schemas() {
+        let mut keys = top_level_scalar_keys();
+        keys.sort();
+        assert_eq!(keys, ["arch", "name", "seed"]);
     }
 }

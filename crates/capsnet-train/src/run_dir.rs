@@ -74,6 +74,7 @@ fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
     checkpoint::write_atomic(&dir.join(RESOLVED_CONFIG), toml.as_bytes())?;
     let sources = serde_json::json!({
         "files": resolved.files,
+        "env": resolved.env,
         "overrides": resolved.overrides,
         "command": std::env::args().collect::<Vec<_>>(),
         "git_revision": crate::machine::git_revision(),

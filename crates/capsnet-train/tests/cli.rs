@@ -62,6 +62,50 @@ fn info_prints_the_paper_parameter_count() {
     assert_eq!(json["params"], 6_804_224);
 }
 
+/// The binary reads `CAPSNET_…__…` variables as keys (below the command line's overrides) and
+/// leaves the project's other `CAPSNET_` variables alone.
+#[test]
+fn environment_variables_set_keys_below_the_command_line() {
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist.toml");
+    let exp = exp.to_str().unwrap();
+    let params = |args: &[&str], env: &[(&str, &Path)]| -> serde_json::Value {
+        let out = capsnet(args, env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["params"].clone()
+    };
+    let project = [
+        ("CAPSNET_PYTHON", Path::new("/nonexistent/python3")),
+        ("CAPSNET_BENCH_BACKEND", Path::new("tpu")),
+        ("CAPSNET_CIFAR_MIRROR", Path::new("http://127.0.0.1:9/")),
+    ];
+    assert_eq!(params(&["info", exp, "--json"], &project), 8_215_568);
+    let no_decoder = [
+        project[0],
+        project[1],
+        project[2],
+        ("CAPSNET_MODEL__DECODER__ENABLED", Path::new("false")),
+    ];
+    assert_eq!(params(&["info", exp, "--json"], &no_decoder), 6_804_224);
+    assert_eq!(
+        params(
+            &["info", exp, "model.decoder.enabled=true", "--json"],
+            &no_decoder
+        ),
+        8_215_568
+    );
+    assert_clean_failure(
+        &capsnet(
+            &["info", exp],
+            &[("CAPSNET_MODEL__ROUTING__ITERATION", Path::new("2"))],
+        ),
+        &[
+            "model.routing.iteration",
+            "CAPSNET_MODEL__ROUTING__ITERATION",
+            "model.routing.iterations",
+        ],
+    );
+}
+
 #[test]
 fn backends_lists_flex() {
     let out = capsnet(&["backends"], &[]);

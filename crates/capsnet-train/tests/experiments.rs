@@ -152,6 +152,64 @@ fn wrong_type_names_key_and_expected_type() {
 }
 
 #[test]
+fn wrong_type_from_an_override_names_the_override() {
+    let exp = experiments_dir().join("mnist.toml");
+    let err = load_experiment(&exp, &["train.epochs=ten".into()]).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ConfigError::WrongType { .. }), "{text}");
+    assert!(
+        text.contains("`train.epochs`") && text.contains("override `train.epochs=ten`"),
+        "{text}"
+    );
+    assert!(text.contains("expected usize"), "{text}");
+
+    // Of two overrides of one key, the later one is the value (and the source) that counts.
+    let text = load_experiment(&exp, &["seed=1".into(), "seed=\"one\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("override `seed=\"one\"`"), "{text}");
+    assert!(
+        load_experiment(&exp, &["seed=\"one\"".into(), "seed=1".into()]).is_ok(),
+        "a later override replaces the bad value"
+    );
+}
+
+#[test]
+fn errors_inside_arrays_and_tables_name_the_layer_that_set_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "base.toml",
+        "[model.decoder]\nhidden = [64, \"wide\"]\n",
+    );
+    let exp = write(
+        tmp.path(),
+        "exp.toml",
+        "extends = [\"base.toml\"]\n[model.decoder]\nenabled = true\n",
+    );
+    let text = load_experiment(&exp, &[]).unwrap_err().to_string();
+    assert!(
+        text.contains("`model.decoder.hidden[1]`") && text.contains("base.toml"),
+        "{text}"
+    );
+    assert!(!text.contains("exp.toml"), "{text}");
+
+    // An unknown key inside a table the override creates.
+    let text = load_experiment(
+        &experiments_dir().join("mnist.toml"),
+        &["model.decodr.enabled=false".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("`model.decodr`")
+            && text.contains("override `model.decodr.enabled=false`")
+            && text.contains("did you mean `model.decoder`"),
+        "{text}"
+    );
+}
+
+#[test]
 fn invalid_values_are_rejected_before_training() {
     let exp = experiments_dir().join("mnist.toml");
     for (over, key) in [
