@@ -4,6 +4,10 @@
 //! prefixed with it so results from different backends never mix.
 
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+/// The same global allocator as the `capsnet` binary (see docs/performance.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use capsnet_train::backend::BackendKind;
 
 /// The backend named by `CAPSNET_BENCH_BACKEND` (default `flex`) and its autodiff device.

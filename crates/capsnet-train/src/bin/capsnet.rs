@@ -11,6 +11,11 @@ use capsnet_train::train_loop::evaluate_ensemble;
 use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
 use clap::{Args, Parser, Subcommand};
 
+/// Tensor buffers are large and short-lived; mimalloc reuses them instead of mapping fresh,
+/// zeroed pages from the OS for every one (see docs/performance.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "capsnet",
