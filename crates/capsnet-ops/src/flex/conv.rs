@@ -1,19 +1,21 @@
-//! The convolution as GEMMs over channel blocks (flex backend).
+//! The convolution as GEMMs over blocks of kernel taps (flex backend).
 //!
-//! `P` is the im2col matrix of the input: one row per (input channel, kernel row, kernel column),
-//! one column per output position (example, output row, output column). The whole `P` of the
-//! PrimaryCaps layer is `[256·81, 32·36]` (95 MB at batch 32); it is never built. The input
-//! channels are cut into blocks whose `P` rows fit in about [`BLOCK_ELEMS`] elements, and each
-//! block is used at once:
+//! The input is copied once to channels-last (`[B, H, W, Ci]`), so that the im2col matrix `P`,
+//! one row per output position (example, output row, output column) and one column per
+//! (kernel tap, input channel), is made of contiguous runs of `Ci` (or `KW·Ci`) input values:
+//! plain copies instead of element-wise gathers. The whole `P` of the PrimaryCaps layer is
+//! `[32·36, 81·256]` (95 MB at batch 32); it is never built. The taps are cut into blocks whose
+//! `P` columns fit in about [`BLOCK_ELEMS`] elements, and each block is used at once:
 //!
-//! - forward: `Yᵀ[Co, M] += W[:, blk] · P_blk` (one GEMM per block, summed);
-//! - weight gradient: `dW[:, blk] = dYᵀ · P_blkᵀ` (one GEMM per block, written in place);
-//! - input gradient: `dP_blk = W[:, blk]ᵀ · dYᵀ`, scattered back (col2im) into the block's
-//!   channels of `dX`, which no other block touches.
+//! - forward: `Y[M, Co] += P_blk · W[:, blk]ᵀ` (one GEMM per block, summed);
+//! - weight gradient: `dW[:, blk] = dYᵀ · P_blk` (one GEMM per block, written in place);
+//! - input gradient: `dP_blk = dY · W[:, blk]`, added back (col2im) into `dX`, in parallel over
+//!   examples (each example's windows only touch its own slice of `dX`).
 //!
-//! The backward pass rebuilds `P_blk` from the saved input instead of keeping it, so memory stays
-//! at one block. The GEMM is flex's own (`burn_flex::ops::matmul`, the `gemm` crate), which reads
-//! the transposed and column-sliced operands through strides without copying them.
+//! `W` is used tap-major (`[Co, KH, KW, Ci]`, one copy of the weight per call). The backward pass
+//! rebuilds `P_blk` from the saved input instead of keeping it, so memory stays at one block.
+//! The GEMM is flex's own (`burn_flex::ops::matmul`, the `gemm` crate), which reads the
+//! transposed and column-sliced operands through strides without copying them.
 
 use burn::tensor::{Shape, TensorData};
 use burn_flex::FlexTensor;
@@ -22,7 +24,7 @@ use rayon::prelude::*;
 
 use super::Real;
 
-/// Target size (elements) of one block of im2col rows: 4 MiB in f32, cache-sized.
+/// Target size (elements) of one block of im2col columns: 4 MiB in f32, cache-sized.
 const BLOCK_ELEMS: usize = 1 << 20;
 
 /// Shapes of one 2-D convolution (no groups, no dilation, symmetric zero padding).
@@ -41,6 +43,8 @@ pub(crate) struct ConvGeometry {
     pub pw: usize,
     pub oh: usize,
     pub ow: usize,
+    /// Kernel taps per block (see [`BLOCK_ELEMS`]).
+    pub block_taps: usize,
 }
 
 impl ConvGeometry {
@@ -58,7 +62,7 @@ impl ConvGeometry {
             h + 2 * padding[0] >= kh && w + 2 * padding[1] >= kw,
             "kernel larger than the padded input"
         );
-        Self {
+        let mut g = Self {
             batch: x[0],
             cin: x[1],
             h,
@@ -72,30 +76,33 @@ impl ConvGeometry {
             pw: padding[1],
             oh: (h + 2 * padding[0] - kh) / stride[0] + 1,
             ow: (w + 2 * padding[1] - kw) / stride[1] + 1,
-        }
+            block_taps: 1,
+        };
+        g.block_taps = (BLOCK_ELEMS / (g.cin * g.positions()).max(1)).clamp(1, g.taps().max(1));
+        g
     }
 
-    /// Output positions `M = B · OH · OW` (columns of `P`).
+    /// Output positions `M = B · OH · OW` (rows of `P`).
     pub fn positions(&self) -> usize {
         self.batch * self.oh * self.ow
     }
 
-    /// Kernel taps per input channel.
+    /// Kernel taps `KH · KW`.
     pub fn taps(&self) -> usize {
         self.kh * self.kw
     }
 
-    /// Input channels per block.
-    pub fn block_channels(&self) -> usize {
-        (BLOCK_ELEMS / (self.taps() * self.positions()).max(1)).clamp(1, self.cin.max(1))
+    /// Reduction length `K = KH · KW · Ci` (columns of `P`).
+    pub fn reduction(&self) -> usize {
+        self.taps() * self.cin
     }
 
-    /// `(first, end)` input channel of every block.
+    /// `(first, end)` tap (row-major over `KH × KW`) of every block.
     pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let step = self.block_channels();
-        (0..self.cin)
+        let step = self.block_taps.max(1);
+        (0..self.taps())
             .step_by(step)
-            .map(move |c0| (c0, (c0 + step).min(self.cin)))
+            .map(move |t0| (t0, (t0 + step).min(self.taps())))
     }
 
     /// Input column read by output column `ow` at kernel column `kw`, if inside the input.
@@ -111,80 +118,92 @@ impl ConvGeometry {
             .checked_sub(self.ph)
             .filter(|&r| r < self.h)
     }
+
+    /// The taps `t0..t1` as runs of one kernel row: `(kh, kw_first, kw_end, column offset)`.
+    fn runs(&self, t0: usize, t1: usize) -> Vec<(usize, usize, usize, usize)> {
+        let mut runs = Vec::new();
+        let mut t = t0;
+        while t < t1 {
+            let (kh, kw0) = (t / self.kw, t % self.kw);
+            let kw1 = (kw0 + (t1 - t)).min(self.kw);
+            runs.push((kh, kw0, kw1, (t - t0) * self.cin));
+            t += kw1 - kw0;
+        }
+        runs
+    }
 }
 
-/// Rows `(ci, kh, kw)` for `ci` in `c0..c1` of the im2col matrix, `[(c1-c0)·KH·KW, M]`.
-pub(crate) fn im2col_rows<T: Real>(x: &[T], g: &ConvGeometry, c0: usize, c1: usize) -> Vec<T> {
-    let m = g.positions();
-    let taps = g.taps();
-    let mut col = vec![T::zero(); (c1 - c0) * taps * m];
-    col.par_chunks_mut(m).enumerate().for_each(|(r, row)| {
-        let ci = c0 + r / taps;
-        let (kh, kw) = ((r % taps) / g.kw, r % g.kw);
-        for b in 0..g.batch {
-            let plane = &x[(b * g.cin + ci) * g.h * g.w..][..g.h * g.w];
-            for oh in 0..g.oh {
-                let Some(ih) = g.input_row(oh, kh) else {
-                    continue;
-                };
-                let src = &plane[ih * g.w..][..g.w];
-                let out = &mut row[(b * g.oh + oh) * g.ow..][..g.ow];
-                if g.sw == 1 && g.pw == 0 {
-                    out.copy_from_slice(&src[kw..kw + g.ow]);
-                } else if g.pw == 0 {
-                    // Every column is inside the input: a plain strided gather.
-                    for (o, &v) in out.iter_mut().zip(src[kw..].iter().step_by(g.sw)) {
-                        *o = v;
-                    }
-                } else {
-                    for (ow, o) in out.iter_mut().enumerate() {
-                        if let Some(iw) = g.input_col(ow, kw) {
-                            *o = src[iw];
+/// The im2col columns of taps `t0..t1`, `[M, (t1-t0)·Ci]`, from the channels-last input.
+pub(crate) fn im2col<T: Real>(xn: &[T], g: &ConvGeometry, t0: usize, t1: usize) -> Vec<T> {
+    let kb = (t1 - t0) * g.cin;
+    let runs = g.runs(t0, t1);
+    let mut col = vec![T::zero(); g.positions() * kb];
+    // One task per (example, output row): OW rows of P.
+    col.par_chunks_mut(g.ow * kb)
+        .enumerate()
+        .for_each(|(r, rows)| {
+            let (b, oh) = (r / g.oh, r % g.oh);
+            for (ow, row) in rows.chunks_mut(kb).enumerate() {
+                for &(kh, kw0, kw1, off) in &runs {
+                    let Some(ih) = g.input_row(oh, kh) else {
+                        continue; // zero padding: the row stays zero
+                    };
+                    let line = &xn[(b * g.h + ih) * g.w * g.cin..][..g.w * g.cin];
+                    let dst = &mut row[off..off + (kw1 - kw0) * g.cin];
+                    match (g.input_col(ow, kw0), g.input_col(ow, kw1 - 1)) {
+                        // The whole run is inside the input: one contiguous copy.
+                        (Some(first), Some(_)) => {
+                            dst.copy_from_slice(&line[first * g.cin..][..dst.len()]);
+                        }
+                        _ => {
+                            for (k, chunk) in dst.chunks_mut(g.cin).enumerate() {
+                                if let Some(iw) = g.input_col(ow, kw0 + k) {
+                                    chunk.copy_from_slice(&line[iw * g.cin..][..g.cin]);
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     col
 }
 
-/// Adds the im2col-shaped gradient rows of channels `c0..c1` back into `dx` `[B, Ci, H, W]`.
+/// Adds the im2col-shaped gradient of taps `t0..t1` back into `dxn` `[B, H, W, Ci]`.
 pub(crate) fn col2im_add<T: Real>(
     dcol: &[T],
     g: &ConvGeometry,
-    c0: usize,
-    c1: usize,
-    dx: &mut [T],
+    t0: usize,
+    t1: usize,
+    dxn: &mut [T],
 ) {
-    let m = g.positions();
-    let taps = g.taps();
-    dx.par_chunks_mut(g.h * g.w)
-        .enumerate()
-        .filter(|(p, _)| (c0..c1).contains(&(p % g.cin)))
-        .for_each(|(p, plane)| {
-            let (b, ci) = (p / g.cin, p % g.cin);
-            for kh in 0..g.kh {
-                for kw in 0..g.kw {
-                    let row = &dcol[((ci - c0) * taps + kh * g.kw + kw) * m..][..m];
-                    for oh in 0..g.oh {
-                        let Some(ih) = g.input_row(oh, kh) else {
-                            continue;
-                        };
-                        let dst = &mut plane[ih * g.w..][..g.w];
-                        let src = &row[(b * g.oh + oh) * g.ow..][..g.ow];
-                        if g.sw == 1 && g.pw == 0 {
-                            for (d, &s) in dst[kw..kw + g.ow].iter_mut().zip(src) {
+    let kb = (t1 - t0) * g.cin;
+    let runs = g.runs(t0, t1);
+    let per_example = g.oh * g.ow * kb;
+    dxn.par_chunks_mut(g.h * g.w * g.cin)
+        .zip(dcol.par_chunks(per_example))
+        .for_each(|(dx, dcol_b)| {
+            for (p, row) in dcol_b.chunks(kb).enumerate() {
+                let (oh, ow) = (p / g.ow, p % g.ow);
+                for &(kh, kw0, kw1, off) in &runs {
+                    let Some(ih) = g.input_row(oh, kh) else {
+                        continue;
+                    };
+                    let line = &mut dx[ih * g.w * g.cin..][..g.w * g.cin];
+                    let src = &row[off..off + (kw1 - kw0) * g.cin];
+                    match (g.input_col(ow, kw0), g.input_col(ow, kw1 - 1)) {
+                        (Some(first), Some(_)) => {
+                            for (d, &s) in line[first * g.cin..][..src.len()].iter_mut().zip(src) {
                                 *d += s;
                             }
-                        } else if g.pw == 0 {
-                            for (d, &s) in dst[kw..].iter_mut().step_by(g.sw).zip(src) {
-                                *d += s;
-                            }
-                        } else {
-                            for (ow, &s) in src.iter().enumerate() {
-                                if let Some(iw) = g.input_col(ow, kw) {
-                                    dst[iw] += s;
+                        }
+                        _ => {
+                            for (k, chunk) in src.chunks(g.cin).enumerate() {
+                                if let Some(iw) = g.input_col(ow, kw0 + k) {
+                                    for (d, &s) in line[iw * g.cin..][..g.cin].iter_mut().zip(chunk)
+                                    {
+                                        *d += s;
+                                    }
                                 }
                             }
                         }
@@ -214,29 +233,42 @@ fn add_assign<T: Real>(out: &mut [T], part: &[T]) {
         });
 }
 
+/// `[B, Ci, H, W]` → contiguous `[B, H, W, Ci]`.
+fn channels_last(x: FlexTensor) -> FlexTensor {
+    x.permute(&[0, 2, 3, 1]).to_contiguous()
+}
+
+/// `[Co, Ci, KH, KW]` → contiguous tap-major `[Co, KH·KW·Ci]`.
+fn tap_major(weight: FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    weight
+        .permute(&[0, 2, 3, 1])
+        .to_contiguous()
+        .reshape(Shape::new([g.cout, g.reduction()]))
+}
+
 /// `[B, Ci, H, W] ⊛ [Co, Ci, KH, KW] → [B, Co, OH, OW]` (no bias).
 pub(crate) fn forward<T: Real>(x: FlexTensor, weight: FlexTensor, g: &ConvGeometry) -> FlexTensor {
-    let x = x.to_contiguous();
-    let xs = contiguous_slice::<T>(&x);
-    let k = g.cin * g.taps();
-    let w2 = weight.to_contiguous().reshape(Shape::new([g.cout, k]));
+    let xn = channels_last(x);
+    let xs = contiguous_slice::<T>(&xn);
+    let wt = tap_major(weight, g);
     let m = g.positions();
     let mut acc: Option<Vec<T>> = None;
-    for (c0, c1) in g.blocks() {
-        let rows = (c1 - c0) * g.taps();
-        let col = tensor(im2col_rows(xs, g, c0, c1), [rows, m]);
-        let part = matmul(w2.narrow(1, c0 * g.taps(), rows), col);
+    for (t0, t1) in g.blocks() {
+        let kb = (t1 - t0) * g.cin;
+        let col = tensor(im2col(xs, g, t0, t1), [m, kb]);
+        let part = matmul(col, wt.narrow(1, t0 * g.cin, kb).transpose(0, 1));
         let part = part.to_contiguous();
         match acc.as_mut() {
             None => acc = Some(contiguous_slice::<T>(&part).to_vec()),
             Some(sum) => add_assign(sum, contiguous_slice::<T>(&part)),
         }
     }
-    let yt = tensor(
-        acc.expect("at least one input channel"),
-        [g.cout, g.batch, g.oh * g.ow],
+    // [B, OH·OW, Co] → [B, Co, OH, OW].
+    let y = tensor(
+        acc.expect("at least one kernel tap"),
+        [g.batch, g.oh * g.ow, g.cout],
     );
-    yt.permute(&[1, 0, 2])
+    y.permute(&[0, 2, 1])
         .to_contiguous()
         .reshape(Shape::new([g.batch, g.cout, g.oh, g.ow]))
 }
@@ -252,62 +284,64 @@ pub(crate) fn backward<T: Real>(
     need_weight: bool,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let m = g.positions();
-    let taps = g.taps();
-    let k = g.cin * taps;
-    // dYᵀ: [Co, M], contiguous.
-    let dyt = grad
+    let k = g.reduction();
+    // dY: [M, Co], contiguous.
+    let dy = grad
         .to_contiguous()
         .reshape(Shape::new([g.batch, g.cout, g.oh * g.ow]))
-        .permute(&[1, 0, 2])
+        .permute(&[0, 2, 1])
         .to_contiguous()
-        .reshape(Shape::new([g.cout, m]));
-    let x = x.to_contiguous();
-    let xs = contiguous_slice::<T>(&x);
-    let w2 = weight.to_contiguous().reshape(Shape::new([g.cout, k]));
+        .reshape(Shape::new([m, g.cout]));
+    let xn = need_weight.then(|| channels_last(x));
+    let wt = need_x.then(|| tap_major(weight, g));
     let mut dw = need_weight.then(|| vec![T::zero(); g.cout * k]);
-    let mut dx = need_x.then(|| vec![T::zero(); g.batch * g.cin * g.h * g.w]);
+    let mut dxn = need_x.then(|| vec![T::zero(); g.batch * g.h * g.w * g.cin]);
     let trace = std::env::var_os("CAPSNET_OPS_TRACE").is_some();
-    let mut t = [0f64; 5];
-    for (c0, c1) in g.blocks() {
-        let rows = (c1 - c0) * taps;
-        if let Some(dw) = dw.as_mut() {
+    let mut t = [0f64; 4];
+    for (t0, t1) in g.blocks() {
+        let kb = (t1 - t0) * g.cin;
+        if let (Some(dw), Some(xn)) = (dw.as_mut(), xn.as_ref()) {
             let s0 = std::time::Instant::now();
-            let col = tensor(im2col_rows(xs, g, c0, c1), [rows, m]);
+            let col = tensor(im2col(contiguous_slice::<T>(xn), g, t0, t1), [m, kb]);
             let s1 = std::time::Instant::now();
-            let part = matmul(dyt.clone(), col.transpose(0, 1)).to_contiguous();
-            let s2 = std::time::Instant::now();
+            let part = matmul(dy.clone().transpose(0, 1), col).to_contiguous();
             let part = contiguous_slice::<T>(&part);
             dw.par_chunks_mut(k)
-                .zip(part.par_chunks(rows))
-                .for_each(|(dst, src)| dst[c0 * taps..c0 * taps + rows].copy_from_slice(src));
+                .zip(part.par_chunks(kb))
+                .for_each(|(dst, src)| dst[t0 * g.cin..t0 * g.cin + kb].copy_from_slice(src));
             t[0] += (s1 - s0).as_secs_f64();
-            t[1] += (s2 - s1).as_secs_f64();
-            t[2] += s2.elapsed().as_secs_f64();
+            t[1] += s1.elapsed().as_secs_f64();
         }
-        if let Some(dx) = dx.as_mut() {
+        if let (Some(dxn), Some(wt)) = (dxn.as_mut(), wt.as_ref()) {
             let s0 = std::time::Instant::now();
-            let wbt = w2.narrow(1, c0 * taps, rows).transpose(0, 1);
-            let dcol = matmul(wbt, dyt.clone()).to_contiguous();
+            let dcol = matmul(dy.clone(), wt.narrow(1, t0 * g.cin, kb)).to_contiguous();
             let s1 = std::time::Instant::now();
-            col2im_add(contiguous_slice::<T>(&dcol), g, c0, c1, dx);
-            t[3] += (s1 - s0).as_secs_f64();
-            t[4] += s1.elapsed().as_secs_f64();
+            col2im_add(contiguous_slice::<T>(&dcol), g, t0, t1, dxn);
+            t[2] += (s1 - s0).as_secs_f64();
+            t[3] += s1.elapsed().as_secs_f64();
         }
     }
     if trace {
         eprintln!(
-            "conv bwd {:?}: im2col {:.1} dW-gemm {:.1} dW-copy {:.1} dcol-gemm {:.1} col2im {:.1} ms",
-            (g.cin, g.cout, g.batch),
+            "conv backward {:?}: im2col {:.1} ms, dW GEMM {:.1} ms, dP GEMM {:.1} ms, col2im {:.1} ms",
+            (g.batch, g.cin, g.cout),
             t[0] * 1e3,
             t[1] * 1e3,
             t[2] * 1e3,
-            t[3] * 1e3,
-            t[4] * 1e3
+            t[3] * 1e3
         );
     }
     (
-        dx.map(|d| tensor(d, [g.batch, g.cin, g.h, g.w])),
-        dw.map(|d| tensor(d, [g.cout, g.cin, g.kh, g.kw])),
+        dxn.map(|d| {
+            tensor(d, [g.batch, g.h, g.w, g.cin])
+                .permute(&[0, 3, 1, 2])
+                .to_contiguous()
+        }),
+        dw.map(|d| {
+            tensor(d, [g.cout, g.kh, g.kw, g.cin])
+                .permute(&[0, 3, 1, 2])
+                .to_contiguous()
+        }),
     )
 }
 
@@ -358,7 +392,9 @@ mod tests {
     #[test]
     fn blocked_forward_matches_the_direct_convolution_with_stride_and_padding() {
         for (stride, padding) in [([1, 1], [0, 0]), ([2, 2], [0, 0]), ([2, 1], [1, 2])] {
-            let g = ConvGeometry::new(&[3, 5, 9, 8], &[4, 5, 3, 4], stride, padding);
+            let mut g = ConvGeometry::new(&[3, 5, 9, 8], &[4, 5, 3, 4], stride, padding);
+            // Blocks of 5 taps: runs that start and end inside kernel rows.
+            g.block_taps = 5;
             let x = values(3 * 5 * 9 * 8, 1);
             let w = values(4 * 5 * 3 * 4, 2);
             let y = forward::<f64>(
@@ -379,15 +415,21 @@ mod tests {
     }
 
     #[test]
-    fn blocks_cover_every_channel_once() {
+    fn blocks_cover_every_tap_once() {
         let g = ConvGeometry::new(&[32, 256, 20, 20], &[256, 256, 9, 9], [2, 2], [0, 0]);
         assert_eq!((g.oh, g.ow), (6, 6));
         let blocks: Vec<_> = g.blocks().collect();
         assert!(blocks.len() > 1, "the PrimaryCaps im2col must be split");
         assert_eq!(blocks.first().unwrap().0, 0);
-        assert_eq!(blocks.last().unwrap().1, 256);
+        assert_eq!(blocks.last().unwrap().1, 81);
         assert!(blocks.windows(2).all(|w| w[0].1 == w[1].0));
-        assert!(g.block_channels() * g.taps() * g.positions() <= BLOCK_ELEMS);
+        assert!(g.block_taps * g.cin * g.positions() <= BLOCK_ELEMS);
+        // Runs split a block at kernel-row ends and cover it in order.
+        let runs = g.runs(7, 20);
+        assert_eq!(
+            runs,
+            vec![(0, 7, 9, 0), (1, 0, 9, 2 * 256), (2, 0, 2, 11 * 256)]
+        );
     }
 
     #[test]
@@ -395,7 +437,8 @@ mod tests {
         // <dY, conv(x, w)> is linear in x and in w, so its gradients are exactly
         // conv's adjoints: check <dY, conv(δx, w)> = <backward_x(dY), δx>, same for w.
         let (xs, ws) = ([2, 3, 7, 6], [5, 3, 3, 2]);
-        let g = ConvGeometry::new(&xs, &ws, [2, 1], [1, 0]);
+        let mut g = ConvGeometry::new(&xs, &ws, [2, 1], [1, 0]);
+        g.block_taps = 4;
         let n = |s: [usize; 4]| s.iter().product::<usize>();
         let x = values(n(xs), 3);
         let w = values(n(ws), 4);
