@@ -1,6 +1,11 @@
-//! The convolution as GEMMs over blocks of kernel taps (flex backend).
+//! The convolution as GEMMs over blocks (flex backend), never building the whole im2col matrix.
 //!
-//! The input is copied once to channels-last (`[B, H, W, Ci]`), so that the im2col matrix `P`,
+//! Forward: the transposed im2col matrix `Pᵀ` (one row per (input channel, kernel row, kernel
+//! column), one column per output position) is built a block of input channels at a time from
+//! the input as it is (`[B, Ci, H, W]`) and multiplied by the weight as it is (`[Co, Ci·KH·KW]`,
+//! a column slice per block): `Yᵀ[Co, M] += W[:, blk] · Pᵀ_blk`. No copy of the weight or input.
+//!
+//! Backward: the input is copied once to channels-last (`[B, H, W, Ci]`), so that the im2col matrix `P`,
 //! one row per output position (example, output row, output column) and one column per
 //! (kernel tap, input channel), is made of contiguous runs of `Ci` (or `KW·Ci`) input values:
 //! plain copies instead of element-wise gathers. The whole `P` of the PrimaryCaps layer is
@@ -97,7 +102,20 @@ impl ConvGeometry {
         self.taps() * self.cin
     }
 
-    /// `(first, end)` tap (row-major over `KH × KW`) of every block.
+    /// Input channels per forward block (rows `(ci, kh, kw)` of the transposed im2col matrix).
+    pub fn block_channels(&self) -> usize {
+        (BLOCK_ELEMS / (self.taps() * self.positions()).max(1)).clamp(1, self.cin.max(1))
+    }
+
+    /// `(first, end)` input channel of every forward block.
+    pub fn channel_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let step = self.block_channels();
+        (0..self.cin)
+            .step_by(step)
+            .map(move |c0| (c0, (c0 + step).min(self.cin)))
+    }
+
+    /// `(first, end)` tap (row-major over `KH × KW`) of every backward block.
     pub fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let step = self.block_taps.max(1);
         (0..self.taps())
@@ -166,6 +184,47 @@ pub(crate) fn im2col<T: Real>(xn: &[T], g: &ConvGeometry, t0: usize, t1: usize) 
                 }
             }
         });
+    col
+}
+
+/// Rows `(ci, kh, kw)` for `ci` in `c0..c1` of the im2col matrix, `[(c1-c0)·KH·KW, M]`.
+pub(crate) fn im2col_channel_rows<T: Real>(
+    x: &[T],
+    g: &ConvGeometry,
+    c0: usize,
+    c1: usize,
+) -> Vec<T> {
+    let m = g.positions();
+    let taps = g.taps();
+    let mut col = vec![T::zero(); (c1 - c0) * taps * m];
+    col.par_chunks_mut(m).enumerate().for_each(|(r, row)| {
+        let ci = c0 + r / taps;
+        let (kh, kw) = ((r % taps) / g.kw, r % g.kw);
+        for b in 0..g.batch {
+            let plane = &x[(b * g.cin + ci) * g.h * g.w..][..g.h * g.w];
+            for oh in 0..g.oh {
+                let Some(ih) = g.input_row(oh, kh) else {
+                    continue;
+                };
+                let src = &plane[ih * g.w..][..g.w];
+                let out = &mut row[(b * g.oh + oh) * g.ow..][..g.ow];
+                if g.sw == 1 && g.pw == 0 {
+                    out.copy_from_slice(&src[kw..kw + g.ow]);
+                } else if g.pw == 0 {
+                    // Every column is inside the input: a plain strided gather.
+                    for (o, &v) in out.iter_mut().zip(src[kw..].iter().step_by(g.sw)) {
+                        *o = v;
+                    }
+                } else {
+                    for (ow, o) in out.iter_mut().enumerate() {
+                        if let Some(iw) = g.input_col(ow, kw) {
+                            *o = src[iw];
+                        }
+                    }
+                }
+            }
+        }
+    });
     col
 }
 
@@ -248,27 +307,27 @@ fn tap_major(weight: FlexTensor, g: &ConvGeometry) -> FlexTensor {
 
 /// `[B, Ci, H, W] ⊛ [Co, Ci, KH, KW] → [B, Co, OH, OW]` (no bias).
 pub(crate) fn forward<T: Real>(x: FlexTensor, weight: FlexTensor, g: &ConvGeometry) -> FlexTensor {
-    let xn = channels_last(x);
-    let xs = contiguous_slice::<T>(&xn);
-    let wt = tap_major(weight, g);
+    let x = x.to_contiguous();
+    let xs = contiguous_slice::<T>(&x);
+    let k = g.reduction();
+    let w2 = weight.to_contiguous().reshape(Shape::new([g.cout, k]));
     let m = g.positions();
     let mut acc: Option<Vec<T>> = None;
-    for (t0, t1) in g.blocks() {
-        let kb = (t1 - t0) * g.cin;
-        let col = tensor(im2col(xs, g, t0, t1), [m, kb]);
-        let part = matmul(col, wt.narrow(1, t0 * g.cin, kb).transpose(0, 1));
+    for (c0, c1) in g.channel_blocks() {
+        let rows = (c1 - c0) * g.taps();
+        let col = tensor(im2col_channel_rows(xs, g, c0, c1), [rows, m]);
+        let part = matmul(w2.narrow(1, c0 * g.taps(), rows), col);
         let part = part.to_contiguous();
         match acc.as_mut() {
             None => acc = Some(contiguous_slice::<T>(&part).to_vec()),
             Some(sum) => add_assign(sum, contiguous_slice::<T>(&part)),
         }
     }
-    // [B, OH·OW, Co] → [B, Co, OH, OW].
-    let y = tensor(
-        acc.expect("at least one kernel tap"),
-        [g.batch, g.oh * g.ow, g.cout],
+    let yt = tensor(
+        acc.expect("at least one input channel"),
+        [g.cout, g.batch, g.oh * g.ow],
     );
-    y.permute(&[0, 2, 1])
+    yt.permute(&[1, 0, 2])
         .to_contiguous()
         .reshape(Shape::new([g.batch, g.cout, g.oh, g.ow]))
 }
