@@ -6,22 +6,30 @@
 //! benchmarks with the same batch size, steps and thread count, prints a table and writes
 //! `results/bench/<machine>-b<batch>.json` (both raw results, ratios, versions, exact commands,
 //! machine, load average) and a `.md` rendering of it next to it.
+//!
+//! The machine's speed drifts, so the pair runs `--rounds` times (default 3), alternating which
+//! of the two goes first; the reported figures are medians over the rounds and the ratios are
+//! ratios of those medians, with every round's raw results, ratios and their range kept as well.
+//! With `--rounds 1` the report has exactly the fields of a single run (no `rounds`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 const USAGE: &str = "usage: cargo xtask bench-compare [--batch-size 32] [--steps 10] [--warmup 2]
-       [--threads N (default: all cores)] [--python python3] [--out results/bench]
+       [--rounds 3] [--threads N (default: all cores)] [--python python3] [--out results/bench]
        [--experiment experiments/mnist.toml] [--no-build]
        [--backend flex] [--binary PATH (a capsnet built elsewhere, e.g. with --features tch; implies --no-build)]
 
 Runs `capsnet bench` (RAYON_NUM_THREADS=N) and the PyTorch reference
 (scripts/reference/capsnet_torch.py, torch.set_num_threads(N)) one after the other on this
-machine and writes results/bench/<machine>-b<batch>.{json,md}. Take timings on an idle machine.";
+machine, --rounds times, alternating which goes first (capsnet in rounds 1, 3, ..., PyTorch in
+rounds 2, 4, ...), and writes results/bench/<machine>-b<batch>.{json,md}: the median over rounds
+of each side's figures, the ratios of those medians, and every round's raw results and ratios
+with their min/max. --rounds 1 runs each once, capsnet first. Take timings on an idle machine.";
 
 /// The burn version the workspace pins (`Cargo.toml`).
 const BURN_VERSION: &str = "0.22.1";
@@ -41,6 +49,7 @@ struct Args {
     batch_size: usize,
     steps: usize,
     warmup: usize,
+    rounds: usize,
     threads: usize,
     python: String,
     out: PathBuf,
@@ -56,6 +65,7 @@ impl Args {
             batch_size: 32,
             steps: 10,
             warmup: 2,
+            rounds: 3,
             threads: available_threads(),
             python: "python3".into(),
             out: PathBuf::from("results/bench"),
@@ -86,6 +96,7 @@ impl Args {
                         .parse()
                         .with_context(|| format!("--warmup takes a number, got `{v}`"))?;
                 }
+                "--rounds" => out.rounds = positive(arg, value(arg)?)?,
                 "--threads" => out.threads = positive(arg, value(arg)?)?,
                 "--python" => out.python = value(arg)?,
                 "--out" => out.out = PathBuf::from(value(arg)?),
@@ -216,52 +227,68 @@ pub fn run(args: &[String]) -> Result<()> {
         bench_args.join(" "),
         args.backend
     );
-    eprintln!("$ {ours_cmd}");
-    let ours = run_json(
-        Command::new(&binary)
-            .args(["bench", &args.experiment])
-            .args(&bench_args)
-            .args(["--backend", &args.backend])
-            .env("RAYON_NUM_THREADS", &threads)
-            .env("OMP_NUM_THREADS", &threads)
-            .current_dir(&root),
-        "capsnet bench",
-    )?;
-
     let script_shown = "scripts/reference/capsnet_torch.py";
     let ref_cmd = format!(
         "OMP_NUM_THREADS={threads} {} {script_shown} bench {} --threads {threads} --device cpu",
         args.python,
         bench_args.join(" ")
     );
-    eprintln!("$ {ref_cmd}");
-    let reference = run_json(
-        Command::new(&args.python)
-            .arg(&script)
-            .arg("bench")
-            .args(&bench_args)
-            .args(["--threads", &threads, "--device", "cpu"])
-            .env("OMP_NUM_THREADS", &threads)
-            .current_dir(&root),
-        "capsnet_torch.py bench",
-    )?;
-    let load_end = load_average();
-
-    let ratio = |key: &str| -> Result<f64> {
-        let a = ours[key]
-            .as_f64()
-            .with_context(|| format!("capsnet bench output has no `{key}`"))?;
-        let b = reference[key]
-            .as_f64()
-            .with_context(|| format!("reference output has no `{key}`"))?;
-        Ok(a / b)
+    let run_ours = || {
+        eprintln!("$ {ours_cmd}");
+        run_json(
+            Command::new(&binary)
+                .args(["bench", &args.experiment])
+                .args(&bench_args)
+                .args(["--backend", &args.backend])
+                .env("RAYON_NUM_THREADS", &threads)
+                .env("OMP_NUM_THREADS", &threads)
+                .current_dir(&root),
+            "capsnet bench",
+        )
     };
-    let ratios = json!({
-        "train_images_per_sec": ratio("train_images_per_sec")?,
-        "inference_images_per_sec": ratio("inference_images_per_sec")?,
-    });
+    let run_reference = || {
+        eprintln!("$ {ref_cmd}");
+        run_json(
+            Command::new(&args.python)
+                .arg(&script)
+                .arg("bench")
+                .args(&bench_args)
+                .args(["--threads", &threads, "--device", "cpu"])
+                .env("OMP_NUM_THREADS", &threads)
+                .current_dir(&root),
+            "capsnet_torch.py bench",
+        )
+    };
 
-    let report = json!({
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let order = round_order(round);
+        let mut entry = json!({
+            "round": round + 1,
+            "order": order.map(Side::key),
+            "date_utc": utc_timestamp(),
+            "load_average_start": load_average(),
+        });
+        if args.rounds > 1 {
+            eprintln!(
+                "round {}/{}: {} first",
+                round + 1,
+                args.rounds,
+                order[0].label()
+            );
+        }
+        for side in order {
+            entry[side.key()] = match side {
+                Side::Capsnet => run_ours()?,
+                Side::Pytorch => run_reference()?,
+            };
+        }
+        rounds.push(entry);
+    }
+    let load_end = load_average();
+    let results = combine_rounds(rounds)?;
+
+    let mut report = json!({
         "what": "capsnet bench vs the PyTorch reference (scripts/reference/capsnet_torch.py), same machine, one invocation",
         "date_utc": started,
         "batch_size": args.batch_size,
@@ -276,7 +303,11 @@ pub fn run(args: &[String]) -> Result<()> {
             "burn": BURN_VERSION,
             "torch": torch_version,
             "python": python_version,
-            "capsnet_git_revision": ours.get("git_revision").cloned().unwrap_or(Value::Null),
+            "capsnet_git_revision": results
+                .get("capsnet")
+                .and_then(|c| c.get("git_revision"))
+                .cloned()
+                .unwrap_or(Value::Null),
         },
         "commands": {
             "build": if args.build { Value::from(build_cmd.join(" ")) } else { Value::Null },
@@ -287,10 +318,11 @@ pub fn run(args: &[String]) -> Result<()> {
             "layers_match": true,
             "params": ours_info["params"],
         },
-        "ratios_capsnet_over_pytorch": ratios,
-        "capsnet": ours,
-        "pytorch": reference,
     });
+    report
+        .as_object_mut()
+        .expect("the report is an object")
+        .extend(results);
 
     let md = render_markdown(&report);
     println!("\n{}", table(&report));
@@ -315,6 +347,153 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(())
+}
+
+/// One of the two implementations being compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Capsnet,
+    Pytorch,
+}
+
+impl Side {
+    /// Its key in the report (`capsnet`, `pytorch`).
+    fn key(self) -> &'static str {
+        match self {
+            Side::Capsnet => "capsnet",
+            Side::Pytorch => "pytorch",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Side::Capsnet => "capsnet",
+            Side::Pytorch => "PyTorch",
+        }
+    }
+}
+
+/// Which implementation runs first in round `round` (0-based): capsnet in even rounds, PyTorch in
+/// odd ones, so that neither side always gets the machine first.
+fn round_order(round: usize) -> [Side; 2] {
+    if round.is_multiple_of(2) {
+        [Side::Capsnet, Side::Pytorch]
+    } else {
+        [Side::Pytorch, Side::Capsnet]
+    }
+}
+
+/// The throughputs compared as ratios capsnet / PyTorch.
+const RATIO_KEYS: [&str; 2] = ["train_images_per_sec", "inference_images_per_sec"];
+
+/// The median (mean of the middle two for an even count); `None` for no values.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// `ratios_capsnet_over_pytorch` of one pair of bench results (or of their medians).
+fn ratios(ours: &Value, reference: &Value) -> Result<Value> {
+    let mut out = Map::new();
+    for key in RATIO_KEYS {
+        let a = ours[key]
+            .as_f64()
+            .with_context(|| format!("capsnet bench output has no `{key}`"))?;
+        let b = reference[key]
+            .as_f64()
+            .with_context(|| format!("reference output has no `{key}`"))?;
+        out.insert(key.into(), Value::from(a / b));
+    }
+    Ok(Value::Object(out))
+}
+
+/// One side's bench results over several rounds as one result: each top-level numeric field
+/// that differs between rounds becomes its median over the rounds (throughputs, step times,
+/// GFLOP/s, peak memory); everything else (equal numbers, strings, nested objects) is taken from
+/// the first round.
+fn median_result(results: &[&Value]) -> Value {
+    let Some(Value::Object(first)) = results.first() else {
+        return Value::Null;
+    };
+    let mut out = first.clone();
+    for (key, value) in out.iter_mut() {
+        if !value.is_number() {
+            continue;
+        }
+        let values: Option<Vec<f64>> = results.iter().map(|r| r[key.as_str()].as_f64()).collect();
+        let Some(values) = values else { continue };
+        if values.iter().any(|v| *v != values[0])
+            && let Some(m) = median(&values)
+        {
+            *value = Value::from(m);
+        }
+    }
+    Value::Object(out)
+}
+
+/// The report's result fields from the rounds (objects with `capsnet` and `pytorch` raw
+/// results): `capsnet`, `pytorch` and `ratios_capsnet_over_pytorch`. One round gives its raw
+/// results and their ratios, exactly as a single run. Several give the median results
+/// (`median_result`), the ratios of those medians, `rounds` (each with its own ratios),
+/// `ratios_capsnet_over_pytorch_range` (min and max of the per-round ratios) and `aggregation`.
+fn combine_rounds(mut rounds: Vec<Value>) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    if rounds.is_empty() {
+        bail!("no rounds to combine");
+    }
+    if rounds.len() == 1 {
+        let round = &rounds[0];
+        out.insert(
+            "ratios_capsnet_over_pytorch".into(),
+            ratios(&round["capsnet"], &round["pytorch"])?,
+        );
+        out.insert("capsnet".into(), round["capsnet"].clone());
+        out.insert("pytorch".into(), round["pytorch"].clone());
+        return Ok(out);
+    }
+    for round in &mut rounds {
+        let r = ratios(&round["capsnet"], &round["pytorch"])?;
+        round["ratios_capsnet_over_pytorch"] = r;
+    }
+    let side = |key: &str| median_result(&rounds.iter().map(|r| &r[key]).collect::<Vec<_>>());
+    let (ours, reference) = (side("capsnet"), side("pytorch"));
+    out.insert(
+        "ratios_capsnet_over_pytorch".into(),
+        ratios(&ours, &reference)?,
+    );
+    let mut range = Map::new();
+    for key in RATIO_KEYS {
+        let per_round: Vec<f64> = rounds
+            .iter()
+            .map(|r| num(&r["ratios_capsnet_over_pytorch"][key]))
+            .collect();
+        let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        range.insert(key.into(), json!({"min": min, "max": max}));
+    }
+    out.insert(
+        "ratios_capsnet_over_pytorch_range".into(),
+        Value::Object(range),
+    );
+    out.insert(
+        "aggregation".into(),
+        Value::from(format!(
+            "capsnet, pytorch: median over the {} rounds of each numeric field that differs \
+             between rounds (other fields from round 1); ratios_capsnet_over_pytorch: ratios of \
+             those medians; ratios_capsnet_over_pytorch_range: min and max of the per-round ratios",
+            rounds.len()
+        )),
+    );
+    out.insert("capsnet".into(), ours);
+    out.insert("pytorch".into(), reference);
+    out.insert("rounds".into(), Value::Array(rounds));
+    Ok(out)
 }
 
 /// The workspace root: `xtask/..` when built as xtask, else the nearest ancestor of the current
@@ -536,14 +715,81 @@ fn headers(report: &Value) -> (String, String) {
     )
 }
 
+/// The rounds of a report of several rounds; `None` for a single run (no `rounds`).
+fn report_rounds(report: &Value) -> Option<&[Value]> {
+    report["rounds"]
+        .as_array()
+        .map(Vec::as_slice)
+        .filter(|r| r.len() > 1)
+}
+
+const ROUND_HEADER: [&str; 8] = [
+    "round",
+    "first",
+    "capsnet train img/s",
+    "capsnet inference img/s",
+    "PyTorch train img/s",
+    "PyTorch inference img/s",
+    "train ratio",
+    "inference ratio",
+];
+
+/// One row per round, in the columns of `ROUND_HEADER`.
+fn round_rows(rounds: &[Value]) -> Vec<[String; 8]> {
+    let first = |round: &Value| match round["order"][0].as_str() {
+        Some("capsnet") => Side::Capsnet.label().to_string(),
+        Some("pytorch") => Side::Pytorch.label().to_string(),
+        Some(other) => other.to_string(),
+        None => "?".into(),
+    };
+    rounds
+        .iter()
+        .map(|round| {
+            let (ours, theirs) = (&round["capsnet"], &round["pytorch"]);
+            let r = &round["ratios_capsnet_over_pytorch"];
+            [
+                round["round"].to_string(),
+                first(round),
+                format!("{:.1}", num(&ours["train_images_per_sec"])),
+                format!("{:.1}", num(&ours["inference_images_per_sec"])),
+                format!("{:.1}", num(&theirs["train_images_per_sec"])),
+                format!("{:.1}", num(&theirs["inference_images_per_sec"])),
+                format!("{:.2}×", num(&r["train_images_per_sec"])),
+                format!("{:.2}×", num(&r["inference_images_per_sec"])),
+            ]
+        })
+        .collect()
+}
+
+/// `training 0.45×–0.52×, inference 0.55×–0.60×`: the range of the per-round ratios.
+fn ratio_range(report: &Value) -> String {
+    let range = &report["ratios_capsnet_over_pytorch_range"];
+    let one = |key: &str| {
+        format!(
+            "{:.2}×–{:.2}×",
+            num(&range[key]["min"]),
+            num(&range[key]["max"])
+        )
+    };
+    format!(
+        "training {}, inference {}",
+        one("train_images_per_sec"),
+        one("inference_images_per_sec")
+    )
+}
+
 /// Plain-text table for the terminal.
 fn table(report: &Value) -> String {
     let (ours, theirs) = headers(report);
+    let rounds = report_rounds(report);
     let mut out = format!(
-        "batch {}, {} threads, {} timed steps — {}\n",
+        "batch {}, {} threads, {} timed steps{} — {}\n",
         report["batch_size"],
         report["threads"],
         report["steps"],
+        rounds
+            .map(|r| format!(", median of {} rounds", r.len()))
+            .unwrap_or_default(),
         report["machine"]["cpu"].as_str().unwrap_or("?")
     );
     out += &format!(
@@ -552,6 +798,25 @@ fn table(report: &Value) -> String {
     );
     for (label, a, b, r) in rows(report) {
         out += &format!("{label:<24} {a:>18} {b:>18} {r:>18}\n");
+    }
+    if let Some(rounds) = rounds {
+        let line = |cells: &[String]| {
+            let mut l = format!("{:>5}  {:<7}", cells[0], cells[1]);
+            for (cell, header) in cells[2..].iter().zip(&ROUND_HEADER[2..]) {
+                l += &format!("  {cell:>w$}", w = header.chars().count());
+            }
+            l + "\n"
+        };
+        out += "\nper round:\n";
+        out += &line(&ROUND_HEADER.map(String::from));
+        for row in round_rows(rounds) {
+            out += &line(&row);
+        }
+        out += &format!(
+            "capsnet / PyTorch over the {} rounds: {}\n",
+            rounds.len(),
+            ratio_range(report)
+        );
     }
     out += &format!(
         "load average when timing started: {}",
@@ -571,11 +836,19 @@ fn render_markdown(report: &Value) -> String {
     let m = &report["machine"];
     let v = &report["versions"];
     let c = &report["commands"];
+    let rounds = report_rounds(report);
+    let how = match rounds {
+        None => "one after the other on the same machine".to_string(),
+        Some(r) => format!(
+            "one after the other on the same machine in {} rounds, alternating which goes first",
+            r.len()
+        ),
+    };
     let mut md = format!(
         "# CapsNet throughput: capsnet vs the PyTorch reference, batch {}\n\n\
          Generated by `cargo xtask bench-compare` (do not edit by hand): both implementations of \
          the paper's MNIST CapsNet ({} parameters, layer tables checked equal) on random inputs, \
-         one after the other on the same machine, {} threads each, {} warm-up + {} timed steps. \
+         {how}, {} threads each, {} warm-up + {} timed steps. \
          A training step is forward, loss, backward, Adam step and reading the loss back; \
          inference is a forward pass without autodiff, decoder masked by the longest capsule.\n\n",
         report["batch_size"],
@@ -584,9 +857,29 @@ fn render_markdown(report: &Value) -> String {
         report["warmup"],
         report["steps"],
     );
+    if let Some(r) = rounds {
+        md += &format!(
+            "Medians over the {} rounds; the ratios are those of the medians.\n\n",
+            r.len()
+        );
+    }
     md += &format!("| | {ours} | {theirs} | capsnet / PyTorch |\n|---|---:|---:|---:|\n");
     for (label, a, b, r) in rows(report) {
         md += &format!("| {label} | {a} | {b} | {r} |\n");
+    }
+    if let Some(rounds) = rounds {
+        md += &format!(
+            "\nPer round:\n\n| {} |\n|---:|---|---:|---:|---:|---:|---:|---:|\n",
+            ROUND_HEADER.join(" | ")
+        );
+        for row in round_rows(rounds) {
+            md += &format!("| {} |\n", row.join(" | "));
+        }
+        md += &format!(
+            "\ncapsnet / PyTorch over the {} rounds: {}.\n",
+            rounds.len(),
+            ratio_range(report)
+        );
     }
     md += &format!(
         "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n\
@@ -639,6 +932,13 @@ mod tests {
         assert_eq!((a.batch_size, a.threads, a.python.as_str()), (64, 2, "py"));
         assert!(!a.build);
         assert!(Args::parse(&["--steps".into(), "0".into()]).is_err());
+        assert_eq!(Args::parse(&[]).unwrap().unwrap().rounds, 3);
+        let a = Args::parse(&["--rounds", "1"].map(String::from))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.rounds, 1);
+        assert!(Args::parse(&["--rounds", "0"].map(String::from)).is_err());
+        assert!(Args::parse(&["--rounds", "x"].map(String::from)).is_err());
         assert!(Args::parse(&["--bogus".into()]).is_err());
         assert_eq!(a.backend, "flex");
         let a = Args::parse(&["--backend", "tch", "--binary", "/x/capsnet"].map(String::from))
@@ -690,5 +990,376 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert!(table(&report).contains("capsnet (flex)"));
+    }
+
+    /// A bench result with the fields the renderer reads (and a few it copies through).
+    fn bench(backend: &str, train: f64, infer: f64) -> Value {
+        json!({
+            "backend": backend, "batch_size": 32, "steps": 10,
+            "git_revision": "abc", "machine": {"threads": 2},
+            "train_images_per_sec": train, "inference_images_per_sec": infer,
+            "train_ms_per_step_median": 32_000.0 / train,
+        })
+    }
+
+    fn round(n: usize, ours: Value, theirs: Value) -> Value {
+        json!({
+            "round": n, "order": round_order(n - 1).map(Side::key),
+            "capsnet": ours, "pytorch": theirs,
+        })
+    }
+
+    /// Three rounds whose median ratio (train 0.4) differs from the ratio of the medians (0.5).
+    fn three_rounds() -> Vec<Value> {
+        vec![
+            round(
+                1,
+                bench("flex", 10.0, 100.0),
+                bench("pytorch-cpu", 25.0, 50.0),
+            ),
+            round(
+                2,
+                bench("flex", 12.0, 90.0),
+                bench("pytorch-cpu", 15.0, 60.0),
+            ),
+            round(
+                3,
+                bench("flex", 8.0, 120.0),
+                bench("pytorch-cpu", 20.0, 40.0),
+            ),
+        ]
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn rounds_alternate_which_side_goes_first() {
+        use Side::{Capsnet, Pytorch};
+        assert_eq!(round_order(0), [Capsnet, Pytorch], "round 1 runs as before");
+        assert_eq!(round_order(1), [Pytorch, Capsnet]);
+        assert_eq!(round_order(2), [Capsnet, Pytorch]);
+        assert_eq!(round_order(3), [Pytorch, Capsnet]);
+        assert_eq!(round_order(1).map(Side::key), ["pytorch", "capsnet"]);
+    }
+
+    #[test]
+    fn median_of_odd_even_and_no_values() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[7.0]), Some(7.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(
+            median(&[5.0, 100.0, 6.0]),
+            Some(6.0),
+            "an outlier does not move it"
+        );
+    }
+
+    #[test]
+    fn median_result_takes_medians_of_varying_numbers_only() {
+        let (a, b, c) = (
+            bench("flex", 10.0, 100.0),
+            bench("flex", 12.0, 90.0),
+            bench("flex", 8.0, 120.0),
+        );
+        let mut c = c;
+        c["git_revision"] = json!("later");
+        c["machine"] = json!({"threads": 3});
+        let m = median_result(&[&a, &b, &c]);
+        assert_eq!(m["train_images_per_sec"], json!(10.0));
+        assert_eq!(m["inference_images_per_sec"], json!(100.0));
+        assert!(close(num(&m["train_ms_per_step_median"]), 3200.0));
+        // Equal integers stay integers; strings and objects come from the first round.
+        assert_eq!(m["batch_size"], json!(32));
+        assert!(m["batch_size"].is_u64());
+        assert_eq!(m["git_revision"], json!("abc"));
+        assert_eq!(m["machine"], json!({"threads": 2}));
+        assert_eq!(m["backend"], json!("flex"));
+        assert_eq!(median_result(&[&a]), a);
+        assert_eq!(median_result(&[]), Value::Null);
+    }
+
+    #[test]
+    fn ratios_need_both_throughputs() {
+        let r = ratios(&bench("flex", 10.0, 100.0), &bench("pt", 20.0, 50.0)).unwrap();
+        assert_eq!(r["train_images_per_sec"], json!(0.5));
+        assert_eq!(r["inference_images_per_sec"], json!(2.0));
+        assert!(
+            ratios(
+                &json!({"train_images_per_sec": 1.0}),
+                &bench("pt", 1.0, 1.0)
+            )
+            .is_err()
+        );
+        assert!(ratios(&bench("flex", 1.0, 1.0), &json!({})).is_err());
+    }
+
+    #[test]
+    fn one_round_reports_like_a_single_run() {
+        let ours = bench("flex", 10.0, 100.0);
+        let theirs = bench("pytorch-cpu", 20.0, 50.0);
+        let out = combine_rounds(vec![round(1, ours.clone(), theirs.clone())]).unwrap();
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["capsnet", "pytorch", "ratios_capsnet_over_pytorch"]);
+        assert_eq!(out["capsnet"], ours);
+        assert_eq!(out["pytorch"], theirs);
+        assert_eq!(
+            out["ratios_capsnet_over_pytorch"],
+            json!({"train_images_per_sec": 0.5, "inference_images_per_sec": 2.0})
+        );
+        assert!(combine_rounds(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn several_rounds_report_medians_ratios_of_medians_and_per_round_ratios() {
+        let out = combine_rounds(three_rounds()).unwrap();
+        assert_eq!(out["capsnet"]["train_images_per_sec"], json!(10.0));
+        assert_eq!(out["pytorch"]["train_images_per_sec"], json!(20.0));
+        assert_eq!(out["capsnet"]["inference_images_per_sec"], json!(100.0));
+        assert_eq!(out["pytorch"]["inference_images_per_sec"], json!(50.0));
+        let r = &out["ratios_capsnet_over_pytorch"];
+        assert!(close(num(&r["train_images_per_sec"]), 0.5), "{r}");
+        assert!(close(num(&r["inference_images_per_sec"]), 2.0), "{r}");
+        let range = &out["ratios_capsnet_over_pytorch_range"];
+        assert!(close(num(&range["train_images_per_sec"]["min"]), 0.4));
+        assert!(close(num(&range["train_images_per_sec"]["max"]), 0.8));
+        assert!(close(num(&range["inference_images_per_sec"]["min"]), 1.5));
+        assert!(close(num(&range["inference_images_per_sec"]["max"]), 3.0));
+        let rounds = out["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 3);
+        assert_eq!(rounds[1]["order"], json!(["pytorch", "capsnet"]));
+        assert_eq!(rounds[1]["capsnet"]["train_images_per_sec"], json!(12.0));
+        assert!(close(
+            num(&rounds[1]["ratios_capsnet_over_pytorch"]["train_images_per_sec"]),
+            0.8
+        ));
+        assert!(out["aggregation"].as_str().unwrap().contains("3 rounds"));
+    }
+
+    /// The report of `markdown_has_the_numbers` with the results of `rounds` merged in.
+    fn report_with(rounds: Vec<Value>) -> Value {
+        let mut report = json!({
+            "batch_size": 32, "threads": 2, "steps": 10, "warmup": 2,
+            "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux"},
+            "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [0.5, 0.2, 0.3],
+            "versions": {"rustc": "rustc 1.95", "burn": "0.22.1", "torch": "2.11.0", "python": "3.11"},
+            "commands": {"build": null, "capsnet": "a", "pytorch": "b"},
+            "model_check": {"params": 8215568},
+        });
+        report
+            .as_object_mut()
+            .unwrap()
+            .extend(combine_rounds(rounds).unwrap());
+        report
+    }
+
+    #[test]
+    fn markdown_and_table_show_rounds() {
+        let report = report_with(three_rounds());
+        let md = render_markdown(&report);
+        assert!(
+            md.contains("in 3 rounds, alternating which goes first"),
+            "{md}"
+        );
+        assert!(md.contains("Medians over the 3 rounds"), "{md}");
+        assert!(
+            md.contains("| train images/s | 10.0 | 20.0 | 0.50× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 2 | PyTorch | 12.0 | 90.0 | 15.0 | 60.0 | 0.80× | 1.50× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 | capsnet | 10.0 | 100.0 | 25.0 | 50.0 | 0.40× | 2.00× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("over the 3 rounds: training 0.40×–0.80×, inference 1.50×–3.00×."),
+            "{md}"
+        );
+        let t = table(&report);
+        assert!(t.contains("median of 3 rounds"), "{t}");
+        assert!(
+            t.contains("training 0.40×–0.80×, inference 1.50×–3.00×"),
+            "{t}"
+        );
+        let row = t
+            .lines()
+            .find(|l| l.trim_start().starts_with("3  "))
+            .unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "3", "capsnet", "8.0", "120.0", "20.0", "40.0", "0.40×", "3.00×"
+            ],
+            "{t}"
+        );
+
+        // One round: the single-run rendering, no per-round section.
+        let single = report_with(vec![round(
+            1,
+            bench("flex", 10.0, 100.0),
+            bench("pytorch-cpu", 20.0, 50.0),
+        )]);
+        let md = render_markdown(&single);
+        assert!(md.contains("one after the other on the same machine, 2 threads each"));
+        assert!(!md.contains("Per round") && !md.contains("rounds"), "{md}");
+        assert!(!table(&single).contains("round"));
+    }
+    /// Runs `run` with fake `capsnet` and `python` executables in a scratch folder that log each
+    /// bench call and report its call number as the training throughput; returns the call log
+    /// and the written report.
+    #[cfg(unix)]
+    fn run_with_fakes(tag: &str, rounds: &str) -> (Vec<String>, Value, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-bench-compare-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let calls = dir.join("calls");
+        let info = r#"{"layers": [["conv1", [256, 20, 20]]], "params": 42}"#;
+        // `$1`/`$2`: the command for capsnet, the script and the command for python.
+        let fake = |name: &str, side: &str, command: &str| {
+            let path = dir.join(name);
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/usr/bin/env bash
+if [ \"$1\" = -c ]; then echo 9.9.9; echo 3.0.0; exit 0; fi
+case \"{command}\" in
+  info) echo '{info}' ;;
+  bench) echo {side} >> '{calls}'; n=$(( $(wc -l < '{calls}') ))
+         echo \"{{\\\"backend\\\": \\\"fake\\\", \\\"train_images_per_sec\\\": $n, \\
+\\\"inference_images_per_sec\\\": 10.0, \\\"train_ms_per_step_median\\\": 1.0}}\" ;;
+  *) exit 3 ;;
+esac
+",
+                    calls = calls.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path.display().to_string()
+        };
+        let capsnet = fake("capsnet", "capsnet", "$1");
+        let python = fake("python", "pytorch", "$2");
+        let args = [
+            "--binary",
+            &capsnet,
+            "--python",
+            &python,
+            "--out",
+            &out.display().to_string(),
+            "--rounds",
+            rounds,
+            "--steps",
+            "1",
+        ]
+        .map(String::from);
+        run(&args).unwrap();
+        let log: Vec<String> = std::fs::read_to_string(&calls)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let written = |ext: &str| {
+            let file = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == ext))
+                .unwrap();
+            std::fs::read_to_string(file).unwrap()
+        };
+        let (json, md) = (written("json"), written("md"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        (log, serde_json::from_str(&json).unwrap(), md)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_alternates_the_order_and_writes_every_round() {
+        let (log, report, md) = run_with_fakes("rounds", "3");
+        assert_eq!(
+            log,
+            [
+                "capsnet", "pytorch", "pytorch", "capsnet", "capsnet", "pytorch"
+            ]
+        );
+        // capsnet ran as calls 1, 4, 5 and PyTorch as 2, 3, 6: medians 4 and 3.
+        assert_eq!(report["capsnet"]["train_images_per_sec"], json!(4.0));
+        assert_eq!(report["pytorch"]["train_images_per_sec"], json!(3.0));
+        let r = &report["ratios_capsnet_over_pytorch"];
+        assert!(close(num(&r["train_images_per_sec"]), 4.0 / 3.0), "{r}");
+        let rounds = report["rounds"].as_array().unwrap();
+        let orders: Vec<&Value> = rounds.iter().map(|r| &r["order"]).collect();
+        assert_eq!(
+            orders,
+            [
+                &json!(["capsnet", "pytorch"]),
+                &json!(["pytorch", "capsnet"]),
+                &json!(["capsnet", "pytorch"])
+            ]
+        );
+        let range = &report["ratios_capsnet_over_pytorch_range"]["train_images_per_sec"];
+        assert!(close(num(&range["min"]), 0.5), "{range}");
+        assert!(close(num(&range["max"]), 4.0 / 3.0), "{range}");
+        assert!(
+            md.contains("| 2 | PyTorch | 4.0 | 10.0 | 3.0 | 10.0 | 1.33× | 1.00× |"),
+            "{md}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_with_one_round_writes_the_single_run_report() {
+        let (log, report, md) = run_with_fakes("single", "1");
+        assert_eq!(log, ["capsnet", "pytorch"]);
+        let keys: Vec<&str> = report
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "batch_size",
+                "capsnet",
+                "commands",
+                "date_utc",
+                "load_average_end",
+                "load_average_start",
+                "machine",
+                "model_check",
+                "pytorch",
+                "ratios_capsnet_over_pytorch",
+                "steps",
+                "threads",
+                "versions",
+                "warmup",
+                "what"
+            ]
+        );
+        assert_eq!(report["capsnet"]["train_images_per_sec"], json!(1));
+        assert_eq!(report["pytorch"]["train_images_per_sec"], json!(2));
+        assert_eq!(
+            report["ratios_capsnet_over_pytorch"]["train_images_per_sec"],
+            json!(0.5)
+        );
+        assert!(
+            md.contains("| train images/s | 1.0 | 2.0 | 0.50× |"),
+            "{md}"
+        );
+        assert!(!md.contains("round"), "{md}");
     }
 }
