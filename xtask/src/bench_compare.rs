@@ -964,17 +964,17 @@ mod tests {
 
     #[test]
     fn markdown_has_the_numbers() {
-        let report = json!({
-            "batch_size": 32, "threads": 2, "steps": 10, "warmup": 2,
-            "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux"},
-            "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [0.5, 0.2, 0.3],
-            "versions": {"rustc": "rustc 1.95", "burn": "0.22.1", "torch": "2.11.0", "python": "3.11"},
-            "commands": {"build": null, "capsnet": "a", "pytorch": "b"},
-            "model_check": {"params": 8215568},
-            "ratios_capsnet_over_pytorch": {"train_images_per_sec": 0.5, "inference_images_per_sec": 2.0},
-            "capsnet": {"backend": "flex", "train_images_per_sec": 10.0, "train_ms_per_step_median": 3200.0, "inference_images_per_sec": 100.0},
-            "pytorch": {"train_images_per_sec": 20.0, "train_ms_per_step_median": 1600.0, "inference_images_per_sec": 50.0},
-        });
+        let mut report = report_fixture();
+        report.as_object_mut().unwrap().extend(
+            json!({
+                "ratios_capsnet_over_pytorch": {"train_images_per_sec": 0.5, "inference_images_per_sec": 2.0},
+                "capsnet": {"backend": "flex", "train_images_per_sec": 10.0, "train_ms_per_step_median": 3200.0, "inference_images_per_sec": 100.0},
+                "pytorch": {"train_images_per_sec": 20.0, "train_ms_per_step_median": 1600.0, "inference_images_per_sec": 50.0},
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
         let md = render_markdown(&report);
         assert!(
             md.contains("| train images/s | 10.0 | 20.0 | 0.50× |"),
@@ -1138,16 +1138,21 @@ mod tests {
         assert!(out["aggregation"].as_str().unwrap().contains("3 rounds"));
     }
 
-    /// The report of `markdown_has_the_numbers` with the results of `rounds` merged in.
-    fn report_with(rounds: Vec<Value>) -> Value {
-        let mut report = json!({
+    /// The fields of a report that do not come from the benchmark results.
+    fn report_fixture() -> Value {
+        json!({
             "batch_size": 32, "threads": 2, "steps": 10, "warmup": 2,
             "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux"},
             "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [0.5, 0.2, 0.3],
             "versions": {"rustc": "rustc 1.95", "burn": "0.22.1", "torch": "2.11.0", "python": "3.11"},
             "commands": {"build": null, "capsnet": "a", "pytorch": "b"},
             "model_check": {"params": 8215568},
-        });
+        })
+    }
+
+    /// [`report_fixture`] with the results of `rounds` merged in.
+    fn report_with(rounds: Vec<Value>) -> Value {
+        let mut report = report_fixture();
         report
             .as_object_mut()
             .unwrap()

@@ -151,3 +151,18 @@ fn run_cmd(program: &str, args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A new empty folder under the system's temporary directory, for tests.
+#[cfg(test)]
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "xtask-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

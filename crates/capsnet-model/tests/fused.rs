@@ -10,7 +10,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 use capsnet_model::{CapsNetConfig, DigitCaps, LossConfig, RoutingConfig};
-use common::{f64_device, pseudo_random, tensor, values};
+use common::{f64_device, pseudo_random, tensor, values, weighted_sum};
 
 /// Largest absolute difference divided by the largest reference magnitude.
 fn scaled_diff(reference: &[f64], other: &[f64]) -> f64 {
@@ -33,13 +33,6 @@ fn assert_close(name: &str, reference: &[f64], other: &[f64], tol: f64) {
         other.iter().all(|v| v.is_finite()),
         "{name}: non-finite values"
     );
-}
-
-fn weighted_sum<const D: usize>(t: Tensor<D>, seed: u64) -> Tensor<1> {
-    let shape = t.dims();
-    let n = shape.iter().product();
-    let w = tensor(pseudo_random(n, seed, 1.0), shape, &t.device());
-    (t * w).sum().reshape([1])
 }
 
 #[test]

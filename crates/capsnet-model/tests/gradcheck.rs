@@ -9,15 +9,7 @@ use capsnet_model::{
     CapsNetConfig, LossConfig, RoutingConfig, capsule_lengths, cross_entropy, margin_loss,
     reconstruction_sse, route, squash,
 };
-use common::{f64_device, gradcheck, pseudo_random, tensor, values};
-
-/// Weights for a scalar objective, so that every output element matters.
-fn weighted_sum<const D: usize>(t: Tensor<D>, seed: u64) -> Tensor<1> {
-    let shape = t.dims();
-    let n = shape.iter().product();
-    let w = tensor(pseudo_random(n, seed, 1.0), shape, &t.device());
-    (t * w).sum().reshape([1])
-}
+use common::{f64_device, gradcheck, pseudo_random, tensor, values, weighted_sum};
 
 #[test]
 fn squash_gradient() {

@@ -81,3 +81,12 @@ pub fn gradcheck<const D: usize>(
     }
     analytic
 }
+
+/// `Σ t ⊙ w` with pseudo-random weights `w` (from `seed`): a scalar objective in which every
+/// element of `t` matters, for gradient checks.
+pub fn weighted_sum<const D: usize>(t: Tensor<D>, seed: u64) -> Tensor<1> {
+    let shape = t.dims();
+    let n = shape.iter().product();
+    let w = tensor(pseudo_random(n, seed, 1.0), shape, &t.device());
+    (t * w).sum().reshape([1])
+}

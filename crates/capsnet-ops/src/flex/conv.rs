@@ -437,15 +437,7 @@ mod tests {
     }
 
     fn values(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-            })
-            .collect()
+        crate::flex::test_values(n, seed, 1.0)
     }
 
     #[test]

@@ -4,6 +4,20 @@ mod adam;
 mod conv;
 mod routing;
 
+/// Deterministic pseudo-random values in `[-scale/2, scale/2)` for the kernels' unit tests.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5) * scale
+        })
+        .collect()
+}
+
 use burn::backend::Flex;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;

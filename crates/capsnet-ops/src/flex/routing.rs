@@ -388,17 +388,7 @@ pub(crate) fn backward<T: Real>(
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5) * scale
-            })
-            .collect()
-    }
+    use crate::flex::test_values as values;
 
     fn shape(iterations: usize, stop_gradient: bool, leaky: bool) -> RouteShape {
         RouteShape {
