@@ -104,13 +104,12 @@ pub fn adam(train: &TrainConfig, fused: bool) -> ModuleOptimizer {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-    use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
 
     fn values(model: &Linear) -> Vec<f32> {
-        let mut out = model.weight.val().into_data().to_vec::<f32>().unwrap();
+        let mut out = model.weight.val().into_data().try_to_vec::<f32>().unwrap();
         out.extend(
             model
                 .bias
@@ -118,7 +117,7 @@ mod tests {
                 .unwrap()
                 .val()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap(),
         );
         out
