@@ -22,12 +22,12 @@
 //! The GEMM is flex's own (`burn_flex::ops::matmul`, the `gemm` crate), which reads the
 //! transposed and column-sliced operands through strides without copying them.
 
-use burn::tensor::{Shape, TensorData};
+use burn::tensor::Shape;
 use burn_flex::FlexTensor;
 use burn_flex::ops::matmul::matmul;
 use rayon::prelude::*;
 
-use super::Real;
+use super::{Real, contiguous_slice, tensor};
 
 /// Target size (elements) of one block of im2col columns: 4 MiB in f32, cache-sized.
 const BLOCK_ELEMS: usize = 1 << 20;
@@ -48,7 +48,9 @@ pub(crate) struct ConvGeometry {
     pub pw: usize,
     pub oh: usize,
     pub ow: usize,
-    /// Kernel taps per block (see [`BLOCK_ELEMS`]).
+    /// Input channels per forward block (see [`BLOCK_ELEMS`]).
+    pub block_channels: usize,
+    /// Kernel taps per backward block (see [`BLOCK_ELEMS`]).
     pub block_taps: usize,
 }
 
@@ -81,8 +83,10 @@ impl ConvGeometry {
             pw: padding[1],
             oh: (h + 2 * padding[0] - kh) / stride[0] + 1,
             ow: (w + 2 * padding[1] - kw) / stride[1] + 1,
+            block_channels: 1,
             block_taps: 1,
         };
+        g.block_channels = (BLOCK_ELEMS / (g.taps() * g.positions()).max(1)).clamp(1, g.cin.max(1));
         g.block_taps = (BLOCK_ELEMS / (g.cin * g.positions()).max(1)).clamp(1, g.taps().max(1));
         g
     }
@@ -102,14 +106,9 @@ impl ConvGeometry {
         self.taps() * self.cin
     }
 
-    /// Input channels per forward block (rows `(ci, kh, kw)` of the transposed im2col matrix).
-    pub fn block_channels(&self) -> usize {
-        (BLOCK_ELEMS / (self.taps() * self.positions()).max(1)).clamp(1, self.cin.max(1))
-    }
-
     /// `(first, end)` input channel of every forward block.
     pub fn channel_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let step = self.block_channels();
+        let step = self.block_channels.max(1);
         (0..self.cin)
             .step_by(step)
             .map(move |c0| (c0, (c0 + step).min(self.cin)))
@@ -270,15 +269,6 @@ pub(crate) fn col2im_add<T: Real>(
                 }
             }
         });
-}
-
-fn tensor<T: Real>(data: Vec<T>, shape: impl Into<Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape.into()))
-}
-
-fn contiguous_slice<T: Real>(t: &FlexTensor) -> &[T] {
-    t.as_slice::<T>()
-        .expect("capsnet-ops: tensor made contiguous just before")
 }
 
 /// `out += part`, element-wise, in parallel.
@@ -444,8 +434,8 @@ mod tests {
     fn blocked_forward_matches_the_direct_convolution_with_stride_and_padding() {
         for (stride, padding) in [([1, 1], [0, 0]), ([2, 2], [0, 0]), ([2, 1], [1, 2])] {
             let mut g = ConvGeometry::new(&[3, 5, 9, 8], &[4, 5, 3, 4], stride, padding);
-            // Blocks of 5 taps: runs that start and end inside kernel rows.
-            g.block_taps = 5;
+            // Forward blocks of 2 input channels (2, 2, 1): the partial sums are added.
+            g.block_channels = 2;
             let x = values(3 * 5 * 9 * 8, 1);
             let w = values(4 * 5 * 3 * 4, 2);
             let y = forward::<f64>(
@@ -466,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_cover_every_tap_once() {
+    fn blocks_cover_every_channel_and_tap_once() {
         let g = ConvGeometry::new(&[32, 256, 20, 20], &[256, 256, 9, 9], [2, 2], [0, 0]);
         assert_eq!((g.oh, g.ow), (6, 6));
         let blocks: Vec<_> = g.blocks().collect();
@@ -475,6 +465,11 @@ mod tests {
         assert_eq!(blocks.last().unwrap().1, 81);
         assert!(blocks.windows(2).all(|w| w[0].1 == w[1].0));
         assert!(g.block_taps * g.cin * g.positions() <= BLOCK_ELEMS);
+        let channels: Vec<_> = g.channel_blocks().collect();
+        assert!(channels.len() > 1, "the forward im2col must be split too");
+        assert_eq!((channels[0].0, channels.last().unwrap().1), (0, 256));
+        assert!(channels.windows(2).all(|w| w[0].1 == w[1].0));
+        assert!(g.block_channels * g.taps() * g.positions() <= BLOCK_ELEMS);
         // Runs split a block at kernel-row ends and cover it in order.
         let runs = g.runs(7, 20);
         assert_eq!(

@@ -57,19 +57,19 @@ fn unsupported(dtype: DType) -> ! {
     )
 }
 
-fn contiguous_vec<T: Real>(t: &FlexTensor) -> std::borrow::Cow<'_, [T]> {
-    match t.as_slice::<T>() {
-        Some(s) if t.layout().start_offset() == 0 => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<T>()
-                .expect("contiguous copy")
-                .to_vec(),
-        ),
-    }
+/// `t` with contiguous storage (the same tensor when it already is; a copy otherwise).
+pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
 }
 
-fn tensor<T: Real>(data: Vec<T>, shape: impl Into<Shape>) -> FlexTensor {
+/// The elements of a tensor made by [`contiguous`].
+pub(crate) fn contiguous_slice<T: Real>(t: &FlexTensor) -> &[T] {
+    t.as_slice::<T>()
+        .expect("capsnet-ops: tensor made contiguous just before")
+}
+
+/// A contiguous tensor owning `data`.
+pub(crate) fn tensor<T: Real>(data: Vec<T>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape.into()))
 }
 
@@ -109,10 +109,11 @@ fn route_forward<T: Real>(
     bias: &FlexTensor,
     sh: &RouteShape,
 ) -> (FlexTensor, FlexTensor) {
+    let [u, w, bias] = [u, w, bias].map(contiguous);
     let (parents, history) = routing::forward::<T>(
-        &contiguous_vec(u),
-        &contiguous_vec(w),
-        &contiguous_vec(bias),
+        contiguous_slice(&u),
+        contiguous_slice(&w),
+        contiguous_slice(&bias),
         sh,
     );
     (
@@ -121,7 +122,6 @@ fn route_forward<T: Real>(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn route_backward<T: Real>(
     u: &FlexTensor,
     w: &FlexTensor,
@@ -130,11 +130,12 @@ fn route_backward<T: Real>(
     sh: &RouteShape,
     need_bias: bool,
 ) -> [FlexTensor; 3] {
+    let [u, w, bias, grad] = [u, w, bias, grad].map(contiguous);
     let (du, dw, db) = routing::backward::<T>(
-        &contiguous_vec(u),
-        &contiguous_vec(w),
-        &contiguous_vec(bias),
-        &contiguous_vec(grad),
+        contiguous_slice(&u),
+        contiguous_slice(&w),
+        contiguous_slice(&bias),
+        contiguous_slice(&grad),
         sh,
         need_bias,
     );
