@@ -395,11 +395,11 @@ pub(crate) fn backward<T: Real>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Direct (six-loop) convolution in f64, the reference for the blocked one.
-    fn direct(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
+    /// Direct (six-loop) convolution in f64, the reference for the blocked and spectral ones.
+    pub(crate) fn direct(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
         let mut y = vec![0.0; g.batch * g.cout * g.oh * g.ow];
         for b in 0..g.batch {
             for co in 0..g.cout {

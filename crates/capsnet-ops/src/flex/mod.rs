@@ -3,6 +3,7 @@
 mod adam;
 mod conv;
 mod routing;
+mod spectral;
 
 /// Deterministic pseudo-random values in `[-scale/2, scale/2)` for the kernels' unit tests.
 #[cfg(test)]
@@ -46,6 +47,38 @@ impl Real for f64 {}
 /// Below this reduction length (input channels × kernel taps), the forward convolution is
 /// flex's own (measured: conv1's 1·81 runs faster there; see docs/performance.md).
 const NATIVE_FORWARD_BELOW: usize = 256;
+
+/// How a convolution runs: as GEMMs over blocks of the input ([`conv`]) or through the
+/// frequency domain ([`spectral`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvAlgorithm {
+    Blocked,
+    Spectral,
+}
+
+/// The algorithm for one convolution: the spectral one where its estimated FLOPs are under
+/// [`SPECTRAL_BELOW`] of the direct product's (its transforms are smaller, less efficient
+/// GEMMs), unless `CAPSNET_CONV=blocked|spectral` forces one (for A/B measurements).
+fn conv_algorithm(g: &ConvGeometry) -> ConvAlgorithm {
+    static FORCED: std::sync::OnceLock<Option<ConvAlgorithm>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var("CAPSNET_CONV").as_deref() {
+        Ok("blocked") => Some(ConvAlgorithm::Blocked),
+        Ok("spectral") => Some(ConvAlgorithm::Spectral),
+        Ok(other) => panic!("CAPSNET_CONV={other:?}: expected \"blocked\" or \"spectral\""),
+        Err(_) => None,
+    });
+    forced.unwrap_or_else(|| {
+        let (spectral, direct) = spectral::forward_flops(g);
+        if (spectral as f64) < SPECTRAL_BELOW * direct as f64 {
+            ConvAlgorithm::Spectral
+        } else {
+            ConvAlgorithm::Blocked
+        }
+    })
+}
+
+/// See [`conv_algorithm`].
+const SPECTRAL_BELOW: f64 = 0.6;
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
@@ -146,6 +179,22 @@ fn route_backward<T: Real>(
     ]
 }
 
+fn spectral_forward<T: Real>(x: &FlexTensor, w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let [x, w] = [x, w].map(contiguous);
+    spectral::forward::<T>(&x, &w, g)
+}
+
+fn spectral_backward<T: Real>(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    grad: &FlexTensor,
+    g: &ConvGeometry,
+    need: [bool; 2],
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let [x, w, grad] = [x, w, grad].map(contiguous);
+    spectral::backward::<T>(&x, &w, &grad, g, need[0], need[1])
+}
+
 impl CapsOps for Flex {
     fn caps_conv2d(
         x: FloatTensor<Self>,
@@ -154,6 +203,13 @@ impl CapsOps for Flex {
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+            return match x.dtype() {
+                DType::F32 => spectral_forward::<f32>(&x, &weight, &g),
+                DType::F64 => spectral_forward::<f64>(&x, &weight, &g),
+                other => unsupported(other),
+            };
+        }
         if g.cin * g.taps() < NATIVE_FORWARD_BELOW {
             // A short reduction (conv1: 1·81) makes a poor GEMM; flex's own forward is faster
             // there. The backward below is ours either way.
@@ -206,6 +262,13 @@ impl CapsKernels for Flex {
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+            return match x.dtype() {
+                DType::F32 => spectral_backward::<f32>(&x, &weight, &grad, &g, need),
+                DType::F64 => spectral_backward::<f64>(&x, &weight, &grad, &g, need),
+                other => unsupported(other),
+            };
+        }
         match x.dtype() {
             DType::F32 => conv::backward::<f32>(x, weight, grad, &g, need[0], need[1]),
             DType::F64 => conv::backward::<f64>(x, weight, grad, &g, need[0], need[1]),
