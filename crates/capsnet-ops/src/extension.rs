@@ -79,10 +79,23 @@ pub trait CapsOps: Backend {
 
 /// Backward kernels of [`CapsOps`] on a concrete backend.
 pub trait CapsKernels: CapsOps {
-    /// `(∂x, ∂weight)` of [`CapsOps::caps_conv2d`], each only if asked for in `need`.
+    /// [`CapsOps::caps_conv2d`] for training: also returns what the backward pass can reuse
+    /// instead of recomputing it (the weight's spectrum, when the convolution runs in the
+    /// frequency domain).
+    fn caps_conv2d_saving(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
+
+    /// `(∂x, ∂weight)` of [`CapsOps::caps_conv2d`], each only if asked for in `need`; `saved`
+    /// is what [`CapsKernels::caps_conv2d_saving`] returned.
+    #[allow(clippy::too_many_arguments)]
     fn caps_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        saved: Option<FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
@@ -104,7 +117,13 @@ pub trait CapsKernels: CapsOps {
 struct ConvBackward;
 
 impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, [usize; 2], [usize; 2]);
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        Option<FloatTensor<B>>,
+        [usize; 2],
+        [usize; 2],
+    );
 
     fn backward(
         self,
@@ -114,10 +133,11 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
     ) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, stride, padding) = ops.state;
+        let (x, weight, saved, stride, padding) = ops.state;
         let (dx, dw) = B::caps_conv2d_backward(
             x,
             weight,
+            saved,
             grad,
             stride,
             padding,
@@ -171,8 +191,8 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let out = B::caps_conv2d(x.clone(), w.clone(), stride, padding);
-                prep.finish((x, w, stride, padding), out)
+                let (out, saved) = B::caps_conv2d_saving(x.clone(), w.clone(), stride, padding);
+                prep.finish((x, w, saved, stride, padding), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::caps_conv2d(
                 x.into_primitive(),

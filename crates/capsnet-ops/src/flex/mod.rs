@@ -179,20 +179,41 @@ fn route_backward<T: Real>(
     ]
 }
 
-fn spectral_forward<T: Real>(x: &FlexTensor, w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
-    let [x, w] = [x, w].map(contiguous);
-    spectral::forward::<T>(&x, &w, g)
+fn weight_spectrum(w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let w = contiguous(w);
+    match w.dtype() {
+        DType::F32 => spectral::weight_spectrum::<f32>(&w, g),
+        DType::F64 => spectral::weight_spectrum::<f64>(&w, g),
+        other => unsupported(other),
+    }
 }
 
-fn spectral_backward<T: Real>(
+fn spectral_forward(x: &FlexTensor, ws: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let x = contiguous(x);
+    match x.dtype() {
+        DType::F32 => spectral::forward::<f32>(&x, ws, g),
+        DType::F64 => spectral::forward::<f64>(&x, ws, g),
+        other => unsupported(other),
+    }
+}
+
+fn spectral_backward(
     x: &FlexTensor,
     w: &FlexTensor,
+    saved: Option<FlexTensor>,
     grad: &FlexTensor,
     g: &ConvGeometry,
     need: [bool; 2],
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let [x, w, grad] = [x, w, grad].map(contiguous);
-    spectral::backward::<T>(&x, &w, &grad, g, need[0], need[1])
+    // The weight spectrum saved by the forward pass, else computed now (and only if the
+    // input gradient needs it).
+    let ws = need[0].then(|| saved.unwrap_or_else(|| weight_spectrum(&w, g)));
+    match x.dtype() {
+        DType::F32 => spectral::backward::<f32>(&x, ws.as_ref(), &grad, g, need[0], need[1]),
+        DType::F64 => spectral::backward::<f64>(&x, ws.as_ref(), &grad, g, need[0], need[1]),
+        other => unsupported(other),
+    }
 }
 
 impl CapsOps for Flex {
@@ -204,11 +225,9 @@ impl CapsOps for Flex {
     ) -> FloatTensor<Self> {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
         if conv_algorithm(&g) == ConvAlgorithm::Spectral {
-            return match x.dtype() {
-                DType::F32 => spectral_forward::<f32>(&x, &weight, &g),
-                DType::F64 => spectral_forward::<f64>(&x, &weight, &g),
-                other => unsupported(other),
-            };
+            // Inference: the weight's spectrum is reused while the weight is unchanged.
+            let ws = spectral::cached_weight_spectrum(&weight, &g);
+            return spectral_forward(&x, &ws, &g);
         }
         if g.cin * g.taps() < NATIVE_FORWARD_BELOW {
             // A short reduction (conv1: 1·81) makes a poor GEMM; flex's own forward is faster
@@ -253,9 +272,24 @@ impl CapsOps for Flex {
 }
 
 impl CapsKernels for Flex {
+    fn caps_conv2d_saving(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
+        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+            let ws = weight_spectrum(&weight, &g);
+            return (spectral_forward(&x, &ws, &g), Some(ws));
+        }
+        (Self::caps_conv2d(x, weight, stride, padding), None)
+    }
+
     fn caps_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        saved: Option<FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
@@ -263,11 +297,7 @@ impl CapsKernels for Flex {
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
         if conv_algorithm(&g) == ConvAlgorithm::Spectral {
-            return match x.dtype() {
-                DType::F32 => spectral_backward::<f32>(&x, &weight, &grad, &g, need),
-                DType::F64 => spectral_backward::<f64>(&x, &weight, &grad, &g, need),
-                other => unsupported(other),
-            };
+            return spectral_backward(&x, &weight, saved, &grad, &g, need);
         }
         match x.dtype() {
             DType::F32 => conv::backward::<f32>(x, weight, grad, &g, need[0], need[1]),

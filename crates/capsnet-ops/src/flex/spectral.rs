@@ -28,8 +28,8 @@
 //! GEMM (`burn_flex::ops::matmul`), as in [`super::conv`].
 
 use burn::tensor::Shape;
-use burn_flex::FlexTensor;
 use burn_flex::ops::matmul::matmul;
+use burn_flex::{FlexTensor, Layout as FlexLayout};
 use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
@@ -106,6 +106,35 @@ impl Axis {
     fn pos(&self, i: usize) -> f64 {
         (self.offset + i * self.step) as f64
     }
+}
+
+/// A strided view of the contiguous tensor `t`: element `idx` at
+/// `offset + Σ idx[d]·strides[d]` of its storage, checked to stay inside it (flex's GEMM reads
+/// views through raw strides).
+fn view<T: Real>(t: &FlexTensor, shape: &[usize], strides: &[usize], offset: usize) -> FlexTensor {
+    let layout = t.layout();
+    assert!(
+        layout.is_contiguous(),
+        "spectral view of a non-contiguous tensor"
+    );
+    let offset = layout.start_offset() + offset;
+    let last = offset
+        + shape
+            .iter()
+            .zip(strides)
+            .map(|(&n, &s)| n.saturating_sub(1) * s)
+            .sum::<usize>();
+    assert!(
+        shape.iter().all(|&n| n > 0) && last < t.storage::<T>().len(),
+        "spectral view {shape:?}/{strides:?}+{offset} outside {} elements",
+        t.storage::<T>().len()
+    );
+    let strides = strides.iter().map(|&s| s as isize).collect();
+    t.clone().with_layout(FlexLayout::new(
+        Shape::from(shape.to_vec()),
+        strides,
+        offset,
+    ))
 }
 
 fn angle(k: usize, pos: f64, n: usize) -> f64 {
@@ -275,9 +304,47 @@ impl Layout {
         forward_dft::<T>(&x, self.x_rows, self.x_cols, &self.plan)
     }
 
+    /// The weight's spectra, `[Co, bins, 2, Ci]`: one output channel at a time (its `Ci`
+    /// kernels, a few hundred KB, stay in cache), in parallel over output channels.
     fn w_spectrum<T: Real>(&self, w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
-        let w = w.clone().reshape(Shape::new([g.cout * g.cin, g.kh, g.kw]));
-        forward_dft::<T>(&w, self.w_rows, self.w_cols, &self.plan)
+        let per_out = self.plan.bins() * 2 * g.cin;
+        let kernel = g.kh * g.kw;
+        let mut out = vec![T::zero(); g.cout * per_out];
+        out.par_chunks_mut(per_out)
+            .enumerate()
+            .for_each(|(o, chunk)| {
+                let kernels = view::<T>(
+                    w,
+                    &[g.cin, g.kh, g.kw],
+                    &[kernel, g.kw, 1],
+                    o * g.cin * kernel,
+                );
+                let spec = forward_dft::<T>(&kernels, self.w_rows, self.w_cols, &self.plan);
+                chunk.copy_from_slice(contiguous_slice::<T>(&spec));
+            });
+        tensor(out, [g.cout, self.plan.bins(), 2, g.cin])
+    }
+
+    /// The weight gradient `[Co, Ci, KH, KW]` from its spectrum `[bins, 2Co, Ci]` (bin-major,
+    /// as the products leave it), one output channel at a time.
+    fn w_inverse<T: Real>(&self, spec: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+        let (co, ci) = (g.cout, g.cin);
+        let per_out = ci * g.kh * g.kw;
+        let mut dw = vec![T::zero(); co * per_out];
+        dw.par_chunks_mut(per_out)
+            .enumerate()
+            .for_each(|(o, chunk)| {
+                // Channel o's bins: (k2, (k1, ri), c) at k2·N₁·2CoCi + (2k1 + ri)·CoCi + o·Ci + c.
+                let s = view::<T>(
+                    spec,
+                    &[self.plan.f2, 2 * self.plan.n1, ci],
+                    &[self.plan.n1 * 2 * co * ci, co * ci, 1],
+                    o * ci,
+                );
+                let part = inverse_dft::<T>(s, self.w_rows, self.w_cols, &self.plan);
+                chunk.copy_from_slice(contiguous_slice::<T>(&part));
+            });
+        tensor(dw, [co, ci, g.kh, g.kw])
     }
 
     /// Spectrum `[F₂, N₁·2, P·Q]` as one `[2P, Q]` matrix per bin.
@@ -286,40 +353,160 @@ impl Layout {
     }
 }
 
-/// `[B, Ci, H, W] ⊛ [Co, Ci, KH, KW] → [B, Co, OH, OW]` (no bias), through the spectra. Both
-/// tensors contiguous.
-pub(crate) fn forward<T: Real>(x: &FlexTensor, w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+/// The weight's spectrum `[Co, bins, 2, Ci]` (see [`forward`]); `w` contiguous.
+pub(crate) fn weight_spectrum<T: Real>(w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let mut trace = Trace::new();
+    let ws = Layout::new(g).w_spectrum::<T>(w, g);
+    trace.mark("w DFT");
+    trace.print("spectral weight", g);
+    ws
+}
+
+/// Weight spectra of the latest inference calls, each with a handle on its weight's storage.
+///
+/// Holding that handle keeps the storage alive and shared, so flex never updates it in place
+/// (its in-place paths copy shared storage first): while an entry exists, the same storage
+/// means the same weight values. An entry whose weight nobody else holds any more is dropped.
+struct CachedSpectrum {
+    weight: FlexTensor,
+    geometry: (usize, usize, usize, usize, Plan),
+    spectrum: FlexTensor,
+}
+
+static CACHE: std::sync::Mutex<Vec<CachedSpectrum>> = std::sync::Mutex::new(Vec::new());
+
+/// Weight spectra kept for inference (one per layer of a network is enough).
+const CACHE_ENTRIES: usize = 4;
+
+/// The weight's spectrum for an inference call: computed once per weight and reused while
+/// the same, unchanged weight storage comes back (a trained network's layers, batch after
+/// batch). Training passes go through [`weight_spectrum`] instead.
+pub(crate) fn cached_weight_spectrum(w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+    let data = w.data_arc();
+    let geometry = (g.cin, g.cout, g.kh, g.kw, Plan::new(g));
+    let same = |c: &CachedSpectrum| {
+        std::sync::Arc::ptr_eq(&c.weight.data_arc(), &data)
+            && c.weight.layout() == w.layout()
+            && c.weight.dtype() == w.dtype()
+            && c.geometry == geometry
+    };
+    let lock = || {
+        CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    {
+        let mut cache = lock();
+        // The entry's own handle, plus the temporary one `data_arc` makes: nobody else.
+        cache.retain(|c| std::sync::Arc::strong_count(&c.weight.data_arc()) > 2);
+        if let Some(c) = cache.iter().find(|c| same(c)) {
+            return c.spectrum.clone();
+        }
+    }
+    let w_contiguous = w.to_contiguous();
+    let spectrum = match w.dtype() {
+        burn::tensor::DType::F64 => weight_spectrum::<f64>(&w_contiguous, g),
+        _ => weight_spectrum::<f32>(&w_contiguous, g),
+    };
+    let mut cache = lock();
+    cache.insert(
+        0,
+        CachedSpectrum {
+            weight: w.clone(),
+            geometry,
+            spectrum: spectrum.clone(),
+        },
+    );
+    cache.truncate(CACHE_ENTRIES);
+    spectrum
+}
+
+/// `[B, Ci, H, W] ⊛ [Co, Ci, KH, KW] → [B, Co, OH, OW]` (no bias), through the spectra: `x`
+/// contiguous, `ws` the weight's [`weight_spectrum`].
+pub(crate) fn forward<T: Real>(x: &FlexTensor, ws: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
     let lay = Layout::new(g);
     let (b, ci, co) = (g.batch, g.cin, g.cout);
+    let mut trace = Trace::new();
     let xs = lay.per_bin(lay.x_spectrum::<T>(x, g), b, ci); // [bins, 2B, Ci]: [Xr; Xi]
-    let ws = lay.per_bin(lay.w_spectrum::<T>(w, g), co, ci); // [bins, 2Co, Ci]: [Wr; Wi]
-    // Per bin: P = [Xr; Xi]·[Wrᵀ | Wiᵀ] = [[XrWrᵀ, XrWiᵀ], [XiWrᵀ, XiWiᵀ]] ([2B, 2Co]), then
+    trace.mark("x DFT");
+    // Per bin: Pr = [Xr; Xi]·Wrᵀ and Pi = [Xr; Xi]·Wiᵀ ([2B, Co] each), then
     // Ŷ = X̂·conj(Ŵ): Yr = XrWrᵀ + XiWiᵀ, Yi = XiWrᵀ − XrWiᵀ, laid out [Yr; Yi] ([2B, Co]).
-    let prod = matmul(xs, ws.transpose(1, 2)).to_contiguous();
-    let prod = contiguous_slice::<T>(&prod);
-    let mut ys = vec![T::zero(); lay.plan.bins() * 2 * b * co];
+    let bins = lay.plan.bins();
+    let [pr, pi] = [0, 1].map(|ri| {
+        let wt = view::<T>(&ws, &[bins, ci, co], &[2 * ci, 1, bins * 2 * ci], ri * ci);
+        matmul(xs.clone(), wt)
+    });
+    trace.mark("products");
+    let (pr, pi) = (contiguous_slice::<T>(&pr), contiguous_slice::<T>(&pi));
+    let mut ys = vec![T::zero(); bins * 2 * b * co];
     ys.par_chunks_mut(2 * b * co)
-        .zip(prod.par_chunks(4 * b * co))
-        .for_each(|(y, pr)| {
+        .zip(pr.par_chunks(2 * b * co))
+        .zip(pi.par_chunks(2 * b * co))
+        .for_each(|((y, pr), pi)| {
             let (yr, yi) = y.split_at_mut(b * co);
-            for bi in 0..b {
-                let (xr_wr, xr_wi) = pr[bi * 2 * co..][..2 * co].split_at(co);
-                let (xi_wr, xi_wi) = pr[(b + bi) * 2 * co..][..2 * co].split_at(co);
-                for o in 0..co {
-                    yr[bi * co + o] = xr_wr[o] + xi_wi[o];
-                    yi[bi * co + o] = xi_wr[o] - xr_wi[o];
-                }
+            let (xr_wr, xi_wr) = pr.split_at(b * co);
+            let (xr_wi, xi_wi) = pi.split_at(b * co);
+            for k in 0..b * co {
+                yr[k] = xr_wr[k] + xi_wi[k];
+                yi[k] = xi_wr[k] - xr_wi[k];
             }
         });
     let ys = tensor(ys, [lay.plan.f2, 2 * lay.plan.n1, b * co]);
-    inverse_dft::<T>(ys, lay.y_rows, lay.y_cols, &lay.plan).reshape(Shape::new([b, co, g.oh, g.ow]))
+    trace.mark("combine");
+    let y = inverse_dft::<T>(ys, lay.y_rows, lay.y_cols, &lay.plan)
+        .reshape(Shape::new([b, co, g.oh, g.ow]));
+    trace.mark("y inverse DFT");
+    trace.print("spectral forward", g);
+    y
 }
 
-/// Gradients of [`forward`] with respect to the input (if `need_x`) and the weight (if
-/// `need_w`), given the output gradient `dy` `[B, Co, OH, OW]`. All three contiguous.
+/// Times of the parts of one call, printed when `CAPSNET_OPS_TRACE` is set.
+pub(crate) struct Trace {
+    on: bool,
+    last: std::time::Instant,
+    parts: Vec<(&'static str, f64)>,
+}
+
+impl Trace {
+    pub fn new() -> Self {
+        Self {
+            on: std::env::var_os("CAPSNET_OPS_TRACE").is_some(),
+            last: std::time::Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+
+    pub fn mark(&mut self, part: &'static str) {
+        if self.on {
+            let now = std::time::Instant::now();
+            self.parts
+                .push((part, (now - self.last).as_secs_f64() * 1e3));
+            self.last = now;
+        }
+    }
+
+    pub fn print(&self, what: &str, g: &ConvGeometry) {
+        if self.on {
+            let parts: Vec<String> = self
+                .parts
+                .iter()
+                .map(|(p, ms)| format!("{p} {ms:.1} ms"))
+                .collect();
+            eprintln!(
+                "{what} {:?}: {}",
+                (g.batch, g.cin, g.cout),
+                parts.join(", ")
+            );
+        }
+    }
+}
+
+/// Gradients of [`forward`] with respect to the input (if `need_x`; `ws`, the weight's
+/// spectrum, must then be given) and the weight (if `need_w`), given the output gradient `dy`
+/// `[B, Co, OH, OW]`. `x` and `dy` contiguous.
 pub(crate) fn backward<T: Real>(
     x: &FlexTensor,
-    w: &FlexTensor,
+    ws: Option<&FlexTensor>,
     dy: &FlexTensor,
     g: &ConvGeometry,
     need_x: bool,
@@ -328,6 +515,7 @@ pub(crate) fn backward<T: Real>(
     let lay = Layout::new(g);
     let (b, ci, co) = (g.batch, g.cin, g.cout);
     let bins = lay.plan.bins();
+    let mut trace = Trace::new();
     // dẐ of the output gradient placed at the strided positions, per bin [dZr; dZi] ([2B, Co]),
     // packed as Q = [[dZr, −dZi], [dZi, dZr]] ([2B, 2Co]).
     let dy = dy.clone().reshape(Shape::new([b * co, g.oh, g.ow]));
@@ -351,12 +539,29 @@ pub(crate) fn backward<T: Real>(
             }
         });
     let q = tensor(q, [bins, 2 * b, 2 * co]);
+    trace.mark("dy DFT");
     let dx = need_x.then(|| {
         // dX̂ = dẐ·Ŵ per bin: Q·[Wr; Wi] = [dZr·Wr − dZi·Wi; dZi·Wr + dZr·Wi] ([2B, Ci]).
-        let ws = lay.per_bin(lay.w_spectrum::<T>(w, g), co, ci);
-        let dxs = matmul(q.clone(), ws).reshape(Shape::new([lay.plan.f2, 2 * lay.plan.n1, b * ci]));
+        let ws = ws.expect("the input gradient needs the weight spectrum");
+        // Q·[Wr; Wi] = Q[:, :Co]·Wr + Q[:, Co:]·Wi.
+        let [a, c] = [0, 1].map(|ri| {
+            let qh = view::<T>(&q, &[bins, 2 * b, co], &[4 * b * co, 2 * co, 1], ri * co);
+            let wh = view::<T>(ws, &[bins, co, ci], &[2 * ci, bins * 2 * ci, 1], ri * ci);
+            matmul(qh, wh)
+        });
+        let mut dxs = contiguous_slice::<T>(&a).to_vec();
+        dxs.par_chunks_mut(1 << 14)
+            .zip(contiguous_slice::<T>(&c).par_chunks(1 << 14))
+            .for_each(|(d, s)| {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d += s;
+                }
+            });
+        let dxs = tensor(dxs, [lay.plan.f2, 2 * lay.plan.n1, b * ci]);
+        trace.mark("dx products");
         let (rows, cols) = (lay.x_rows, lay.x_cols);
         let part = inverse_dft::<T>(dxs, rows, cols, &lay.plan);
+        trace.mark("dx inverse DFT");
         if (rows.count, cols.count) == (g.h, g.w) {
             return part.reshape(Shape::new([b, ci, g.h, g.w]));
         }
@@ -376,14 +581,14 @@ pub(crate) fn backward<T: Real>(
         // dŴ = Σ_b conj(dẐ)·X̂ per bin: Qᵀ·[Xr; Xi] = [dZrᵀXr + dZiᵀXi; dZrᵀXi − dZiᵀXr]
         // ([2Co, Ci]).
         let xs = lay.per_bin(lay.x_spectrum::<T>(x, g), b, ci);
-        let dws = matmul(q.clone().transpose(1, 2), xs).reshape(Shape::new([
-            lay.plan.f2,
-            2 * lay.plan.n1,
-            co * ci,
-        ]));
-        inverse_dft::<T>(dws, lay.w_rows, lay.w_cols, &lay.plan)
-            .reshape(Shape::new([co, ci, g.kh, g.kw]))
+        trace.mark("x DFT");
+        let dws = matmul(q.clone().transpose(1, 2), xs); // [bins, 2Co, Ci]
+        trace.mark("dw products");
+        let dw = lay.w_inverse::<T>(&dws, g);
+        trace.mark("dw inverse DFT");
+        dw
     });
+    trace.print("spectral backward", g);
     (dx, dw)
 }
 
@@ -411,7 +616,8 @@ mod tests {
             let g = ConvGeometry::new(&xs, &ws, stride, padding);
             let x = values(xs.iter().product(), 10 + i as u64);
             let w = values(ws.iter().product(), 20 + i as u64);
-            let got = forward::<f64>(&tensor(x.clone(), xs), &tensor(w.clone(), ws), &g);
+            let wspec = weight_spectrum::<f64>(&tensor(w.clone(), ws), &g);
+            let got = forward::<f64>(&tensor(x.clone(), xs), &wspec, &g);
             let got = got.as_slice::<f64>().unwrap();
             let want = direct(&x, &w, &g);
             assert_eq!(got.len(), want.len());
@@ -434,14 +640,9 @@ mod tests {
             let dir_x = values(n(xs), seed + 3);
             let dir_w = values(n(ws), seed + 4);
             let dyt = tensor(dy.clone(), [g.batch, g.cout, g.oh, g.ow]);
-            let (dx, dw) = backward::<f64>(
-                &tensor(x.clone(), xs),
-                &tensor(w.clone(), ws),
-                &dyt,
-                &g,
-                true,
-                true,
-            );
+            let wspec = weight_spectrum::<f64>(&tensor(w.clone(), ws), &g);
+            let (dx, dw) =
+                backward::<f64>(&tensor(x.clone(), xs), Some(&wspec), &dyt, &g, true, true);
             let lhs_x = dot(&dy, &direct(&dir_x, &w, &g));
             let rhs_x = dot(dx.unwrap().as_slice::<f64>().unwrap(), &dir_x);
             assert!(
@@ -465,15 +666,55 @@ mod tests {
         let w = tensor(values(ws.iter().product(), 2), ws);
         let dy = values(g.batch * g.cout * g.oh * g.ow, 3);
         let dy = tensor(dy, [g.batch, g.cout, g.oh, g.ow]);
-        let (dx, dw) = backward::<f64>(&x, &w, &dy, &g, true, false);
+        let w = Some(weight_spectrum::<f64>(&w, &g));
+        let (dx, dw) = backward::<f64>(&x, w.as_ref(), &dy, &g, true, false);
         assert!(dx.is_some() && dw.is_none());
-        let (dx2, dw2) = backward::<f64>(&x, &w, &dy, &g, false, true);
+        let (dx2, dw2) = backward::<f64>(&x, None, &dy, &g, false, true);
         assert!(dx2.is_none() && dw2.is_some());
-        let both = backward::<f64>(&x, &w, &dy, &g, true, true);
+        let both = backward::<f64>(&x, w.as_ref(), &dy, &g, true, true);
         assert_eq!(
             dx.unwrap().as_slice::<f64>().unwrap(),
             both.0.unwrap().as_slice::<f64>().unwrap()
         );
+    }
+
+    #[test]
+    fn the_inference_cache_reuses_a_spectrum_only_for_the_same_unchanged_weight() {
+        // Geometry unique to this test (the cache is process-wide).
+        let (xs, ws) = ([2, 3, 13, 13], [5, 3, 5, 5]);
+        let g = ConvGeometry::new(&xs, &ws, [2, 2], [1, 1]);
+        let x_vals = values(xs.iter().product(), 7);
+        let w_vals = values(ws.iter().product(), 8);
+        let x = tensor(x_vals.clone(), xs);
+        let w = tensor(w_vals.clone(), ws);
+        let first = cached_weight_spectrum(&w, &g);
+        let again = cached_weight_spectrum(&w.clone(), &g);
+        assert!(
+            std::sync::Arc::ptr_eq(&first.data_arc(), &again.data_arc()),
+            "not reused"
+        );
+        // Writing to a clone copies the shared storage: a new weight, a new spectrum, and the
+        // cached one still belongs to the old values.
+        let mut w2 = w.clone();
+        w2.storage_mut::<f64>()[0] += 1.0;
+        let second = cached_weight_spectrum(&w2, &g);
+        assert!(!std::sync::Arc::ptr_eq(
+            &first.data_arc(),
+            &second.data_arc()
+        ));
+        let mut w2_vals = w_vals.clone();
+        w2_vals[0] += 1.0;
+        for (spec, wv) in [(&first, &w_vals), (&second, &w2_vals)] {
+            let y = forward::<f64>(&x, spec, &g);
+            for (a, b) in y
+                .as_slice::<f64>()
+                .unwrap()
+                .iter()
+                .zip(direct(&x_vals, wv, &g))
+            {
+                assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
