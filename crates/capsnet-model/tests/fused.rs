@@ -10,6 +10,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 use capsnet_model::{CapsNetConfig, DigitCaps, LossConfig, RoutingConfig};
+use capsnet_ops::ConvAlgorithm;
 use common::{f64_device, pseudo_random, tensor, values, weighted_sum};
 
 /// Largest absolute difference divided by the largest reference magnitude.
@@ -61,11 +62,11 @@ fn fused_convolution_matches_burn_conv2d_and_its_gradients() {
         let n = |s: [usize; 4]| s.iter().product::<usize>();
         let x0 = pseudo_random(n(xs), 1, 1.0);
         let w0 = pseudo_random(n(ws), 2, 0.3);
-        let run = |fused: bool| {
+        let run = |fused: Option<ConvAlgorithm>| {
             let x = tensor(x0.clone(), xs, &device).require_grad();
             let w = tensor(w0.clone(), ws, &device).require_grad();
-            let y = if fused {
-                capsnet_ops::conv2d(x.clone(), w.clone(), stride, padding)
+            let y = if let Some(algorithm) = fused {
+                capsnet_ops::conv2d_with(x.clone(), w.clone(), stride, padding, algorithm)
                     .expect("flex f64 has the fused convolution")
             } else {
                 conv2d(
@@ -82,12 +83,18 @@ fn fused_convolution_matches_burn_conv2d_and_its_gradients() {
                 values(w.grad(&grads).unwrap()),
             )
         };
-        let (y_g, dx_g, dw_g) = run(false);
-        let (y_f, dx_f, dw_f) = run(true);
-        let case = format!("{xs:?} {ws:?} stride {stride:?} padding {padding:?}");
-        assert_close(&format!("output {case}"), &y_g, &y_f, 1e-12);
-        assert_close(&format!("input gradient {case}"), &dx_g, &dx_f, 1e-12);
-        assert_close(&format!("weight gradient {case}"), &dw_g, &dw_f, 1e-12);
+        let (y_g, dx_g, dw_g) = run(None);
+        for algorithm in [
+            ConvAlgorithm::Auto,
+            ConvAlgorithm::Blocked,
+            ConvAlgorithm::Spectral,
+        ] {
+            let (y_f, dx_f, dw_f) = run(Some(algorithm));
+            let case = format!("{xs:?} {ws:?} stride {stride:?} padding {padding:?} {algorithm:?}");
+            assert_close(&format!("output {case}"), &y_g, &y_f, 1e-12);
+            assert_close(&format!("input gradient {case}"), &dx_g, &dx_f, 1e-12);
+            assert_close(&format!("weight gradient {case}"), &dw_g, &dw_f, 1e-12);
+        }
     }
 }
 

@@ -30,6 +30,19 @@ pub struct RouteOptions {
     pub eps: f64,
 }
 
+/// How the convolution runs (same function, different arithmetic order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvAlgorithm {
+    /// The backend's choice per layer (flex: the one with fewer estimated FLOPs; the
+    /// environment variable `CAPSNET_CONV=blocked|spectral` forces one, for A/B measurements).
+    #[default]
+    Auto,
+    /// GEMMs over blocks of the input (an im2col never built whole).
+    Blocked,
+    /// Channel mixing per frequency bin of the DFTs (see `flex/spectral.rs`).
+    Spectral,
+}
+
 /// One Adam update's hyper-parameters, as burn-optim's `Adam` uses them (f32 factors).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamStep {
@@ -54,6 +67,7 @@ pub trait CapsOps: Backend {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
     ) -> FloatTensor<Self>;
 
     /// Votes `û = u · W` and routing: `u` `[B, I, Din]`, `weight` `[I, Din, J·D]`, `bias`
@@ -87,6 +101,7 @@ pub trait CapsKernels: CapsOps {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
 
     /// `(∂x, ∂weight)` of [`CapsOps::caps_conv2d`], each only if asked for in `need`; `saved`
@@ -99,6 +114,7 @@ pub trait CapsKernels: CapsOps {
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
 
@@ -123,6 +139,7 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
         Option<FloatTensor<B>>,
         [usize; 2],
         [usize; 2],
+        ConvAlgorithm,
     );
 
     fn backward(
@@ -133,7 +150,7 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
     ) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, saved, stride, padding) = ops.state;
+        let (x, weight, saved, stride, padding, algorithm) = ops.state;
         let (dx, dw) = B::caps_conv2d_backward(
             x,
             weight,
@@ -141,6 +158,7 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
             grad,
             stride,
             padding,
+            algorithm,
             [node_x.is_some(), node_w.is_some()],
         );
         if let (Some(node), Some(dx)) = (node_x, dx) {
@@ -183,6 +201,7 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
     ) -> FloatTensor<Self> {
         match ConvBackward
             .prepare::<C>([x.node(), weight.node()])
@@ -191,14 +210,16 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let (out, saved) = B::caps_conv2d_saving(x.clone(), w.clone(), stride, padding);
-                prep.finish((x, w, saved, stride, padding), out)
+                let (out, saved) =
+                    B::caps_conv2d_saving(x.clone(), w.clone(), stride, padding, algorithm);
+                prep.finish((x, w, saved, stride, padding, algorithm), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::caps_conv2d(
                 x.into_primitive(),
                 weight.into_primitive(),
                 stride,
                 padding,
+                algorithm,
             )),
         }
     }

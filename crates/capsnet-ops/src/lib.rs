@@ -14,7 +14,7 @@ mod extension;
 #[cfg(feature = "flex")]
 mod flex;
 
-pub use extension::{AdamStep, CapsKernels, CapsOps, RouteOptions};
+pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions};
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
@@ -47,6 +47,17 @@ pub fn conv2d(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Option<Tensor<4>> {
+    conv2d_with(x, weight, stride, padding, ConvAlgorithm::Auto)
+}
+
+/// [`conv2d`] with the algorithm chosen by the caller (tests, A/B measurements).
+pub fn conv2d_with(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    algorithm: ConvAlgorithm,
+) -> Option<Tensor<4>> {
     let [_, cin, h, w] = x.dims();
     let [_, wcin, kh, kw] = weight.dims();
     let shapes_ok = cin == wcin
@@ -62,6 +73,7 @@ pub fn conv2d(
         weight.into_dispatch(),
         stride,
         padding,
+        algorithm,
     );
     Some(Tensor::from_dispatch(out))
 }

@@ -26,7 +26,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, TensorData};
 use burn_flex::FlexTensor;
 
-use crate::extension::{AdamStep, CapsKernels, CapsOps, RouteOptions};
+use crate::extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions};
 use conv::ConvGeometry;
 use routing::RouteShape;
 
@@ -48,19 +48,14 @@ impl Real for f64 {}
 /// flex's own (measured: conv1's 1·81 runs faster there; see docs/performance.md).
 const NATIVE_FORWARD_BELOW: usize = 256;
 
-/// How a convolution runs: as GEMMs over blocks of the input ([`conv`]) or through the
-/// frequency domain ([`spectral`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConvAlgorithm {
-    Blocked,
-    Spectral,
-}
-
-/// The algorithm for one convolution: the spectral one where its estimated FLOPs are under
-/// [`SPECTRAL_BELOW`] of the direct product's (its transforms are smaller, less efficient
-/// GEMMs), unless `CAPSNET_CONV=blocked|spectral` forces one (for A/B measurements).
-fn conv_algorithm(g: &ConvGeometry) -> ConvAlgorithm {
+/// The algorithm for one convolution. `Auto` is the spectral one where its estimated FLOPs
+/// are under [`SPECTRAL_BELOW`] of the direct product's (its transforms are smaller, less
+/// efficient GEMMs), unless `CAPSNET_CONV=blocked|spectral` forces one (for A/B measurements).
+fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
     static FORCED: std::sync::OnceLock<Option<ConvAlgorithm>> = std::sync::OnceLock::new();
+    if requested != ConvAlgorithm::Auto {
+        return requested;
+    }
     let forced = FORCED.get_or_init(|| match std::env::var("CAPSNET_CONV").as_deref() {
         Ok("blocked") => Some(ConvAlgorithm::Blocked),
         Ok("spectral") => Some(ConvAlgorithm::Spectral),
@@ -222,9 +217,10 @@ impl CapsOps for Flex {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
     ) -> FloatTensor<Self> {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
-        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+        if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
             // Inference: the weight's spectrum is reused while the weight is unchanged.
             let ws = spectral::cached_weight_spectrum(&weight, &g);
             return spectral_forward(&x, &ws, &g);
@@ -277,13 +273,15 @@ impl CapsKernels for Flex {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
-        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+        if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
             let ws = weight_spectrum(&weight, &g);
             return (spectral_forward(&x, &ws, &g), Some(ws));
         }
-        (Self::caps_conv2d(x, weight, stride, padding), None)
+        let blocked = ConvAlgorithm::Blocked;
+        (Self::caps_conv2d(x, weight, stride, padding, blocked), None)
     }
 
     fn caps_conv2d_backward(
@@ -293,10 +291,11 @@ impl CapsKernels for Flex {
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        algorithm: ConvAlgorithm,
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
-        if conv_algorithm(&g) == ConvAlgorithm::Spectral {
+        if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
             return spectral_backward(&x, &weight, saved, &grad, &g, need);
         }
         match x.dtype() {
