@@ -109,7 +109,7 @@ fn main() {
     let conv1_gflop = 2.0 * (b * 400 * 81 * 256) as f64 / 1e9;
     both("conv1 forward", Some(conv1_gflop), &mut |fused| {
         let x = images.clone().inner();
-        let c = conv1.clone().fork(&dev);
+        let c = conv1.valid();
         let _ = conv_forward(&c, x, fused).into_data();
     });
     both(
@@ -124,7 +124,7 @@ fn main() {
 
     // PrimaryCaps convolution: 256 → 256, 9×9, stride 2, 20×20 → 6×6.
     let prim = conv(&ad, 256, 256, 2);
-    let prim_inner = prim.clone().fork(&dev);
+    let prim_inner = prim.valid();
     let features =
         Tensor::<4>::random([b, 256, 20, 20], Distribution::Uniform(0.0, 1.0), &ad).require_grad();
     let prim_gflop = 2.0 * (b * 36 * 256 * 81 * 256) as f64 / 1e9;
@@ -168,7 +168,7 @@ fn main() {
 
     // The whole network and its loss.
     let mut net = CapsNetConfig::paper_mnist().init(&ad).unwrap();
-    let mut net_inner = net.clone().fork(&dev);
+    let mut net_inner = net.valid();
     let labels = Tensor::<1, Int>::from_data(
         TensorData::new((0..b as i64).map(|i| i % 10).collect::<Vec<_>>(), [b]),
         &ad,

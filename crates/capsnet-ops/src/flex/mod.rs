@@ -59,8 +59,8 @@ fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
     let forced = FORCED.get_or_init(|| match std::env::var("CAPSNET_CONV").as_deref() {
         Ok("blocked") => Some(ConvAlgorithm::Blocked),
         Ok("spectral") => Some(ConvAlgorithm::Spectral),
+        Ok("") | Err(_) => None,
         Ok(other) => panic!("CAPSNET_CONV={other:?}: expected \"blocked\" or \"spectral\""),
-        Err(_) => None,
     });
     forced.unwrap_or_else(|| {
         let (spectral, direct) = spectral::forward_flops(g);
