@@ -205,8 +205,8 @@ fn spectral_backward(
     // input gradient needs it).
     let ws = need[0].then(|| saved.unwrap_or_else(|| weight_spectrum(&w, g)));
     match x.dtype() {
-        DType::F32 => spectral::backward::<f32>(&x, ws.as_ref(), &grad, g, need[0], need[1]),
-        DType::F64 => spectral::backward::<f64>(&x, ws.as_ref(), &grad, g, need[0], need[1]),
+        DType::F32 => spectral::backward::<f32>(&x, ws, &grad, g, need[0], need[1]),
+        DType::F64 => spectral::backward::<f64>(&x, ws, &grad, g, need[0], need[1]),
         other => unsupported(other),
     }
 }
