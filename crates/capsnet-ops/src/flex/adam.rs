@@ -69,7 +69,7 @@ pub(crate) fn step<T: Real>(
                     *m1 = *m1 * b1 + g * f1;
                     *m2 = *m2 * b2 + (g * g) * f2;
                     let update = (*m1 * combined) / (m2.sqrt() + eps);
-                    *p = *p - update * lr;
+                    *p -= update * lr;
                 }
             });
     }

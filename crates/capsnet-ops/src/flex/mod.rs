@@ -38,6 +38,7 @@ pub(crate) trait Real:
     + Send
     + Sync
     + std::ops::AddAssign
+    + std::ops::SubAssign
     + std::fmt::Debug
 {
 }

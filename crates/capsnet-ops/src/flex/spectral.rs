@@ -374,7 +374,7 @@ impl Layout {
                     .zip(im2.par_chunks(1 << 14))
                     .for_each(|(a, s)| {
                         for (a, &s) in a.iter_mut().zip(s) {
-                            *a = *a - s;
+                            *a -= s;
                         }
                     });
             }
@@ -391,14 +391,14 @@ impl Layout {
                             let at = (k1 * co + o) * ci;
                             let (sr, si) = (&re[at..at + ci], &im[at..at + ci]);
                             for m in 0..ci {
-                                zr[m] = zr[m] + c * sr[m] - s * si[m];
-                                zi[m] = zi[m] + s * sr[m] + c * si[m];
+                                zr[m] += c * sr[m] - s * si[m];
+                                zi[m] += s * sr[m] + c * si[m];
                             }
                         }
                         for (v, &(c, s)) in col_cs.iter().enumerate() {
                             for m in 0..ci {
                                 let d = &mut dw_o[(m * kh + u) * kw + v];
-                                *d = *d + c * zr[m] - s * zi[m];
+                                *d += c * zr[m] - s * zi[m];
                             }
                         }
                     }
@@ -567,8 +567,8 @@ fn complex_combine<T: Real>(p: &mut FlexTensor, c: &FlexTensor, half: usize, sig
             let (pt, pb) = p.split_at_mut(half);
             let (ct, cb) = c.split_at(half);
             for k in 0..half {
-                pt[k] = pt[k] + sign * cb[k];
-                pb[k] = pb[k] - sign * ct[k];
+                pt[k] += sign * cb[k];
+                pb[k] -= sign * ct[k];
             }
         });
 }
@@ -705,7 +705,10 @@ mod tests {
 
     /// Shapes with odd and even grids, strides 1–3, padding, unused trailing input rows.
     /// The last one has a batch of several chunks (the last one partial).
-    const CASES: [([usize; 4], [usize; 4], [usize; 2], [usize; 2]); 6] = [
+    /// Input shape, weight shape, stride, padding.
+    type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2]);
+
+    const CASES: [Case; 6] = [
         ([2, 3, 9, 8], [4, 3, 3, 4], [1, 1], [0, 0]),
         ([3, 5, 10, 10], [4, 5, 5, 5], [2, 2], [0, 0]),
         ([2, 4, 9, 8], [3, 4, 3, 4], [2, 1], [1, 2]),
