@@ -328,84 +328,99 @@ impl Layout {
     /// The weight gradient `[Co, Ci, KH, KW]` from the spectra of the output gradient `dz`
     /// (`[bins, 2B, Co]`) and of the input `xs` (`[bins, 2B, Ci]`): per bin
     /// `dŴ = Σ_b conj(dẐ)·X̂`, i.e. `dWr = dZrᵀXr + dZiᵀXi` and `dWi = dZrᵀXi − dZiᵀXr`
-    /// (`[Co, Ci]` each), taken back to the kernel taps. One column `k₂` of bins at a time:
-    /// its `N₁` products, then for every output channel (in parallel) the inverse DFT along
-    /// `k₁` and that column's share of the sum along `k₂`, added to the channel's gradient.
-    /// So the whole gradient spectrum (`bins·2·Co·Ci` values) never exists at once.
-    fn w_grad<T: Real>(&self, dz: &FlexTensor, xs: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
-        let (b, co, ci) = (g.batch, g.cout, g.cin);
+    /// (`[Co, Ci]` each), taken back to the kernel taps. One
+    /// column `k₂` of bins at a time: its `N₁` products, then at once the inverse DFT along
+    /// `k₁` to the kernel rows; so the whole gradient spectrum (`bins·2·Co·Ci` values) never
+    /// exists, only its `KH` rows per column. Last, the sum along `k₂` to the kernel columns.
+    fn w_grad<T: Real>(&self, x: &FlexTensor, dy: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+        let (co, ci) = (g.cout, g.cin);
         let (n1, f2) = (self.plan.n1, self.plan.f2);
         let (kh, kw) = (g.kh, g.kw);
-        // e^{+iθ} along k1 → kernel row u, and α/(N₁N₂)·e^{+iφ} along k2 → kernel column v.
-        let mut row_cs = vec![(T::zero(), T::zero()); n1 * kh];
-        for k1 in 0..n1 {
-            for u in 0..kh {
+        let img = co * ci;
+        // e^{+iθ} along k1 → kernel row u: rows (ri, u), columns (k1, ri'), the real form
+        // [[cos, −sin], [sin, cos]].
+        let mut rows_of = vec![T::zero(); 2 * kh * 2 * n1];
+        for u in 0..kh {
+            for k1 in 0..n1 {
                 let t = angle(k1, self.w_rows.pos(u), n1);
-                row_cs[k1 * kh + u] = (cast(t.cos()), cast(t.sin()));
+                let (c, s) = (cast::<T>(t.cos()), cast::<T>(t.sin()));
+                let (re, im) = (u * 2 * n1, (kh + u) * 2 * n1);
+                rows_of[re + 2 * k1] = c;
+                rows_of[re + 2 * k1 + 1] = -s;
+                rows_of[im + 2 * k1] = s;
+                rows_of[im + 2 * k1 + 1] = c;
             }
         }
-        let scale = 1.0 / (self.plan.n1 * self.plan.n2) as f64;
-        let per_out = ci * kh * kw;
-        let mut dw = vec![T::zero(); co * per_out];
-        for k2 in 0..f2 {
-            let alpha = if k2 == 0 || 2 * k2 == self.plan.n2 {
-                1.0
-            } else {
-                2.0
-            };
-            let col_cs: Vec<(T, T)> = (0..kw)
-                .map(|v| {
-                    let t = angle(k2, self.w_cols.pos(v), self.plan.n2);
-                    (cast(alpha * scale * t.cos()), cast(alpha * scale * t.sin()))
-                })
-                .collect();
-            let dzk = dz.clone().narrow(0, k2 * n1, n1); // [N₁, 2B, Co]
-            let xk = xs.clone().narrow(0, k2 * n1, n1); // [N₁, 2B, Ci]
-            let re = matmul(dzk.clone().transpose(1, 2), xk.clone()); // [N₁, Co, Ci]
-            let mut im = matmul(
-                dzk.clone().narrow(1, 0, b).transpose(1, 2),
-                xk.clone().narrow(1, b, b),
+        let rows_of = tensor(rows_of, [2 * kh, 2 * n1]);
+        // z[k2][(ri, u)][(o, c)]: the gradient spectrum taken back to kernel rows.
+        let mut z = vec![T::zero(); f2 * 2 * kh * img];
+        // The batch a chunk at a time (the spectra of a chunk's input and output gradient),
+        // its share of every column added into z.
+        for b0 in (0..g.batch).step_by(CHUNK) {
+            let b = CHUNK.min(g.batch - b0);
+            let gc = ConvGeometry { batch: b, ..*g };
+            let xs = self.per_bin(
+                self.x_spectrum::<T>(&x.clone().narrow(0, b0, b), &gc),
+                b,
+                ci,
             );
-            let im2 = matmul(dzk.narrow(1, b, b).transpose(1, 2), xk.narrow(1, 0, b));
-            {
-                let im2 = contiguous_slice::<T>(&im2);
-                let im = im.storage_mut::<T>();
-                im.par_chunks_mut(1 << 14)
-                    .zip(im2.par_chunks(1 << 14))
-                    .for_each(|(a, s)| {
-                        for (a, &s) in a.iter_mut().zip(s) {
-                            *a -= s;
+            let dz = self.dz_spectrum::<T>(&dy.clone().narrow(0, b0, b), &gc);
+            let dz = contiguous_slice::<T>(&dz);
+            for (k2, z) in z.chunks_mut(2 * kh * img).enumerate() {
+                // Qᵀ = [[dZrᵀ, dZiᵀ], [−dZiᵀ, dZrᵀ]] ([2Co, 2B]) for the column's bins, so
+                // that Qᵀ·[Xr; Xi] = [dWr; dWi].
+                let mut q = vec![T::zero(); n1 * 4 * co * b];
+                let src = &dz[k2 * n1 * 2 * b * co..][..n1 * 2 * b * co];
+                q.par_chunks_mut(4 * co * b)
+                    .zip(src.par_chunks(2 * b * co))
+                    .for_each(|(q, d)| {
+                        let (dr, di) = d.split_at(b * co);
+                        for o in 0..co {
+                            for bi in 0..b {
+                                let (r, i) = (dr[bi * co + o], di[bi * co + o]);
+                                q[o * 2 * b + bi] = r;
+                                q[o * 2 * b + b + bi] = i;
+                                q[(co + o) * 2 * b + bi] = -i;
+                                q[(co + o) * 2 * b + b + bi] = r;
+                            }
+                        }
+                    });
+                let q = tensor(q, [n1, 2 * co, 2 * b]);
+                let xk = xs.clone().narrow(0, k2 * n1, n1); // [N₁, 2B, Ci]
+                let spec = matmul(q, xk).reshape(Shape::new([2 * n1, img])); // [(k1, ri), (o, c)]
+                let rows = matmul(rows_of.clone(), spec);
+                z.par_chunks_mut(1 << 14)
+                    .zip(contiguous_slice::<T>(&rows).par_chunks(1 << 14))
+                    .for_each(|(z, r)| {
+                        for (z, &r) in z.iter_mut().zip(r) {
+                            *z += r;
                         }
                     });
             }
-            drop(im2);
-            let (re, im) = (contiguous_slice::<T>(&re), contiguous_slice::<T>(&im));
-            dw.par_chunks_mut(per_out).enumerate().for_each_init(
-                || (vec![T::zero(); ci], vec![T::zero(); ci]),
-                |(zr, zi), (o, dw_o)| {
-                    for u in 0..kh {
-                        zr.fill(T::zero());
-                        zi.fill(T::zero());
-                        for k1 in 0..n1 {
-                            let (c, s) = row_cs[k1 * kh + u];
-                            let at = (k1 * co + o) * ci;
-                            let (sr, si) = (&re[at..at + ci], &im[at..at + ci]);
-                            for m in 0..ci {
-                                zr[m] += c * sr[m] - s * si[m];
-                                zi[m] += s * sr[m] + c * si[m];
-                            }
-                        }
-                        for (v, &(c, s)) in col_cs.iter().enumerate() {
-                            for m in 0..ci {
-                                let d = &mut dw_o[(m * kh + u) * kw + v];
-                                *d += c * zr[m] - s * zi[m];
-                            }
-                        }
-                    }
-                },
-            );
         }
-        tensor(dw, [co, ci, kh, kw])
+        // Along k2 → kernel column v, batched over rows u: out[u][v][img] =
+        // Σ_(k2, ri) A[v][(k2, ri)]·z[k2][ri][u][img], A = α/(N₁N₂)·[cos, −sin].
+        let scale = 1.0 / (self.plan.n1 * self.plan.n2) as f64;
+        let mut a = vec![T::zero(); kw * 2 * f2];
+        for v in 0..kw {
+            for k2 in 0..f2 {
+                let alpha = if k2 == 0 || 2 * k2 == self.plan.n2 {
+                    1.0
+                } else {
+                    2.0
+                };
+                let t = angle(k2, self.w_cols.pos(v), self.plan.n2);
+                a[v * 2 * f2 + 2 * k2] = cast(alpha * scale * t.cos());
+                a[v * 2 * f2 + 2 * k2 + 1] = cast(-alpha * scale * t.sin());
+            }
+        }
+        let z = tensor(z, [2 * f2 * kh * img]);
+        let zv = view::<T>(&z, &[kh, 2 * f2, img], &[img, kh * img, 1], 0);
+        let out = matmul(tensor(a, [1, kw, 2 * f2]), zv) // [KH, KW, (o, c)]
+            .permute(&[2, 0, 1])
+            .to_contiguous()
+            .reshape(Shape::new([co, ci, kh, kw]));
+        out
     }
 
     /// The output gradient's spectrum, `[bins, 2B, Co]` (`dy` placed at the strided output
@@ -637,7 +652,6 @@ pub(crate) fn backward<T: Real>(
     need_w: bool,
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
     let lay = Layout::new(g);
-    let (b, ci) = (g.batch, g.cin);
     let mut trace = Trace::new();
     let dx = need_x.then(|| {
         let ws = ws.expect("the input gradient needs the weight spectrum");
@@ -646,14 +660,9 @@ pub(crate) fn backward<T: Real>(
         dx
     });
     trace.mark("input gradient");
-    // dẐ of the output gradient placed at the strided positions, per bin [dZr; dZi] ([2B, Co]).
-    let dz = lay.dz_spectrum::<T>(dy, g);
-    trace.mark("dy DFT");
     let dw = need_w.then(|| {
-        let xs = lay.per_bin(lay.x_spectrum::<T>(x, g), b, ci);
-        trace.mark("x DFT");
-        let dw = lay.w_grad::<T>(&dz, &xs, g);
-        trace.mark("dw products and inverse DFT");
+        let dw = lay.w_grad::<T>(x, dy, g);
+        trace.mark("weight gradient");
         dw
     });
     trace.print("spectral backward", g);
