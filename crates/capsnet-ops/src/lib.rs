@@ -1,7 +1,9 @@
 //! CapsNet's hot paths as burn backend extensions, each with a hand-written backward pass.
 //!
-//! - [`conv2d`]: the convolution as GEMMs over blocks of input channels (no full im2col matrix,
-//!   the weight gradient as one GEMM per block instead of a dilated convolution);
+//! - [`conv2d`]: the convolution, per layer either as GEMMs over blocks of input channels (no full
+//!   im2col matrix, the weight gradient as one GEMM per block instead of a dilated convolution)
+//!   or in the frequency domain (one small complex product per DFT bin: PrimaryCaps), see
+//!   [`ConvAlgorithm`];
 //! - [`digit_caps`]: the DigitCaps votes `û = W u` and all iterations of routing-by-agreement
 //!   (Sabour et al. 2017, Procedure 1) fused per example, so no vote-sized tensor is stored;
 //! - [`adam`]: burn-optim's Adam update in one pass over each parameter.
