@@ -416,11 +416,10 @@ impl Layout {
         }
         let z = tensor(z, [2 * f2 * kh * img]);
         let zv = view::<T>(&z, &[kh, 2 * f2, img], &[img, kh * img, 1], 0);
-        let out = matmul(tensor(a, [1, kw, 2 * f2]), zv) // [KH, KW, (o, c)]
+        matmul(tensor(a, [1, kw, 2 * f2]), zv) // [KH, KW, (o, c)]
             .permute(&[2, 0, 1])
             .to_contiguous()
-            .reshape(Shape::new([co, ci, kh, kw]));
-        out
+            .reshape(Shape::new([co, ci, kh, kw]))
     }
 
     /// The output gradient's spectrum, `[bins, 2B, Co]` (`dy` placed at the strided output
