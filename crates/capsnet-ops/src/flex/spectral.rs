@@ -356,8 +356,9 @@ impl Layout {
         let mut z = vec![T::zero(); f2 * 2 * kh * img];
         // The batch a chunk at a time (the spectra of a chunk's input and output gradient),
         // its share of every column added into z.
-        for b0 in (0..g.batch).step_by(CHUNK) {
-            let b = CHUNK.min(g.batch - b0);
+        let chunk = chunk_examples(g);
+        for b0 in (0..g.batch).step_by(chunk) {
+            let b = chunk.min(g.batch - b0);
             let gc = ConvGeometry { batch: b, ..*g };
             let xs = self.per_bin(
                 self.x_spectrum::<T>(&x.clone().narrow(0, b0, b), &gc),
@@ -506,24 +507,41 @@ pub(crate) fn cached_weight_spectrum(w: &FlexTensor, g: &ConvGeometry) -> FlexTe
     spectrum
 }
 
-/// Examples per chunk of the batch: the spectra of the input, the output and their gradients
-/// (each `bins·2·chunk·channels` values) are made a chunk at a time, which bounds memory at
-/// large batches; the products' shapes barely change.
-const CHUNK: usize = 32;
+/// Largest batch-sized spectrum (`bins·2·chunk·channels` values) made at once: 3 Mi values,
+/// 12 MiB in f32, which is 32 examples of the paper's PrimaryCaps layer (the peak memory in
+/// results/bench was measured with that) and a whole batch of 64 of the quickstart's.
+const CHUNK_VALUES: usize = 3 << 20;
 
-/// `f` on the batch `[B, …]` of `t` a [`CHUNK`] of examples at a time (with the chunk's
+/// Examples per chunk of the batch: the spectra of the input, the output and their gradients
+/// are made a chunk at a time, which bounds memory at large batches (the products' shapes barely
+/// change). Chunks are as even as possible.
+pub(crate) fn chunk_examples(g: &ConvGeometry) -> usize {
+    // The unit tests use a small bound, so that their small shapes run in several chunks.
+    let limit = if cfg!(test) { 1 << 9 } else { CHUNK_VALUES };
+    chunk_examples_within(g, limit)
+}
+
+fn chunk_examples_within(g: &ConvGeometry, limit: usize) -> usize {
+    let per_example = Plan::new(g).bins() * 2 * g.cin.max(g.cout);
+    let most = (limit / per_example.max(1)).max(1);
+    let chunks = g.batch.div_ceil(most).max(1);
+    g.batch.div_ceil(chunks).max(1)
+}
+
+/// `f` on the batch `[B, …]` of `t` a chunk ([`chunk_examples`]) at a time (with the chunk's
 /// geometry), the results `[n, …]` concatenated along the batch.
 fn by_chunks<T: Real>(
     t: &FlexTensor,
     g: &ConvGeometry,
     f: impl Fn(&FlexTensor, &ConvGeometry) -> FlexTensor,
 ) -> FlexTensor {
-    if g.batch <= CHUNK {
+    let chunk = chunk_examples(g);
+    if g.batch <= chunk {
         return f(t, g);
     }
     let mut parts = Vec::new();
-    for b0 in (0..g.batch).step_by(CHUNK) {
-        let n = CHUNK.min(g.batch - b0);
+    for b0 in (0..g.batch).step_by(chunk) {
+        let n = chunk.min(g.batch - b0);
         let gc = ConvGeometry { batch: n, ..*g };
         parts.push(f(&t.clone().narrow(0, b0, n), &gc));
     }
@@ -712,7 +730,7 @@ mod tests {
     }
 
     /// Shapes with odd and even grids, strides 1–3, padding, unused trailing input rows.
-    /// The last one has a batch of several chunks (the last one partial).
+    /// The last one has a batch of several chunks (checked below).
     /// Input shape, weight shape, stride, padding.
     type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2]);
 
@@ -722,7 +740,7 @@ mod tests {
         ([2, 4, 9, 8], [3, 4, 3, 4], [2, 1], [1, 2]),
         ([1, 2, 11, 7], [2, 2, 4, 3], [3, 2], [0, 1]),
         ([2, 3, 20, 20], [3, 3, 9, 9], [2, 2], [0, 0]),
-        ([2 * CHUNK + 5, 2, 7, 6], [3, 2, 3, 3], [2, 1], [1, 0]),
+        ([69, 40, 5, 5], [50, 40, 3, 3], [1, 1], [0, 0]),
     ];
 
     #[test]
@@ -740,6 +758,30 @@ mod tests {
                 assert!((a - b).abs() < 1e-12, "case {i}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn chunks_are_even_and_bounded() {
+        // Every test case with a batch above 1 runs in several chunks.
+        for (xs, ws, stride, padding) in CASES {
+            let g = ConvGeometry::new(&xs, &ws, stride, padding);
+            assert!(
+                g.batch == 1 || chunk_examples(&g) < g.batch,
+                "{xs:?} in one chunk"
+            );
+        }
+        // The real bound: 32 of the paper's PrimaryCaps examples, a whole quickstart batch.
+        let within = |g: &ConvGeometry| chunk_examples_within(g, CHUNK_VALUES);
+        let paper = |b| ConvGeometry::new(&[b, 256, 20, 20], &[256, 256, 9, 9], [2, 2], [0, 0]);
+        assert_eq!(within(&paper(32)), 32);
+        assert_eq!(within(&paper(128)), 32);
+        assert_eq!(
+            within(&paper(100)),
+            25,
+            "even chunks: 4 of 25, not 3 of 32 and one of 4"
+        );
+        let quick = ConvGeometry::new(&[64, 64, 20, 20], &[64, 64, 9, 9], [2, 2], [0, 0]);
+        assert_eq!(within(&quick), 64);
     }
 
     #[test]
