@@ -5,7 +5,9 @@ use burn::tensor::Tensor;
 /// Default ε added under square roots so that gradients stay finite at a zero vector.
 ///
 /// Deviation from the paper (which has no ε): without it, `‖s‖` has an undefined gradient at
-/// `s = 0` and ports that omit it produce NaN (see `paper-and-peers.md`, pitfall 7).
+/// `s = 0`, and ports that omit it produce NaN gradients (reported, for example, in
+/// <https://github.com/XifengGuo/CapsNet-Keras/pull/83> and
+/// <https://github.com/jindongwang/Pytorch-CapsuleNet/issues/7>).
 pub const DEFAULT_EPS: f64 = 1e-8;
 
 /// Squashes vectors along `dim`: `v = ‖s‖² / (1 + ‖s‖²) · s / ‖s‖`.

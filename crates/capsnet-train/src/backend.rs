@@ -33,6 +33,11 @@ impl BackendKind {
         BackendKind::Cuda,
     ];
 
+    /// Every backend name, comma-separated (the one list error messages use).
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
     /// Parses a backend name (`flex`, `ndarray`, `tch`, `tch-cuda`, `wgpu`, `cuda`).
     pub fn parse(name: &str) -> Result<Self, BackendError> {
         Self::ALL
@@ -170,6 +175,10 @@ mod tests {
         }
         let err = BackendKind::parse("tpu").unwrap_err().to_string();
         assert!(err.contains("tpu") && err.contains("flex"), "{err}");
+        assert!(
+            err.ends_with("expected one of flex, ndarray, tch, tch-cuda, wgpu, cuda"),
+            "{err}"
+        );
     }
 
     #[test]

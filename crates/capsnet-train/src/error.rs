@@ -80,7 +80,10 @@ pub enum ConfigError {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The name is not a backend at all.
-    #[error("unknown backend `{0}`: expected one of flex, ndarray, tch, tch-cuda, wgpu, cuda")]
+    #[error(
+        "unknown backend `{0}`: expected one of {expected}",
+        expected = crate::backend::BackendKind::names()
+    )]
     Unknown(String),
     /// A known backend this binary was built without.
     #[error(
