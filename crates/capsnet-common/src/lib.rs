@@ -1,0 +1,62 @@
+//! Helpers shared by the burn crates and `xtask`, which must build in seconds and so never
+//! depends on burn. No dependencies.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Calendar fields of a UTC instant: `(year, month, day, hour, minute, second)`.
+pub type CivilTime = (i64, u32, u32, u64, u64, u64);
+
+/// UTC calendar date and time of `secs` seconds after the Unix epoch (Howard Hinnant's
+/// civil-from-days algorithm, exact for the proleptic Gregorian calendar).
+pub fn civil_utc(secs: u64) -> CivilTime {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC), for logs and reports.
+pub fn format_utc(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_utc(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC), for machine-read records.
+pub fn format_utc_rfc3339(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_utc(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(1_796_030_850), "2026-11-30 09:27:30");
+        assert_eq!(format_utc(1_795_829_461), "2026-11-28 01:31:01");
+        assert_eq!(format_utc_rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(
+            civil_utc(4_107_542_400),
+            (2100, 3, 1, 0, 0, 0),
+            "2100 is no leap year"
+        );
+    }
+}
