@@ -364,8 +364,7 @@ fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
 }
 
 fn matches(run: &Run, wanted: &toml::Table) -> bool {
-    let mut flat = BTreeMap::new();
-    flatten("", &Value::Table(wanted.clone()), &mut flat);
+    let flat = capsnet_common::flatten_toml(&Value::Table(wanted.clone()));
     flat.iter()
         .all(|(k, v)| run.config.get(k).is_some_and(|have| same_value(have, v)))
 }
@@ -376,24 +375,6 @@ fn same_value(a: &Value, b: &Value) -> bool {
             (*x as f64) == *y
         }
         _ => a == b,
-    }
-}
-
-fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-    match value {
-        Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.clone());
-        }
     }
 }
 
@@ -424,8 +405,7 @@ fn read_runs(raw: &Path) -> Result<Vec<Run>> {
                 .with_context(|| format!("missing {}", config_path.display()))?,
         )
         .with_context(|| format!("{} is invalid", config_path.display()))?;
-        let mut config = BTreeMap::new();
-        flatten("", &config_value, &mut config);
+        let config = capsnet_common::flatten_toml(&config_value);
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

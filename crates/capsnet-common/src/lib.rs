@@ -1,7 +1,33 @@
 //! Helpers shared by the burn crates and `xtask`, which must build in seconds and so never
-//! depends on burn. No dependencies.
+//! depends on burn. Its only dependency is `toml`.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A TOML value as `dotted.key → value`: tables are flattened, anything else (arrays
+/// included) is a value. A value that is not a table is one entry under the empty key.
+pub fn flatten_toml(value: &toml::Value) -> BTreeMap<String, toml::Value> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", value, &mut out);
+    out
+}
 
 /// Calendar fields of a UTC instant: `(year, month, day, hour, minute, second)`.
 pub type CivilTime = (i64, u32, u32, u64, u64, u64);
@@ -45,6 +71,27 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_flattens_to_dotted_keys() {
+        let v: toml::Value = toml::from_str(
+            "name = \"q\"\n[model]\nconv1_channels = 64\nrouting.iterations = 3\n[train]\nlr = [1, 2]\n",
+        )
+        .unwrap();
+        let flat = flatten_toml(&v);
+        let keys: Vec<_> = flat.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "model.conv1_channels",
+                "model.routing.iterations",
+                "name",
+                "train.lr"
+            ]
+        );
+        assert_eq!(flat["model.routing.iterations"], toml::Value::Integer(3));
+        assert!(flat["train.lr"].is_array());
+    }
 
     #[test]
     fn known_instants() {

@@ -335,30 +335,12 @@ fn read_file(
     Ok(())
 }
 
-/// A TOML document as `dotted.key → value` (tables flattened; arrays are values).
+/// A TOML document as `dotted.key → value` (tables flattened; arrays are values); empty when
+/// the text does not parse.
 pub fn flatten_toml(text: &str) -> BTreeMap<String, Value> {
-    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
-        match value {
-            Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(table) = text.parse::<Table>() {
-        walk("", &Value::Table(table), &mut out);
-    }
-    out
+    text.parse::<Table>()
+        .map(|table| capsnet_common::flatten_toml(&Value::Table(table)))
+        .unwrap_or_default()
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces (the rule
