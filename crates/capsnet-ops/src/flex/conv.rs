@@ -272,7 +272,7 @@ pub(crate) fn col2im_add<T: Real>(
 }
 
 /// `out += part`, element-wise, in parallel.
-fn add_assign<T: Real>(out: &mut [T], part: &[T]) {
+pub(crate) fn add_assign<T: Real>(out: &mut [T], part: &[T]) {
     out.par_chunks_mut(1 << 14)
         .zip(part.par_chunks(1 << 14))
         .for_each(|(o, p)| {

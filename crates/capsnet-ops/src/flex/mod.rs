@@ -223,7 +223,7 @@ impl CapsOps for Flex {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
         if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
             // Inference: the weight's spectrum is reused while the weight is unchanged.
-            let ws = spectral::cached_weight_spectrum(&weight, &g);
+            let ws = spectral::cached_weight_spectrum(&weight, &g, || weight_spectrum(&weight, &g));
             return spectral_forward(&x, &ws, &g);
         }
         if g.cin * g.taps() < NATIVE_FORWARD_BELOW {

@@ -32,7 +32,7 @@ use burn_flex::ops::matmul::matmul;
 use burn_flex::{FlexTensor, Layout as FlexLayout};
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
+use super::conv::{ConvGeometry, add_assign};
 use super::{Real, contiguous_slice, tensor};
 
 /// The frequency grid of one convolution.
@@ -198,6 +198,50 @@ pub(crate) fn forward_dft<T: Real>(
     matmul(tensor(b, [1, 2 * n1, 2 * nr]), t1)
 }
 
+/// A matrix `[m, n]` as `[1, m, n]`, to multiply a batch of matrices.
+fn batch_of_one(t: FlexTensor) -> FlexTensor {
+    let shape = t.layout().shape().to_vec();
+    t.reshape(Shape::new([1, shape[0], shape[1]]))
+}
+
+/// The inverse DFT along k1 to the points of `rows`, as a real `[(ri, r), (k1, ri')]` matrix:
+/// multiplying by e^{+iθ}, i.e. `[[cos, −sin], [sin, cos]]`.
+fn inverse_rows<T: Real>(rows: Axis, n1: usize) -> FlexTensor {
+    let nr = rows.count;
+    let mut b = vec![T::zero(); 2 * nr * 2 * n1];
+    for r in 0..nr {
+        for k1 in 0..n1 {
+            let t = angle(k1, rows.pos(r), n1);
+            let (c, s) = (cast::<T>(t.cos()), cast::<T>(t.sin()));
+            let re = r * 2 * n1;
+            let im_row = (nr + r) * 2 * n1;
+            b[re + 2 * k1] = c;
+            b[re + 2 * k1 + 1] = -s;
+            b[im_row + 2 * k1] = s;
+            b[im_row + 2 * k1 + 1] = c;
+        }
+    }
+    tensor(b, [2 * nr, 2 * n1])
+}
+
+/// The inverse real DFT from the half spectrum along k2 to the points of `cols`, as a real
+/// `[c, (k2, ri)]` matrix: `α_k2/(N₁N₂)·[cos, −sin]`, α = 1 for the bins that are their own
+/// mirror image (k2 = 0 and, for even N₂, N₂/2), else 2.
+fn inverse_cols<T: Real>(cols: Axis, p: &Plan) -> FlexTensor {
+    let (nc, f2) = (cols.count, p.f2);
+    let scale = 1.0 / (p.n1 * p.n2) as f64;
+    let mut a = vec![T::zero(); nc * 2 * f2];
+    for c in 0..nc {
+        for k2 in 0..f2 {
+            let alpha = if k2 == 0 || 2 * k2 == p.n2 { 1.0 } else { 2.0 };
+            let t = angle(k2, cols.pos(c), p.n2);
+            a[c * 2 * f2 + 2 * k2] = cast(alpha * scale * t.cos());
+            a[c * 2 * f2 + 2 * k2 + 1] = cast(-alpha * scale * t.sin());
+        }
+    }
+    tensor(a, [nc, 2 * f2])
+}
+
 /// Real images `[images, rows.count, cols.count]` from a half spectrum `[F₂, N₁·2, images]`
 /// (that of real data), at the grid positions of `rows` × `cols`.
 pub(crate) fn inverse_dft<T: Real>(
@@ -212,39 +256,14 @@ pub(crate) fn inverse_dft<T: Real>(
         return tensor(vec![T::zero(); n_img * nr * nc], [n_img, nr, nc]);
     }
     // Along k1 (complex → complex), batched over k2:
-    // z[k2][(ri, r)][img] = B[(ri, r)][(k1, ri')] · spec[k2][(k1, ri')][img], with
-    // B = [[cos, −sin], [sin, cos]] (multiplying by e^{+iθ}).
-    let mut b = vec![T::zero(); 2 * nr * 2 * n1];
-    for r in 0..nr {
-        for k1 in 0..n1 {
-            let t = angle(k1, rows.pos(r), n1);
-            let (c, s) = (cast::<T>(t.cos()), cast::<T>(t.sin()));
-            let re = r * 2 * n1;
-            let im_row = (nr + r) * 2 * n1;
-            b[re + 2 * k1] = c;
-            b[re + 2 * k1 + 1] = -s;
-            b[im_row + 2 * k1] = s;
-            b[im_row + 2 * k1 + 1] = c;
-        }
-    }
-    let z = matmul(tensor(b, [1, 2 * nr, 2 * n1]), spec); // [k2, (ri, r), img]
-    // Along k2 (half spectrum → real), batched over r: x[c] = Σ_k2 α_k2/(N₁N₂)·(Re z·cos −
-    // Im z·sin), α = 1 for the bins that are their own mirror image (k2 = 0 and, for even N₂,
-    // N₂/2), else 2. For a fixed r the rows (k2, ri) of z are evenly spaced.
-    let scale = 1.0 / (p.n1 * p.n2) as f64;
-    let mut a = vec![T::zero(); nc * 2 * f2];
-    for c in 0..nc {
-        for k2 in 0..f2 {
-            let alpha = if k2 == 0 || 2 * k2 == p.n2 { 1.0 } else { 2.0 };
-            let t = angle(k2, cols.pos(c), p.n2);
-            a[c * 2 * f2 + 2 * k2] = cast(alpha * scale * t.cos());
-            a[c * 2 * f2 + 2 * k2 + 1] = cast(-alpha * scale * t.sin());
-        }
-    }
+    // z[k2][(ri, r)][img] = B[(ri, r)][(k1, ri')] · spec[k2][(k1, ri')][img].
+    let z = matmul(batch_of_one(inverse_rows::<T>(rows, n1)), spec); // [k2, (ri, r), img]
+    // Along k2 (half spectrum → real), batched over r: x[c] = Σ_(k2, ri) A[c][(k2, ri)] ·
+    // z[k2][ri][r]. For a fixed r the rows (k2, ri) of z are evenly spaced.
     let z = z
         .reshape(Shape::new([2 * f2, nr, n_img]))
         .permute(&[1, 0, 2]); // [r, (k2, ri), img]
-    matmul(tensor(a, [1, nc, 2 * f2]), z) // [r, c, img]
+    matmul(batch_of_one(inverse_cols::<T>(cols, p)), z) // [r, c, img]
         .permute(&[2, 0, 1])
         .to_contiguous()
 }
@@ -337,29 +356,14 @@ impl Layout {
         let (n1, f2) = (self.plan.n1, self.plan.f2);
         let (kh, kw) = (g.kh, g.kw);
         let img = co * ci;
-        // e^{+iθ} along k1 → kernel row u: rows (ri, u), columns (k1, ri'), the real form
-        // [[cos, −sin], [sin, cos]].
-        let mut rows_of = vec![T::zero(); 2 * kh * 2 * n1];
-        for u in 0..kh {
-            for k1 in 0..n1 {
-                let t = angle(k1, self.w_rows.pos(u), n1);
-                let (c, s) = (cast::<T>(t.cos()), cast::<T>(t.sin()));
-                let (re, im) = (u * 2 * n1, (kh + u) * 2 * n1);
-                rows_of[re + 2 * k1] = c;
-                rows_of[re + 2 * k1 + 1] = -s;
-                rows_of[im + 2 * k1] = s;
-                rows_of[im + 2 * k1 + 1] = c;
-            }
-        }
-        let rows_of = tensor(rows_of, [2 * kh, 2 * n1]);
+        // Along k1 → kernel row u ([(ri, u), (k1, ri')]).
+        let rows_of = inverse_rows::<T>(self.w_rows, n1);
         // z[k2][(ri, u)][(o, c)]: the gradient spectrum taken back to kernel rows.
         let mut z = vec![T::zero(); f2 * 2 * kh * img];
         // The batch a chunk at a time (the spectra of a chunk's input and output gradient),
         // its share of every column added into z.
-        let chunk = chunk_examples(g);
-        for b0 in (0..g.batch).step_by(chunk) {
-            let b = chunk.min(g.batch - b0);
-            let gc = ConvGeometry { batch: b, ..*g };
+        for (b0, gc) in batch_chunks(g) {
+            let b = gc.batch;
             let xs = self.per_bin(
                 self.x_spectrum::<T>(&x.clone().narrow(0, b0, b), &gc),
                 b,
@@ -390,34 +394,14 @@ impl Layout {
                 let xk = xs.clone().narrow(0, k2 * n1, n1); // [N₁, 2B, Ci]
                 let spec = matmul(q, xk).reshape(Shape::new([2 * n1, img])); // [(k1, ri), (o, c)]
                 let rows = matmul(rows_of.clone(), spec);
-                z.par_chunks_mut(1 << 14)
-                    .zip(contiguous_slice::<T>(&rows).par_chunks(1 << 14))
-                    .for_each(|(z, r)| {
-                        for (z, &r) in z.iter_mut().zip(r) {
-                            *z += r;
-                        }
-                    });
+                add_assign(z, contiguous_slice::<T>(&rows));
             }
         }
         // Along k2 → kernel column v, batched over rows u: out[u][v][img] =
-        // Σ_(k2, ri) A[v][(k2, ri)]·z[k2][ri][u][img], A = α/(N₁N₂)·[cos, −sin].
-        let scale = 1.0 / (self.plan.n1 * self.plan.n2) as f64;
-        let mut a = vec![T::zero(); kw * 2 * f2];
-        for v in 0..kw {
-            for k2 in 0..f2 {
-                let alpha = if k2 == 0 || 2 * k2 == self.plan.n2 {
-                    1.0
-                } else {
-                    2.0
-                };
-                let t = angle(k2, self.w_cols.pos(v), self.plan.n2);
-                a[v * 2 * f2 + 2 * k2] = cast(alpha * scale * t.cos());
-                a[v * 2 * f2 + 2 * k2 + 1] = cast(-alpha * scale * t.sin());
-            }
-        }
+        // Σ_(k2, ri) A[v][(k2, ri)]·z[k2][ri][u][img].
         let z = tensor(z, [2 * f2 * kh * img]);
         let zv = view::<T>(&z, &[kh, 2 * f2, img], &[img, kh * img, 1], 0);
-        matmul(tensor(a, [1, kw, 2 * f2]), zv) // [KH, KW, (o, c)]
+        matmul(batch_of_one(inverse_cols::<T>(self.w_cols, &self.plan)), zv) // [KH, KW, (o, c)]
             .permute(&[2, 0, 1])
             .to_contiguous()
             .reshape(Shape::new([co, ci, kh, kw]))
@@ -455,7 +439,7 @@ pub(crate) fn weight_spectrum<T: Real>(w: &FlexTensor, g: &ConvGeometry) -> Flex
 /// means the same weight values. An entry whose weight nobody else holds any more is dropped.
 struct CachedSpectrum {
     weight: FlexTensor,
-    geometry: (usize, usize, usize, usize, Plan),
+    plan: Plan,
     spectrum: FlexTensor,
 }
 
@@ -466,15 +450,20 @@ const CACHE_ENTRIES: usize = 4;
 
 /// The weight's spectrum for an inference call: computed once per weight and reused while
 /// the same, unchanged weight storage comes back (a trained network's layers, batch after
-/// batch). Training passes go through [`weight_spectrum`] instead.
-pub(crate) fn cached_weight_spectrum(w: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+/// batch); `compute` makes it on a miss. Training passes go through [`weight_spectrum`]
+/// directly. The weight's layout (so its shape) and dtype are part of the key, with the grid.
+pub(crate) fn cached_weight_spectrum(
+    w: &FlexTensor,
+    g: &ConvGeometry,
+    compute: impl FnOnce() -> FlexTensor,
+) -> FlexTensor {
     let data = w.data_arc();
-    let geometry = (g.cin, g.cout, g.kh, g.kw, Plan::new(g));
+    let plan = Plan::new(g);
     let same = |c: &CachedSpectrum| {
         std::sync::Arc::ptr_eq(&c.weight.data_arc(), &data)
             && c.weight.layout() == w.layout()
             && c.weight.dtype() == w.dtype()
-            && c.geometry == geometry
+            && c.plan == plan
     };
     let lock = || {
         CACHE
@@ -489,17 +478,13 @@ pub(crate) fn cached_weight_spectrum(w: &FlexTensor, g: &ConvGeometry) -> FlexTe
             return c.spectrum.clone();
         }
     }
-    let w_contiguous = w.to_contiguous();
-    let spectrum = match w.dtype() {
-        burn::tensor::DType::F64 => weight_spectrum::<f64>(&w_contiguous, g),
-        _ => weight_spectrum::<f32>(&w_contiguous, g),
-    };
+    let spectrum = compute();
     let mut cache = lock();
     cache.insert(
         0,
         CachedSpectrum {
             weight: w.clone(),
-            geometry,
+            plan,
             spectrum: spectrum.clone(),
         },
     );
@@ -528,23 +513,28 @@ fn chunk_examples_within(g: &ConvGeometry, limit: usize) -> usize {
     g.batch.div_ceil(chunks).max(1)
 }
 
-/// `f` on the batch `[B, …]` of `t` a chunk ([`chunk_examples`]) at a time (with the chunk's
-/// geometry), the results `[n, …]` concatenated along the batch.
+/// The batch's chunks ([`chunk_examples`]): first example and the chunk's geometry.
+fn batch_chunks(g: &ConvGeometry) -> impl Iterator<Item = (usize, ConvGeometry)> + '_ {
+    let chunk = chunk_examples(g);
+    (0..g.batch).step_by(chunk).map(move |b0| {
+        let batch = chunk.min(g.batch - b0);
+        (b0, ConvGeometry { batch, ..*g })
+    })
+}
+
+/// `f` on the batch `[B, …]` of `t` a chunk at a time (with the chunk's geometry), the results
+/// `[n, …]` concatenated along the batch.
 fn by_chunks<T: Real>(
     t: &FlexTensor,
     g: &ConvGeometry,
     f: impl Fn(&FlexTensor, &ConvGeometry) -> FlexTensor,
 ) -> FlexTensor {
-    let chunk = chunk_examples(g);
-    if g.batch <= chunk {
+    if g.batch <= chunk_examples(g) {
         return f(t, g);
     }
-    let mut parts = Vec::new();
-    for b0 in (0..g.batch).step_by(chunk) {
-        let n = chunk.min(g.batch - b0);
-        let gc = ConvGeometry { batch: n, ..*g };
-        parts.push(f(&t.clone().narrow(0, b0, n), &gc));
-    }
+    let parts: Vec<_> = batch_chunks(g)
+        .map(|(b0, gc)| f(&t.clone().narrow(0, b0, gc.batch), &gc))
+        .collect();
     let mut shape = parts[0].layout().shape().to_vec();
     shape[0] = g.batch;
     let mut out = Vec::with_capacity(shape.iter().product());
@@ -844,8 +834,8 @@ mod tests {
         let w_vals = values(ws.iter().product(), 8);
         let x = tensor(x_vals.clone(), xs);
         let w = tensor(w_vals.clone(), ws);
-        let first = cached_weight_spectrum(&w, &g);
-        let again = cached_weight_spectrum(&w.clone(), &g);
+        let first = cached_weight_spectrum(&w, &g, || weight_spectrum::<f64>(&w, &g));
+        let again = cached_weight_spectrum(&w.clone(), &g, || unreachable!("a hit"));
         assert!(
             std::sync::Arc::ptr_eq(&first.data_arc(), &again.data_arc()),
             "not reused"
@@ -854,7 +844,7 @@ mod tests {
         // cached one still belongs to the old values.
         let mut w2 = w.clone();
         w2.storage_mut::<f64>()[0] += 1.0;
-        let second = cached_weight_spectrum(&w2, &g);
+        let second = cached_weight_spectrum(&w2, &g, || weight_spectrum::<f64>(&w2, &g));
         assert!(!std::sync::Arc::ptr_eq(
             &first.data_arc(),
             &second.data_arc()
