@@ -105,8 +105,8 @@ pub trait CapsKernels: CapsOps {
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
 
     /// `(∂x, ∂weight)` of [`CapsOps::caps_conv2d`], each only if asked for in `need`; `saved`
-    /// is what [`CapsKernels::caps_conv2d_saving`] returned.
-    #[allow(clippy::too_many_arguments)]
+    /// is what [`CapsKernels::caps_conv2d_saving`] returned, and says which algorithm the
+    /// forward pass ran.
     fn caps_conv2d_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -114,7 +114,6 @@ pub trait CapsKernels: CapsOps {
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
-        algorithm: ConvAlgorithm,
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
 
@@ -139,7 +138,6 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
         Option<FloatTensor<B>>,
         [usize; 2],
         [usize; 2],
-        ConvAlgorithm,
     );
 
     fn backward(
@@ -150,7 +148,7 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
     ) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, saved, stride, padding, algorithm) = ops.state;
+        let (x, weight, saved, stride, padding) = ops.state;
         let (dx, dw) = B::caps_conv2d_backward(
             x,
             weight,
@@ -158,7 +156,6 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
             grad,
             stride,
             padding,
-            algorithm,
             [node_x.is_some(), node_w.is_some()],
         );
         if let (Some(node), Some(dx)) = (node_x, dx) {
@@ -212,7 +209,7 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
                 let (x, w) = (x.into_primitive(), weight.into_primitive());
                 let (out, saved) =
                     B::caps_conv2d_saving(x.clone(), w.clone(), stride, padding, algorithm);
-                prep.finish((x, w, saved, stride, padding, algorithm), out)
+                prep.finish((x, w, saved, stride, padding), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::caps_conv2d(
                 x.into_primitive(),

@@ -195,16 +195,15 @@ fn spectral_forward(x: &FlexTensor, ws: &FlexTensor, g: &ConvGeometry) -> FlexTe
 
 fn spectral_backward(
     x: &FlexTensor,
-    w: &FlexTensor,
-    saved: Option<FlexTensor>,
+    ws: FlexTensor,
     grad: &FlexTensor,
     g: &ConvGeometry,
     need: [bool; 2],
 ) -> (Option<FlexTensor>, Option<FlexTensor>) {
-    let [x, w, grad] = [x, w, grad].map(contiguous);
-    // The weight spectrum saved by the forward pass, else computed now (and only if the
-    // input gradient needs it).
-    let ws = need[0].then(|| saved.unwrap_or_else(|| weight_spectrum(&w, g)));
+    let [x, grad] = [x, grad].map(contiguous);
+    // The input gradient needs the weight spectrum (the forward pass's), the weight gradient
+    // does not.
+    let ws = need[0].then_some(ws);
     match x.dtype() {
         DType::F32 => spectral::backward::<f32>(&x, ws, &grad, g, need[0], need[1]),
         DType::F64 => spectral::backward::<f64>(&x, ws, &grad, g, need[0], need[1]),
@@ -292,12 +291,13 @@ impl CapsKernels for Flex {
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
-        algorithm: ConvAlgorithm,
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
-        if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
-            return spectral_backward(&x, &weight, saved, &grad, &g, need);
+        // The forward pass saved the weight spectrum exactly when it ran in the frequency
+        // domain.
+        if let Some(ws) = saved {
+            return spectral_backward(&x, ws, &grad, &g, need);
         }
         match x.dtype() {
             DType::F32 => conv::backward::<f32>(x, weight, grad, &g, need[0], need[1]),
