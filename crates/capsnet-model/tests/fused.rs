@@ -1,6 +1,7 @@
-//! capsnet-ops' fused kernels against burn's generic operations, in f64 on flex: outputs and
-//! every gradient of the convolution and of DigitCaps votes + routing (all routing options),
-//! then whole networks with the kernels on and off. (Each test is its own process under
+//! capsnet-ops' fused kernels against burn's generic operations, in f64 on flex (or on LibTorch's
+//! CPU with `CAPSNET_TEST_BACKEND=tch`, see `common::test_backend`): outputs and every gradient
+//! of the convolution and of DigitCaps votes + routing (all routing options), then whole
+//! networks with the kernels on and off. (Each test is its own process under
 //! nextest, so the f64 device setting does not leak.)
 
 mod common;
@@ -37,7 +38,7 @@ fn assert_close(name: &str, reference: &[f64], other: &[f64], tol: f64) {
 }
 
 #[test]
-fn fused_kernels_are_available_on_flex_only_in_f32_and_f64() {
+fn fused_kernels_are_available_on_flex_and_tch_only_in_f32_and_f64() {
     use burn::tensor::{DType, Device};
     let flex = Device::flex();
     assert!(capsnet_ops::fused_available(&flex, DType::F32));
@@ -49,6 +50,16 @@ fn fused_kernels_are_available_on_flex_only_in_f32_and_f64() {
     #[allow(deprecated)] // burn-ndarray: the backend without the kernels
     let ndarray = Device::ndarray();
     assert!(!capsnet_ops::fused_available(&ndarray, DType::F32));
+    #[cfg(feature = "tch")]
+    {
+        #[allow(deprecated)] // burn-tch: deprecated upstream, kept as the libtorch path
+        let tch = Device::libtorch();
+        assert!(capsnet_ops::fused_available(
+            &tch.clone().autodiff(),
+            DType::F32
+        ));
+        assert!(!capsnet_ops::fused_available(&tch, DType::F16));
+    }
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! `CapsOps` is a burn 0.22 backend extension (`#[backend_extension]`): the macro generates its
 //! implementation for `Dispatch`, which routes a call to the concrete backend of the tensors'
-//! device (`Flex`) or, for tensors with autodiff on, to `Autodiff<Flex>`, implemented here with a
-//! hand-written backward pass. `CapsKernels` holds the backward kernels the autodiff
+//! device (`Flex`, `LibTorch`) or, for tensors with autodiff on, to `Autodiff<Flex>` /
+//! `Autodiff<LibTorch>`, implemented here with a hand-written backward pass. `CapsKernels` holds the backward kernels the autodiff
 //! implementation calls on the inner backend; it never goes through `Dispatch`.
 
 use burn::backend::autodiff::{
@@ -59,7 +59,7 @@ pub struct AdamStep {
 }
 
 /// CapsNet's fused operations.
-#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+#[backend_extension(Flex: cfg(feature = "flex"), LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait CapsOps: Backend {
     /// 2-D convolution without bias, groups or dilation: `[B, Ci, H, W] ⊛ [Co, Ci, KH, KW]`.
     fn caps_conv2d(
@@ -91,54 +91,72 @@ pub trait CapsOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
+/// What a training forward pass keeps for its backward pass.
+#[derive(Debug, Clone)]
+pub struct Saved<B: Backend, const N: usize> {
+    /// The operation's inputs as the backward pass wants them back: the inputs themselves
+    /// (flex), or the leaves of the libtorch autograd graph built over them (tch).
+    pub inputs: [FloatTensor<B>; N],
+    /// What the backward pass reuses instead of recomputing it: the weight's spectrum when
+    /// flex ran the convolution in the frequency domain; the output with its libtorch autograd
+    /// graph on tch.
+    pub extra: Option<FloatTensor<B>>,
+}
+
+impl<B: Backend, const N: usize> Saved<B, N> {
+    /// Keeps the inputs and nothing else (the backward pass recomputes what it needs).
+    pub fn inputs(inputs: [FloatTensor<B>; N]) -> Self {
+        Self {
+            inputs,
+            extra: None,
+        }
+    }
+}
+
 /// Backward kernels of [`CapsOps`] on a concrete backend.
 pub trait CapsKernels: CapsOps {
-    /// [`CapsOps::caps_conv2d`] for training: also returns what the backward pass can reuse
-    /// instead of recomputing it (the weight's spectrum, when the convolution runs in the
-    /// frequency domain).
+    /// [`CapsOps::caps_conv2d`] for training: also returns what the backward pass needs.
     fn caps_conv2d_saving(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
         algorithm: ConvAlgorithm,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
+    ) -> (FloatTensor<Self>, Saved<Self, 2>);
 
     /// `(∂x, ∂weight)` of [`CapsOps::caps_conv2d`], each only if asked for in `need`; `saved`
-    /// is what [`CapsKernels::caps_conv2d_saving`] returned, and says which algorithm the
-    /// forward pass ran.
+    /// is what [`CapsKernels::caps_conv2d_saving`] returned.
     fn caps_conv2d_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        saved: Option<FloatTensor<Self>>,
+        saved: Saved<Self, 2>,
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
 
-    /// `[∂u, ∂weight, ∂bias]` of the parents of [`CapsOps::caps_digit_route`].
-    fn caps_digit_route_backward(
+    /// [`CapsOps::caps_digit_route`] for training: also returns what the backward pass needs.
+    fn caps_digit_route_saving(
         u: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        options: RouteOptions,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, Saved<Self, 3>);
+
+    /// `[∂u, ∂weight, ∂bias]` of the parents of [`CapsOps::caps_digit_route`] (at least those
+    /// asked for in `need`); `saved` is what [`CapsKernels::caps_digit_route_saving`] returned.
+    fn caps_digit_route_backward(
+        saved: Saved<Self, 3>,
         grad: FloatTensor<Self>,
         options: RouteOptions,
-        need_bias: bool,
-    ) -> [FloatTensor<Self>; 3];
+        need: [bool; 3],
+    ) -> [Option<FloatTensor<Self>>; 3];
 }
 
 #[derive(Debug)]
 struct ConvBackward;
 
 impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
-    type State = (
-        FloatTensor<B>,
-        FloatTensor<B>,
-        Option<FloatTensor<B>>,
-        [usize; 2],
-        [usize; 2],
-    );
+    type State = (Saved<B, 2>, [usize; 2], [usize; 2]);
 
     fn backward(
         self,
@@ -148,10 +166,8 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
     ) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, saved, stride, padding) = ops.state;
+        let (saved, stride, padding) = ops.state;
         let (dx, dw) = B::caps_conv2d_backward(
-            x,
-            weight,
             saved,
             grad,
             stride,
@@ -171,7 +187,7 @@ impl<B: CapsKernels> Backward<B, 2> for ConvBackward {
 struct RouteBackward;
 
 impl<B: CapsKernels> Backward<B, 3> for RouteBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, RouteOptions);
+    type State = (Saved<B, 3>, RouteOptions);
 
     fn backward(
         self,
@@ -181,11 +197,11 @@ impl<B: CapsKernels> Backward<B, 3> for RouteBackward {
     ) {
         let [node_u, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (u, weight, bias, options) = ops.state;
-        let [du, dw, db] =
-            B::caps_digit_route_backward(u, weight, bias, grad, options, node_b.is_some());
+        let (saved, options) = ops.state;
+        let need = [node_u.is_some(), node_w.is_some(), node_b.is_some()];
+        let [du, dw, db] = B::caps_digit_route_backward(saved, grad, options, need);
         for (node, g) in [(node_u, du), (node_w, dw), (node_b, db)] {
-            if let Some(node) = node {
+            if let (Some(node), Some(g)) = (node, g) {
                 grads.register::<B>(node.id, g);
             }
         }
@@ -207,9 +223,8 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let (x, w) = (x.into_primitive(), weight.into_primitive());
-                let (out, saved) =
-                    B::caps_conv2d_saving(x.clone(), w.clone(), stride, padding, algorithm);
-                prep.finish((x, w, saved, stride, padding), out)
+                let (out, saved) = B::caps_conv2d_saving(x, w, stride, padding, algorithm);
+                prep.finish((saved, stride, padding), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::caps_conv2d(
                 x.into_primitive(),
@@ -238,10 +253,9 @@ impl<B: CapsKernels, C: CheckpointStrategy> CapsOps for Autodiff<B, C> {
                     weight.into_primitive(),
                     bias.into_primitive(),
                 );
-                let (parents, history) =
-                    B::caps_digit_route(u.clone(), w.clone(), b.clone(), options);
+                let (parents, history, saved) = B::caps_digit_route_saving(u, w, b, options);
                 (
-                    prep.finish((u, w, b, options), parents),
+                    prep.finish((saved, options), parents),
                     FloatTensor::<Self>::new(history),
                 )
             }

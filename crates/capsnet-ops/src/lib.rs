@@ -8,15 +8,23 @@
 //!   (Sabour et al. 2017, Procedure 1) fused per example, so no vote-sized tensor is stored;
 //! - [`adam`]: burn-optim's Adam update in one pass over each parameter.
 //!
+//! On `tch` the same operations run as libtorch computations differentiated by libtorch's own
+//! autograd (its `convolution_backward`, not burn's generic transposed convolution), and Adam
+//! as in-place libtorch updates.
+//!
 //! Each function returns `None` when the tensors' backend and float type have no kernels here
-//! (today: everything but `flex` in f32/f64): the caller then runs its generic path, which stays
+//! (today: everything but `flex` and `tch` in f32/f64): the caller then runs its generic path, which stays
 //! the reference the fused kernels are tested against. [`fused_available`] says which.
 
+// The extension macro names burn-tch's `LibTorch`, which burn deprecates (see src/tch.rs).
+#[cfg_attr(feature = "tch", allow(deprecated))]
 mod extension;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "tch")]
+mod tch;
 
-pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions};
+pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
@@ -32,6 +40,16 @@ fn backend_has_kernels(device: &Device) -> bool {
     {
         let inner = device.clone().without_autodiff();
         if matches!(inner.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
+            return true;
+        }
+    }
+    #[cfg(feature = "tch")]
+    {
+        let inner = device.clone().without_autodiff();
+        if matches!(
+            inner.as_dispatch(),
+            burn::backend::DispatchDevice::LibTorch(_)
+        ) {
             return true;
         }
     }

@@ -3,20 +3,41 @@
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
-/// A flex autodiff device whose default float type is f64 (for gradient checks).
+/// The backend the model tests run on: flex, or LibTorch's CPU with `CAPSNET_TEST_BACKEND=tch`
+/// in a build with the `tch` feature (the fused kernels are then libtorch's; see
+/// docs/backends.md for the command).
+pub fn test_backend() -> Device {
+    match std::env::var("CAPSNET_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("" | "flex") => Device::flex(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)] // burn-tch: deprecated upstream, kept as the libtorch path
+        Ok("tch") => Device::libtorch(),
+        Ok(other) => panic!(
+            "CAPSNET_TEST_BACKEND={other:?}: this test build runs on \"flex\"{}",
+            if cfg!(feature = "tch") {
+                " or \"tch\""
+            } else {
+                " (build with --features tch for \"tch\")"
+            }
+        ),
+    }
+}
+
+/// An autodiff device of [`test_backend`] whose default float type is f64 (for gradient
+/// checks).
 ///
 /// Device settings are per process; nextest runs each test in its own process.
 pub fn f64_device() -> Device {
-    let mut device = Device::flex();
+    let mut device = test_backend();
     device
         .configure(FloatDType::F64)
         .expect("configure f64 before any tensor exists (run the tests with cargo nextest)");
     device.autodiff()
 }
 
-/// A flex autodiff device with the default f32 floats.
+/// An autodiff device of [`test_backend`] with the default f32 floats.
 pub fn f32_device() -> Device {
-    Device::flex().autodiff()
+    test_backend().autodiff()
 }
 
 /// Builds a tensor from values and a shape.

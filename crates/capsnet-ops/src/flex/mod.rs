@@ -26,7 +26,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, TensorData};
 use burn_flex::FlexTensor;
 
-use crate::extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions};
+use crate::extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 use conv::ConvGeometry;
 use routing::RouteShape;
 
@@ -274,29 +274,36 @@ impl CapsKernels for Flex {
         stride: [usize; 2],
         padding: [usize; 2],
         algorithm: ConvAlgorithm,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+    ) -> (FloatTensor<Self>, Saved<Self, 2>) {
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
         if conv_algorithm(algorithm, &g) == ConvAlgorithm::Spectral {
             let ws = weight_spectrum(&weight, &g);
-            return (spectral_forward(&x, &ws, &g), Some(ws));
+            let out = spectral_forward(&x, &ws, &g);
+            return (
+                out,
+                Saved {
+                    inputs: [x, weight],
+                    extra: Some(ws),
+                },
+            );
         }
         let blocked = ConvAlgorithm::Blocked;
-        (Self::caps_conv2d(x, weight, stride, padding, blocked), None)
+        let out = Self::caps_conv2d(x.clone(), weight.clone(), stride, padding, blocked);
+        (out, Saved::inputs([x, weight]))
     }
 
     fn caps_conv2d_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        saved: Option<FloatTensor<Self>>,
+        saved: Saved<Self, 2>,
         grad: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
         need: [bool; 2],
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        let [x, weight] = saved.inputs;
         let g = ConvGeometry::new(&dims(&x), &dims(&weight), stride, padding);
         // The forward pass saved the weight spectrum exactly when it ran in the frequency
         // domain.
-        if let Some(ws) = saved {
+        if let Some(ws) = saved.extra {
             return spectral_backward(&x, ws, &grad, &g, need);
         }
         match x.dtype() {
@@ -306,19 +313,31 @@ impl CapsKernels for Flex {
         }
     }
 
-    fn caps_digit_route_backward(
+    fn caps_digit_route_saving(
         u: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        options: RouteOptions,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, Saved<Self, 3>) {
+        // Nothing vote-sized is kept: the backward pass recomputes the routing per example.
+        let (parents, history) =
+            Self::caps_digit_route(u.clone(), weight.clone(), bias.clone(), options);
+        (parents, history, Saved::inputs([u, weight, bias]))
+    }
+
+    fn caps_digit_route_backward(
+        saved: Saved<Self, 3>,
         grad: FloatTensor<Self>,
         options: RouteOptions,
-        need_bias: bool,
-    ) -> [FloatTensor<Self>; 3] {
+        need: [bool; 3],
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        let [u, weight, bias] = saved.inputs;
         let sh = route_shape(&u, &weight, &options);
-        match u.dtype() {
-            DType::F32 => route_backward::<f32>(&u, &weight, &bias, &grad, &sh, need_bias),
-            DType::F64 => route_backward::<f64>(&u, &weight, &bias, &grad, &sh, need_bias),
+        let [du, dw, db] = match u.dtype() {
+            DType::F32 => route_backward::<f32>(&u, &weight, &bias, &grad, &sh, need[2]),
+            DType::F64 => route_backward::<f64>(&u, &weight, &bias, &grad, &sh, need[2]),
             other => unsupported(other),
-        }
+        };
+        [Some(du), Some(dw), need[2].then_some(db)]
     }
 }
