@@ -182,8 +182,15 @@ fn writable(t: TchTensor) -> TchTensor {
     }
 }
 
-/// burn-optim's Adam (the arithmetic of `flex/adam.rs`), as in-place libtorch updates of the
-/// parameter and moments: seven kernels, two temporaries.
+/// burn-optim's Adam as in-place libtorch updates of the parameter and moments: seven passes,
+/// two temporaries (tch has no binding for libtorch's fused or multi-tensor Adam). The moments
+/// are linear interpolations, `m₁ + (1−β₁)(g − m₁) = β₁m₁ + (1−β₁)g`, so the arithmetic order
+/// (not the function) differs from burn-optim's and `flex/adam.rs`'s:
+///
+/// ```text
+/// m₁ = lerp(m₁, g, 1−β₁);  m₂ = lerp(m₂, g², 1−β₂)
+/// p  = p − (lr·c · m₁) / (√m₂ + ε·√(1−β₂ᵗ)),   c = √(1−β₂ᵗ) / (1−β₁ᵗ)
+/// ```
 fn adam(
     param: TchTensor,
     grad: TchTensor,
@@ -198,15 +205,8 @@ fn adam(
     let (mut p, mut m1, mut m2) = (writable(param), writable(moment_1), writable(moment_2));
     let g = &grad.tensor;
     tch::no_grad(|| {
-        // m₁ = m₁·β₁ + g·(1−β₁)
-        let _ = m1.tensor.g_mul_scalar_(f64::from(s.beta_1));
-        let _ = m1.tensor.g_add_(&g.g_mul_scalar(f64::from(1.0 - s.beta_1)));
-        // m₂ = m₂·β₂ + (g·(1−β₂))·g
-        let _ = m2.tensor.g_mul_scalar_(f64::from(s.beta_2));
-        let _ = m2
-            .tensor
-            .addcmul_(&g.g_mul_scalar(f64::from(1.0 - s.beta_2)), g);
-        // p −= lr · (m₁·c) / (√m₂ + ε·√(1−β₂ᵗ))
+        let _ = m1.tensor.lerp_(g, f64::from(1.0 - s.beta_1));
+        let _ = m2.tensor.lerp_(&g.square(), f64::from(1.0 - s.beta_2));
         let mut denom = m2.tensor.sqrt();
         let _ = denom.g_add_scalar_(f64::from(eps));
         let scaled = m1.tensor.g_mul_scalar(-s.lr * f64::from(combined));
