@@ -82,8 +82,9 @@ fn route(u: &Tensor, w: &Tensor, bias: &Tensor, o: &RouteOptions) -> (Tensor, Te
         if last {
             return (v, Tensor::stack(&history, 1));
         }
-        // b_ij += û_{j|i} · v_j: [B, J, I, D] × [B, J, D, 1] → [B, J, I].
-        logits = logits + v_now.matmul(&v.unsqueeze(3)).squeeze_dim(3);
+        // b_ij += û_{j|i} · v_j: [B, J, I, D] × [B, J, D, 1] → [B, J, I]. Out of place, as
+        // autograd wants: nothing it saved is written.
+        logits = logits.g_add(&v_now.matmul(&v.unsqueeze(3)).squeeze_dim(3));
     }
     unreachable!("at least one iteration runs")
 }
