@@ -34,9 +34,9 @@
 //! # Evaluation
 //!
 //! The paper classifies an example correctly when the two most active digit capsules are
-//! exactly the two classes present, in either order: [`top_two`], [`two_targets_correct`],
-//! [`count_two_targets_correct`] and [`two_target_accuracy`] do this on plain `f32` scores
-//! (e.g. capsule lengths).
+//! exactly the two classes present, in either order. That criterion has one definition, on the
+//! network's scores: `capsnet_train::net::Net::correct` (used by training, evaluation and the
+//! reports).
 
 use std::borrow::Borrow;
 
@@ -471,102 +471,4 @@ impl<S: Borrow<ImageSet> + Send + Sync> crate::batch::BatchSource for MultiMnist
         }
         Ok(())
     }
-}
-
-/// Whether `a` ranks above `b`: larger, with NaN below every number.
-fn ranks_above(a: f32, b: f32) -> bool {
-    a > b || (b.is_nan() && !a.is_nan())
-}
-
-/// The indices of the largest and second-largest of `scores` (`None` if there are fewer
-/// than two).
-///
-/// Ties go to the lower index; NaN ranks below every number (a diverged model then gets
-/// the example wrong rather than right by accident).
-pub fn top_two(scores: &[f32]) -> Option<[usize; 2]> {
-    if scores.len() < 2 {
-        return None;
-    }
-    let (mut best, mut second) = if ranks_above(scores[1], scores[0]) {
-        (1, 0)
-    } else {
-        (0, 1)
-    };
-    for (i, &s) in scores.iter().enumerate().skip(2) {
-        if ranks_above(s, scores[best]) {
-            second = best;
-            best = i;
-        } else if ranks_above(s, scores[second]) {
-            second = i;
-        }
-    }
-    Some([best, second])
-}
-
-/// Whether the two highest `scores` (one per class) are exactly the classes in `labels`,
-/// in either order: the paper's MultiMNIST criterion.
-///
-/// False when there are fewer than two scores, or the two labels are equal (two distinct
-/// top classes can never match them).
-pub fn two_targets_correct(scores: &[f32], labels: [u8; 2]) -> bool {
-    let Some([a, b]) = top_two(scores) else {
-        return false;
-    };
-    let [l0, l1] = labels.map(usize::from);
-    (a == l0 && b == l1) || (a == l1 && b == l0)
-}
-
-/// Number of examples of a batch classified correctly by [`two_targets_correct`].
-///
-/// `scores` holds `labels.len()` rows of `num_classes` scores. Fails with
-/// [`DataError::Invalid`] if `num_classes < 2`, the sizes disagree or a label is not below
-/// `num_classes`.
-pub fn count_two_targets_correct(
-    scores: &[f32],
-    labels: &[[u8; 2]],
-    num_classes: usize,
-) -> Result<usize, DataError> {
-    if num_classes < 2 {
-        return Err(DataError::Invalid(format!(
-            "two-target evaluation needs at least 2 classes, got {num_classes}"
-        )));
-    }
-    if labels.len().checked_mul(num_classes) != Some(scores.len()) {
-        return Err(DataError::Invalid(format!(
-            "{} scores are not {} rows of {num_classes} class scores",
-            scores.len(),
-            labels.len()
-        )));
-    }
-    if let Some((i, pair)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.iter().any(|&l| usize::from(l) >= num_classes))
-    {
-        return Err(DataError::Invalid(format!(
-            "label pair #{i} is {pair:?}, but there are {num_classes} classes"
-        )));
-    }
-    Ok(scores
-        .chunks_exact(num_classes)
-        .zip(labels)
-        .filter(|&(row, &pair)| two_targets_correct(row, pair))
-        .count())
-}
-
-/// Fraction of a batch classified correctly by [`two_targets_correct`], in `[0, 1]`.
-///
-/// Fails like [`count_two_targets_correct`], and for an empty batch.
-pub fn two_target_accuracy(
-    scores: &[f32],
-    labels: &[[u8; 2]],
-    num_classes: usize,
-) -> Result<f64, DataError> {
-    let correct = count_two_targets_correct(scores, labels, num_classes)?;
-    if labels.is_empty() {
-        return Err(DataError::Invalid(
-            "two-target accuracy of an empty batch is undefined".into(),
-        ));
-    }
-    Ok(correct as f64 / labels.len() as f64)
 }

@@ -1,12 +1,9 @@
-//! MultiMNIST generation (paper section 6) on synthetic 28×28 "digits", and the two-target
-//! evaluation helpers.
+//! MultiMNIST generation (paper section 6) on synthetic 28×28 "digits". (The two-target accuracy
+//! is `Net::correct`'s, tested in capsnet-train.)
 
 use std::sync::Arc;
 
-use capsnet_data::multimnist::{
-    MultiExample, MultiMnist, MultiMnistConfig, count_two_targets_correct, top_two,
-    two_target_accuracy, two_targets_correct,
-};
+use capsnet_data::multimnist::{MultiExample, MultiMnist, MultiMnistConfig};
 mod common;
 
 use capsnet_data::{DataError, Dims, ImageSet, Shift, shift_image};
@@ -273,71 +270,4 @@ fn bad_configurations_and_indices_are_errors() {
     assert!(g.example(19).is_ok());
     assert!(g.materialize(21).is_err());
     assert!(g.materialize_indices(&[0, 20]).is_err());
-}
-
-#[test]
-fn top_two_ranks_scores() {
-    assert_eq!(top_two(&[0.1, 0.9, 0.5, 0.2]), Some([1, 2]));
-    assert_eq!(top_two(&[0.7, 0.1]), Some([0, 1]));
-    assert_eq!(top_two(&[0.1, 0.7]), Some([1, 0]));
-    assert_eq!(top_two(&[0.1, 0.2, 0.9]), Some([2, 1]));
-    // Ties go to the lower index.
-    assert_eq!(top_two(&[0.5, 0.5, 0.5]), Some([0, 1]));
-    assert_eq!(top_two(&[0.1, 0.5, 0.5]), Some([1, 2]));
-    // NaN ranks last.
-    assert_eq!(top_two(&[f32::NAN, 0.1, 0.2]), Some([2, 1]));
-    assert_eq!(top_two(&[f32::NAN, f32::NAN, 0.2]), Some([2, 0]));
-    assert_eq!(top_two(&[0.3]), None);
-    assert_eq!(top_two(&[]), None);
-}
-
-#[test]
-fn two_targets_are_order_free() {
-    let mut scores = [0.0f32; 10];
-    scores[3] = 0.9;
-    scores[7] = 0.8;
-    scores[1] = 0.3;
-    assert!(two_targets_correct(&scores, [3, 7]));
-    assert!(two_targets_correct(&scores, [7, 3]));
-    assert!(!two_targets_correct(&scores, [3, 1]));
-    assert!(!two_targets_correct(&scores, [1, 7]));
-    assert!(!two_targets_correct(&scores, [3, 3]));
-    assert!(!two_targets_correct(&scores, [3, 200]));
-    assert!(!two_targets_correct(&scores[..1], [0, 1]));
-}
-
-#[test]
-fn two_target_accuracy_over_a_batch() {
-    #[rustfmt::skip]
-    let scores = [
-        0.9, 0.8, 0.1, 0.0, // top {0, 1}
-        0.1, 0.2, 0.3, 0.4, // top {3, 2}
-        0.5, 0.1, 0.1, 0.6, // top {3, 0}
-        0.0, 0.9, 0.0, 0.8, // top {1, 3}
-    ];
-    let labels = [[1, 0], [3, 2], [3, 1], [0, 2]];
-    assert_eq!(count_two_targets_correct(&scores, &labels, 4).unwrap(), 2);
-    assert_eq!(two_target_accuracy(&scores, &labels, 4).unwrap(), 0.5);
-    assert_eq!(
-        two_target_accuracy(&scores[..8], &labels[..2], 4).unwrap(),
-        1.0
-    );
-    assert_eq!(count_two_targets_correct(&[], &[], 4).unwrap(), 0);
-
-    let err = |r: Result<f64, DataError>| match r {
-        Err(DataError::Invalid(m)) => m,
-        other => panic!("{other:?}"),
-    };
-    let m = err(two_target_accuracy(&scores[..15], &labels, 4));
-    assert!(m.contains("15 scores") && m.contains("4 rows"), "{m}");
-    let m = err(two_target_accuracy(
-        &scores,
-        &[[1, 0], [3, 2], [3, 4], [0, 2]],
-        4,
-    ));
-    assert!(m.contains("#2"), "{m}");
-    let m = err(two_target_accuracy(&[], &[], 4));
-    assert!(m.contains("empty"), "{m}");
-    let m = err(two_target_accuracy(&[0.5], &[[0, 0]], 1));
-    assert!(m.contains("at least 2 classes"), "{m}");
 }

@@ -229,5 +229,7 @@ mod tests {
         // The two targets tied at the top: right. A non-target tied with a target: wrong.
         assert_eq!(correct(vec![0.9, 0.9, 0.1, 0.2], vec![0, 1], 2), 1);
         assert_eq!(correct(vec![0.5, 0.9, 0.5, 0.1], vec![0, 1], 2), 0);
+        // Two equal labels can never be the two top classes.
+        assert_eq!(correct(vec![0.1, 0.9, 0.2, 0.5], vec![1, 1], 2), 0);
     }
 }
