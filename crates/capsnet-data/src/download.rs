@@ -210,7 +210,8 @@ mod tests {
 
     use super::*;
     use crate::dataset::sha256_hex;
-    use crate::test_util::{Reply, Server, gz, idx_images, idx_labels, real_data_root};
+    use crate::test_server::{Reply, Server};
+    use crate::test_util::{gz, idx_images, idx_labels, real_data_root};
     use crate::{DataError, DataSources, DatasetKind, ExpectedFile, Split, load};
 
     const NAME: &str = "t10k-images-idx3-ubyte";

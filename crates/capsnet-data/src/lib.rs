@@ -55,6 +55,8 @@ pub mod multimnist;
 pub mod norb;
 pub mod rng;
 pub mod svhn;
+#[cfg(any(test, feature = "test-server"))]
+pub mod test_server;
 #[cfg(test)]
 mod test_util;
 

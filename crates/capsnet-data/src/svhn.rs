@@ -230,58 +230,9 @@ pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathB
 
 /// Lowercase hex MD5 (RFC 1321) of `bytes`, to check the published SVHN sums.
 pub fn md5_hex(bytes: &[u8]) -> String {
-    const SHIFTS: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
-    // K[i] = floor(|sin(i + 1)| * 2^32), as RFC 1321 defines the table.
-    let k: [u32; 64] =
-        std::array::from_fn(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32);
-    let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    let mut compress = |block: &[u8]| {
-        let m: [u32; 16] = std::array::from_fn(|i| {
-            u32::from_le_bytes([
-                block[4 * i],
-                block[4 * i + 1],
-                block[4 * i + 2],
-                block[4 * i + 3],
-            ])
-        });
-        let [mut a, mut b, mut c, mut d] = state;
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let rotated = a
-                .wrapping_add(f)
-                .wrapping_add(k[i])
-                .wrapping_add(m[g])
-                .rotate_left(SHIFTS[(i / 16) * 4 + i % 4]);
-            (a, d, c) = (d, c, b);
-            b = b.wrapping_add(rotated);
-        }
-        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
-            *s = s.wrapping_add(v);
-        }
-    };
-    let mut blocks = bytes.chunks_exact(64);
-    for block in &mut blocks {
-        compress(block);
-    }
-    let rest = blocks.remainder();
-    let mut tail = Vec::with_capacity(128);
-    tail.extend_from_slice(rest);
-    tail.push(0x80);
-    while tail.len() % 64 != 56 {
-        tail.push(0);
-    }
-    tail.extend_from_slice(&((bytes.len() as u64).wrapping_mul(8)).to_le_bytes());
-    for block in tail.chunks_exact(64) {
-        compress(block);
-    }
-    state
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
         .iter()
-        .flat_map(|s| s.to_le_bytes())
         .fold(String::with_capacity(32), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s

@@ -334,108 +334,27 @@ fn record_size_is_label_plus_3072() {
 
 #[cfg(feature = "download")]
 mod download {
-    use std::collections::HashMap;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
     use std::path::Path;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::thread::JoinHandle;
 
     use capsnet_data::cifar::{
         CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_SHA256, CIFAR10_BATCHES_DIR, CIFAR10_SUBDIR,
         download_cifar10, extract_cifar10_archive, load_cifar10_with,
     };
     use capsnet_data::dataset::sha256_hex;
+    use capsnet_data::test_server::{Reply, Server};
     use capsnet_data::{DataError, DataSources, NoProgress, Split};
     use flate2::{Compression, write::GzEncoder};
 
     use super::{batch, image};
 
-    /// An HTTP/1.1 server on 127.0.0.1 serving fixed bodies (404 for other paths), one
-    /// connection at a time, until dropped.
-    struct Server {
-        addr: SocketAddr,
-        stop: Arc<AtomicBool>,
-        requests: Arc<Mutex<Vec<String>>>,
-        thread: Option<JoinHandle<()>>,
-    }
-
-    impl Server {
-        fn start(routes: Vec<(String, Vec<u8>)>) -> Self {
-            let routes: HashMap<String, Vec<u8>> = routes.into_iter().collect();
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let requests = Arc::new(Mutex::new(Vec::new()));
-            let thread = std::thread::spawn({
-                let (stop, requests) = (stop.clone(), requests.clone());
-                move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        if let Ok(stream) = stream {
-                            let _ = handle(stream, &routes, &requests);
-                        }
-                    }
-                }
-            });
-            Self {
-                addr,
-                stop,
-                requests,
-                thread: Some(thread),
-            }
-        }
-
-        fn url(&self, prefix: &str) -> String {
-            format!("http://{}/{prefix}/", self.addr)
-        }
-
-        fn requests(&self) -> Vec<String> {
-            self.requests.lock().unwrap().clone()
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect(self.addr);
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
-
-    fn handle(
-        stream: TcpStream,
-        routes: &HashMap<String, Vec<u8>>,
-        requests: &Mutex<Vec<String>>,
-    ) -> std::io::Result<()> {
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header)? == 0 || header == "\r\n" {
-                break;
-            }
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        requests.lock().unwrap().push(path.clone());
-        let (status, body): (&str, &[u8]) = match routes.get(&path) {
-            Some(body) => ("200 OK", body),
-            None => ("404 Not Found", b"not found"),
-        };
-        let mut out = stream;
-        write!(
-            out,
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )?;
-        out.write_all(body)?;
-        out.flush()
+    /// The shared local HTTP server, serving `routes` as plain bodies.
+    fn serve(routes: Vec<(String, Vec<u8>)>) -> Server {
+        Server::start(
+            routes
+                .iter()
+                .map(|(p, b)| (p.as_str(), Reply::Body(b.clone())))
+                .collect(),
+        )
     }
 
     /// A `.tar.gz` holding `members` (path, contents), as the official archive does.
@@ -501,7 +420,7 @@ mod download {
 
     #[test]
     fn downloads_extracts_loads_and_then_uses_the_cache() {
-        let server = Server::start(vec![(route("good"), archive())]);
+        let server = serve(vec![(route("good"), archive())]);
         let root = tempfile::tempdir().unwrap();
         let cache = root.path().join("cache");
         let sources = DataSources {
@@ -544,7 +463,7 @@ mod download {
     fn the_archive_checksum_is_checked() {
         let bytes = archive();
         let sha = sha256_hex(&bytes);
-        let server = Server::start(vec![(route("m"), bytes)]);
+        let server = serve(vec![(route("m"), bytes)]);
         let dir = tempfile::tempdir().unwrap();
 
         let wrong = "0".repeat(64);
@@ -573,7 +492,7 @@ mod download {
 
     #[test]
     fn load_with_verification_checks_the_canonical_archive_sum() {
-        let server = Server::start(vec![(route("m"), archive())]);
+        let server = serve(vec![(route("m"), archive())]);
         let root = tempfile::tempdir().unwrap();
         let sources = DataSources {
             cache: Some(root.path().to_path_buf()),
@@ -595,7 +514,7 @@ mod download {
         let mut corrupt = archive();
         corrupt.truncate(corrupt.len() / 2);
         let without_test = tar_gz(&[("cifar-10-batches-bin/data_batch_1.bin", batch(0, &[1]))]);
-        let server = Server::start(vec![
+        let server = serve(vec![
             (route("corrupt"), corrupt),
             (route("garbage"), b"not gzip at all".to_vec()),
             (route("incomplete"), without_test),

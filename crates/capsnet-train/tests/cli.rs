@@ -296,37 +296,22 @@ fn killed_run_resumes_exactly() {
 /// find them.
 #[test]
 fn download_command_fetches_and_verifies() {
-    use std::io::{BufRead, BufReader, Write};
+    use capsnet_data::test_server::{Reply, Server};
     let source = data_root().join("mnist");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = String::new();
-            BufReader::new(&stream).read_line(&mut request).unwrap();
-            let name = request
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/');
-            match std::fs::read(source.join(name)) {
-                Ok(body) => {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(&body);
-                }
-                Err(_) => {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        }
-    });
+    let routes: Vec<(String, Reply)> = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let path = format!("/mnist/{}", entry.file_name().to_string_lossy());
+            (path, Reply::Body(std::fs::read(entry.path()).unwrap()))
+        })
+        .collect();
+    let server = Server::start(
+        routes
+            .iter()
+            .map(|(p, r)| (p.as_str(), r.clone()))
+            .collect(),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
@@ -338,7 +323,7 @@ fn download_command_fetches_and_verifies() {
             dir.to_str().unwrap(),
         ])
         .env_remove("CAPSNET_DATA")
-        .env("CAPSNET_MNIST_MIRROR", format!("http://127.0.0.1:{port}/"))
+        .env("CAPSNET_MNIST_MIRROR", server.url("mnist"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
