@@ -27,9 +27,9 @@
 //!
 //! # Crops
 //!
-//! The paper trains its CIFAR-10 model on 24×24 patches ([`CIFAR10_PAPER_CROP`]):
-//! [`random_crop`] for training, [`center_crop`] for evaluation. Both work on any
-//! channel-first image (smallNORB's 32×32 crops of 48×48 images, too).
+//! The paper trains its CIFAR-10 model on 24×24 patches ([`CIFAR10_PAPER_CROP`]): random ones
+//! for training, the central one for evaluation. [`crate::CroppedImages`] makes both, for any
+//! channel-first image set (smallNORB's 32×32 crops of 48×48 images, too).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use crate::download::{DownloadProgress, NoProgress};
-use crate::{DataError, DataSources, Dims, ImageSet, Rng, Split};
+use crate::{DataError, DataSources, Dims, ImageSet, Split};
 
 /// Sub-directory of a data root (and of the cache) holding `cifar-10-batches-bin/`.
 pub const CIFAR10_SUBDIR: &str = "cifar10";
@@ -500,58 +500,6 @@ pub const fn crop_dims(dims: Dims, crop: usize) -> Dims {
     }
 }
 
-/// The `crop`×`crop` window of a channel-first `image` whose top-left corner is column
-/// `x0`, row `y0`, in every channel.
-///
-/// # Panics
-/// If `image` does not hold exactly `dims.size()` pixels, `crop` is zero or the window
-/// does not fit in the image.
-pub fn crop_at(image: &[u8], dims: Dims, crop: usize, x0: usize, y0: usize) -> Vec<u8> {
-    assert_eq!(image.len(), dims.size(), "crop_at: image size");
-    assert!(crop > 0, "crop_at: empty crop");
-    assert!(
-        x0 + crop <= dims.width && y0 + crop <= dims.height,
-        "crop_at: {crop}x{crop} window at ({x0}, {y0}) outside a {}x{} image",
-        dims.height,
-        dims.width
-    );
-    let mut out = Vec::with_capacity(dims.channels * crop * crop);
-    for plane in image.chunks_exact(dims.height * dims.width) {
-        for row in plane.chunks_exact(dims.width).skip(y0).take(crop) {
-            out.extend_from_slice(&row[x0..x0 + crop]);
-        }
-    }
-    out
-}
-
-/// The central `crop`×`crop` window (top-left corner at `((w - crop) / 2, (h - crop) / 2)`,
-/// rounded down), for evaluation.
-///
-/// # Panics
-/// As [`crop_at`]: wrong image size, zero crop, or a crop larger than the image.
-pub fn center_crop(image: &[u8], dims: Dims, crop: usize) -> Vec<u8> {
-    let x0 = dims.width.saturating_sub(crop) / 2;
-    let y0 = dims.height.saturating_sub(crop) / 2;
-    crop_at(image, dims, crop, x0, y0)
-}
-
-/// A `crop`×`crop` window at a uniformly random position, for training: the left column
-/// is drawn from `0..=w - crop`, then the top row from `0..=h - crop`.
-///
-/// # Panics
-/// As [`crop_at`]: wrong image size, zero crop, or a crop larger than the image.
-pub fn random_crop(image: &[u8], dims: Dims, crop: usize, rng: &mut Rng) -> Vec<u8> {
-    assert!(
-        crop <= dims.width && crop <= dims.height,
-        "random_crop: {crop}x{crop} crop of a {}x{} image",
-        dims.height,
-        dims.width
-    );
-    let x0 = rng.below((dims.width - crop + 1) as u64) as usize;
-    let y0 = rng.below((dims.height - crop + 1) as u64) as usize;
-    crop_at(image, dims, crop, x0, y0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,32 +520,5 @@ mod tests {
         assert_eq!(CIFAR10_ARCHIVE_SHA256.len(), 64);
         assert_eq!(CIFAR10_ARCHIVE_MD5.len(), 32);
         assert_eq!(crop_dims(CIFAR10_DIMS, 24), dims(3, 24, 24));
-    }
-
-    #[test]
-    fn crop_at_takes_the_window_in_every_channel() {
-        // 2 channels of 3x4, pixel = 100*c + 10*y + x.
-        let d = dims(2, 3, 4);
-        let image: Vec<u8> = (0..2)
-            .flat_map(|c| (0..3).flat_map(move |y| (0..4).map(move |x| 100 * c + 10 * y + x)))
-            .collect();
-        assert_eq!(
-            crop_at(&image, d, 2, 1, 1),
-            [11, 12, 21, 22, 111, 112, 121, 122]
-        );
-        assert_eq!(
-            crop_at(&image, d, 3, 1, 0),
-            [
-                1, 2, 3, 11, 12, 13, 21, 22, 23, 101, 102, 103, 111, 112, 113, 121, 122, 123
-            ]
-        );
-        assert_eq!(center_crop(&image, d, 2), crop_at(&image, d, 2, 1, 0));
-        assert_eq!(center_crop(&image, d, 1), [11, 111]);
-    }
-
-    #[test]
-    #[should_panic(expected = "outside")]
-    fn crop_at_panics_outside_the_image() {
-        crop_at(&[0; 12], dims(1, 3, 4), 2, 3, 0);
     }
 }

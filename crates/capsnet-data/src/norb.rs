@@ -24,8 +24,8 @@
 //! The result is an [`ImageSet`] of 5 classes with one channel per camera kept.
 //!
 //! The paper resizes the images to 48×48 and trains on random 32×32 crops
-//! ([`crate::cifar::random_crop`]), testing on the central crop
-//! ([`crate::cifar::center_crop`]). It does not say how it resizes; this crate uses area
+//! ([`crate::CroppedImages`] when augmenting), testing on the central crop
+//! ([`crate::CroppedImages`] otherwise). It does not say how it resizes; this crate uses area
 //! averaging ([`downscale_area`]: each output pixel is the rounded mean of a 2×2 block),
 //! the usual anti-aliased downscale (OpenCV's `INTER_AREA` and PIL's `BOX` give the same
 //! means for an integer factor), see [`NorbOptions::PAPER`].

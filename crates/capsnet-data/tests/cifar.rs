@@ -1,14 +1,13 @@
-//! CIFAR-10: batch parsing, the on-disk layouts, errors, crops, and (feature `download`)
+//! CIFAR-10: batch parsing, the on-disk layouts, errors, and (feature `download`)
 //! downloading the archive from a local HTTP server.
 
 use std::path::{Path, PathBuf};
 
 use capsnet_data::cifar::{
     CIFAR10_BATCHES_DIR, CIFAR10_DIMS, CIFAR10_MIRRORS, CIFAR10_RECORD_BYTES, CIFAR10_SUBDIR,
-    center_crop, cifar10_files, cifar10_mirrors, crop_at, load_cifar10, locate_cifar10,
-    parse_cifar10_batch, random_crop,
+    cifar10_files, cifar10_mirrors, load_cifar10, locate_cifar10, parse_cifar10_batch,
 };
-use capsnet_data::{DataError, DataSources, Dims, Rng, Split};
+use capsnet_data::{DataError, DataSources, Split};
 
 /// A pixel value that depends on the record, channel, row and column.
 fn pixel(record: usize, c: usize, y: usize, x: usize) -> u8 {
@@ -259,72 +258,6 @@ fn mirrors_come_from_the_environment_value_or_the_defaults() {
         cifar10_mirrors(Some("http://a/, http://b/ http://c".as_ref())),
         ["http://a/", "http://b/", "http://c"]
     );
-}
-
-fn dims(channels: usize, height: usize, width: usize) -> Dims {
-    Dims {
-        channels,
-        height,
-        width,
-    }
-}
-
-#[test]
-fn center_crop_takes_the_middle_24x24() {
-    let img = image(0);
-    let crop = center_crop(&img, CIFAR10_DIMS, 24);
-    assert_eq!(crop.len(), 3 * 24 * 24);
-    for c in 0..3 {
-        for y in 0..24 {
-            for x in 0..24 {
-                assert_eq!(crop[c * 576 + y * 24 + x], pixel(0, c, y + 4, x + 4));
-            }
-        }
-    }
-    // Odd margins round the offset down.
-    let small: Vec<u8> = (0..25).collect();
-    assert_eq!(center_crop(&small, dims(1, 5, 5), 2), [6, 7, 11, 12]);
-    assert_eq!(center_crop(&small, dims(1, 5, 5), 5), small);
-}
-
-#[test]
-fn random_crop_is_uniform_seeded_and_a_real_window() {
-    // 2 channels of 16x16 where every pixel of a plane is distinct.
-    let d = dims(2, 16, 16);
-    let img: Vec<u8> = (0..256)
-        .map(|i| i as u8)
-        .chain((0..256).map(|i| 255 - i as u8))
-        .collect();
-    let mut rng = Rng::new(7);
-    let mut counts = [[0u32; 9]; 9];
-    for _ in 0..8100 {
-        let crop = random_crop(&img, d, 8, &mut rng);
-        let (y0, x0) = (usize::from(crop[0]) / 16, usize::from(crop[0]) % 16);
-        assert!(y0 <= 8 && x0 <= 8, "offset ({x0}, {y0})");
-        assert_eq!(crop, crop_at(&img, d, 8, x0, y0));
-        counts[y0][x0] += 1;
-    }
-    // 81 offsets, 100 expected each: all drawn, none wildly over- or under-drawn.
-    assert!(
-        counts.iter().flatten().all(|&c| (50..=160).contains(&c)),
-        "{counts:?}"
-    );
-    // Same seed, same crops.
-    let (mut r1, mut r2) = (Rng::new(3), Rng::new(3));
-    for _ in 0..10 {
-        assert_eq!(
-            random_crop(&image(0), CIFAR10_DIMS, 24, &mut r1),
-            random_crop(&image(0), CIFAR10_DIMS, 24, &mut r2)
-        );
-    }
-    // A full-size crop is the image itself.
-    assert_eq!(random_crop(&img, d, 16, &mut r1), img);
-}
-
-#[test]
-#[should_panic(expected = "random_crop")]
-fn random_crop_larger_than_the_image_panics() {
-    random_crop(&[0; 16], dims(1, 4, 4), 5, &mut Rng::new(0));
 }
 
 #[test]
