@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use capsnet_common::sweep::{PlannedJob, SweepPlan};
 use serde::{Deserialize, Serialize};
 
 use crate::slurm::{self, SlurmOptions};
@@ -225,26 +226,28 @@ fn local_slots(
     }
 }
 
-/// The plan printed by `capsnet sweep-plan --json`.
-#[derive(Debug, Clone, Deserialize)]
+/// The plan printed by `capsnet sweep-plan --json` (its type is shared with the binary:
+/// `capsnet_common::sweep`), with the JSON as printed, saved as `<sweep>/manifest.json`.
+#[derive(Debug, Clone)]
 struct Plan {
-    name: String,
-    dir: PathBuf,
-    jobs: Vec<PlanJob>,
-    /// The JSON as printed, saved as `<sweep>/manifest.json`.
-    #[serde(skip)]
+    plan: SweepPlan,
     raw: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct PlanJob {
-    index: usize,
-    name: String,
-    overrides: Vec<String>,
-    run_dir: PathBuf,
-    backend: String,
-    epochs: usize,
+impl std::ops::Deref for Plan {
+    type Target = SweepPlan;
+    fn deref(&self) -> &SweepPlan {
+        &self.plan
+    }
 }
+
+impl std::ops::DerefMut for Plan {
+    fn deref_mut(&mut self) -> &mut SweepPlan {
+        &mut self.plan
+    }
+}
+
+type PlanJob = PlannedJob;
 
 /// One job's line in `sweep-status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -664,10 +667,12 @@ fn sweep_plan(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let mut plan: Plan = serde_json::from_slice(&out.stdout)
+    let plan: SweepPlan = serde_json::from_slice(&out.stdout)
         .context("cannot read `capsnet sweep-plan --json` output")?;
-    plan.raw = String::from_utf8_lossy(&out.stdout).into_owned();
-    Ok(plan)
+    Ok(Plan {
+        plan,
+        raw: String::from_utf8_lossy(&out.stdout).into_owned(),
+    })
 }
 
 /// Builds the `capsnet` binary (release; with extra backend features in its own target dir).
@@ -967,19 +972,24 @@ mod tests {
     }
 
     fn test_plan(dir: &Path, n: usize) -> Plan {
-        Plan {
+        let plan = SweepPlan {
             name: "fake".into(),
+            experiment: "fake.toml".into(),
             dir: dir.to_path_buf(),
             jobs: (0..n)
                 .map(|index| PlanJob {
                     index,
                     name: format!("job-{index}"),
+                    sweep_overrides: vec![format!("seed={index}")],
                     overrides: vec![format!("seed={index}")],
                     run_dir: dir.join(format!("job-{index}")),
                     backend: "flex".into(),
                     epochs: 1,
                 })
                 .collect(),
+        };
+        Plan {
+            plan,
             raw: String::new(),
         }
     }

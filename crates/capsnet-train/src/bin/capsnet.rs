@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use capsnet_train::backend::BackendKind;
 use capsnet_train::bench::{self, BenchOptions};
 use capsnet_train::data::load_experiment_data;
-use capsnet_train::report::{ProgressMode, RunLog};
+use capsnet_train::report::{EvalReport, EvalSetReport, ProgressMode, RunLog};
 use capsnet_train::train_loop::evaluate_ensemble;
 use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
 use clap::{Args, Parser, Subcommand};
@@ -452,21 +452,10 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let mut log = RunLog::stderr_only(ProgressMode::Plain);
     let data = load_experiment_data(&config, &mut log)?;
+    let checkpoints: Vec<PathBuf> = members.iter().map(|(ckpt, _)| ckpt.clone()).collect();
     let mut sets = Vec::new();
     for set in data.eval_sets() {
         let result = evaluate_ensemble(&nets, &set.source, &config, &device)?;
-        let member_json: Vec<_> = members
-            .iter()
-            .zip(&result.members)
-            .map(|((ckpt, _), e)| {
-                serde_json::json!({
-                    "checkpoint": ckpt,
-                    "accuracy": e.accuracy,
-                    "error_pct": 100.0 - e.accuracy,
-                    "loss": e.loss,
-                })
-            })
-            .collect();
         if !args.json {
             for ((ckpt, _), e) in members.iter().zip(&result.members) {
                 outln!(
@@ -489,27 +478,12 @@ fn eval(args: EvalArgs) -> Result<()> {
                 );
             }
         }
-        sets.push(serde_json::json!({
-            "set": set.name,
-            "images": result.images,
-            "members": member_json,
-            "ensemble_accuracy": (nets.len() > 1).then_some(result.accuracy),
-            "ensemble_error_pct": (nets.len() > 1).then_some(100.0 - result.accuracy),
-            "images_per_sec": (result.images * nets.len()) as f64 / result.secs.max(1e-9),
-        }));
+        sets.push(EvalSetReport::new(&set.name, &checkpoints, &result));
     }
     if args.json {
-        let main = &sets[0]["members"][0];
-        let json = serde_json::json!({
-            "checkpoint": first_ckpt,
-            "test_images": sets[0]["images"],
-            "test_accuracy": main["accuracy"],
-            "test_error_pct": main["error_pct"],
-            "test_loss": main["loss"],
-            "backend": config.runtime.backend,
-            "sets": sets,
-        });
-        outln!("{}", serde_json::to_string_pretty(&json)?);
+        let report = EvalReport::new(&config.runtime.backend, sets)
+            .context("no evaluation set or no checkpoint to report")?;
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
 }
@@ -614,29 +588,29 @@ fn bench_cmd(args: BenchArgs) -> Result<()> {
 fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
     let plan = capsnet_train::sweep::plan(&args.experiment, &args.overrides, &args.runs_dir)?;
     if args.json {
-        let jobs: Vec<_> = plan
+        let jobs = plan
             .jobs
             .iter()
             .map(|p| {
                 let mut overrides = args.overrides.clone();
                 overrides.extend(p.job.overrides.iter().cloned());
-                serde_json::json!({
-                    "index": p.job.index,
-                    "name": p.job.name,
-                    "sweep_overrides": p.job.overrides,
-                    "overrides": overrides,
-                    "run_dir": p.run_dir,
-                    "backend": p.resolved.config.runtime.backend,
-                    "epochs": p.resolved.config.train.epochs,
-                })
+                capsnet_common::sweep::PlannedJob {
+                    index: p.job.index,
+                    name: p.job.name.clone(),
+                    sweep_overrides: p.job.overrides.clone(),
+                    overrides,
+                    run_dir: p.run_dir.clone(),
+                    backend: p.resolved.config.runtime.backend.clone(),
+                    epochs: p.resolved.config.train.epochs,
+                }
             })
             .collect();
-        let json = serde_json::json!({
-            "name": plan.base.config.name,
-            "experiment": args.experiment,
-            "dir": plan.dir,
-            "jobs": jobs,
-        });
+        let json = capsnet_common::sweep::SweepPlan {
+            name: plan.base.config.name.clone(),
+            experiment: args.experiment.clone(),
+            dir: plan.dir.clone(),
+            jobs,
+        };
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         outln!(
