@@ -14,7 +14,9 @@ use capsnet_train::backend::BackendKind;
 pub fn device() -> (BackendKind, Device) {
     let name = std::env::var("CAPSNET_BENCH_BACKEND").unwrap_or_else(|_| "flex".into());
     let kind = BackendKind::parse(&name).unwrap_or_else(|e| panic!("CAPSNET_BENCH_BACKEND: {e}"));
-    let device = kind.device(0).unwrap_or_else(|e| panic!("{e}"));
+    let device = kind
+        .device(Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     (kind, device.autodiff())
 }
 

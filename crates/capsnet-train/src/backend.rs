@@ -2,8 +2,124 @@
 //! for one that was not compiled in is an error naming the feature to build with.
 
 use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
+
+/// Which device of a backend `runtime.device` names.
+///
+/// - `"default"` (the default): the backend's best device. wgpu takes its preferred adapter (a
+///   discrete GPU where there is one, else an integrated one, else a software one such as
+///   lavapipe); the CUDA backends take device 0; CPU backends have one device.
+/// - An index `N` (`0`, `1`, …; what `cargo xtask sweep --devices` hands each job): CUDA device
+///   `N`, or the `N`-th discrete GPU for wgpu.
+/// - wgpu adapter kinds: `"discrete:N"`, `"integrated:N"`, `"virtual:N"` (the `N`-th adapter of
+///   that kind) and `"cpu"` (a software adapter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSelector {
+    /// The backend's best device.
+    #[default]
+    Default,
+    /// Device `N` of the backend's usual kind.
+    Index(usize),
+    /// The `N`-th discrete GPU (wgpu).
+    Discrete(usize),
+    /// The `N`-th integrated GPU (wgpu).
+    Integrated(usize),
+    /// The `N`-th virtual GPU (wgpu).
+    Virtual(usize),
+    /// A CPU (software) adapter (wgpu).
+    Cpu,
+}
+
+impl DeviceSelector {
+    /// What `runtime.device` accepts, for error messages.
+    pub const EXPECTED: &'static str = "an index (0, 1, …), \"default\", \"cpu\", \"discrete:N\", \"integrated:N\" or \"virtual:N\"";
+
+    /// Parses the string form (`"default"`, `"cpu"`, `"discrete:0"`, `"1"`, …).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        match text {
+            "default" => return Some(Self::Default),
+            "cpu" => return Some(Self::Cpu),
+            _ => {}
+        }
+        if let Ok(n) = text.parse() {
+            return Some(Self::Index(n));
+        }
+        let (kind, n) = text.split_once(':')?;
+        let n = n.trim().parse().ok()?;
+        match kind.trim() {
+            "discrete" => Some(Self::Discrete(n)),
+            "integrated" => Some(Self::Integrated(n)),
+            "virtual" => Some(Self::Virtual(n)),
+            _ => None,
+        }
+    }
+
+    /// The CUDA device index this names, if it names one (`default` is device 0).
+    pub fn cuda_index(self) -> Option<usize> {
+        match self {
+            Self::Default => Some(0),
+            Self::Index(n) | Self::Discrete(n) => Some(n),
+            Self::Integrated(_) | Self::Virtual(_) | Self::Cpu => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => write!(f, "default"),
+            Self::Index(n) => write!(f, "{n}"),
+            Self::Discrete(n) => write!(f, "discrete:{n}"),
+            Self::Integrated(n) => write!(f, "integrated:{n}"),
+            Self::Virtual(n) => write!(f, "virtual:{n}"),
+            Self::Cpu => write!(f, "cpu"),
+        }
+    }
+}
+
+impl Serialize for DeviceSelector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            // An index stays a TOML/JSON integer, as `runtime.device` always was.
+            Self::Index(n) => serializer.serialize_u64(*n as u64),
+            other => serializer.collect_str(other),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceSelector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DeviceSelector;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(DeviceSelector::EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                usize::try_from(v)
+                    .map(DeviceSelector::Index)
+                    .map_err(|_| E::custom(format!("device index {v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("device index {v} is negative")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                DeviceSelector::parse(v).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown device {v:?}: expected {}",
+                        DeviceSelector::EXPECTED
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
 
 /// A burn backend (and device family) by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,14 +234,26 @@ impl BackendKind {
                 let n = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
                 format!("{n} CUDA device(s) visible to libtorch")
             }
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu => wgpu_adapters::describe(&wgpu_adapters::list()),
             _ => "GPU devices not probed".into(),
         })
     }
 
-    /// The (non-autodiff) device with index `index`, or an error if not compiled in.
-    pub fn device(self, index: usize) -> Result<Device, BackendError> {
+    /// The (non-autodiff) device `selector` names, or an error if the backend is not compiled
+    /// in, the selector does not apply to it, or the machine has no such device.
+    pub fn device(self, selector: DeviceSelector) -> Result<Device, BackendError> {
         self.ensure_compiled()?;
-        let _ = index;
+        let cuda_index = || {
+            selector
+                .cuda_index()
+                .ok_or_else(|| BackendError::BadDevice {
+                    name: self.name().into(),
+                    device: selector.to_string(),
+                    reason: "this backend takes a device index (or \"default\")".into(),
+                })
+        };
+        let _ = &cuda_index;
         Ok(match self {
             #[cfg(feature = "flex")]
             Self::Flex => Device::flex(),
@@ -141,6 +269,7 @@ impl BackendKind {
             Self::Tch => Device::libtorch(),
             #[cfg(feature = "tch")]
             Self::TchCuda => {
+                let index = cuda_index()?;
                 // Without this check libtorch panics on the first tensor ("Found no NVIDIA
                 // driver…").
                 let found = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
@@ -155,18 +284,141 @@ impl BackendKind {
                 Device::libtorch_cuda(index)
             }
             #[cfg(feature = "wgpu")]
-            Self::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)),
+            Self::Wgpu => wgpu_adapters::device(selector)?,
             #[cfg(feature = "cuda")]
-            Self::Cuda => Device::cuda(index),
+            Self::Cuda => Device::cuda(cuda_index()?),
             #[allow(unreachable_patterns)]
             _ => unreachable!("compiled() checked the feature"),
         })
     }
 }
 
+/// The adapters wgpu sees, so that a `runtime.device` naming none is an error that lists them
+/// instead of burn's panic on the first tensor.
+#[cfg(feature = "wgpu")]
+mod wgpu_adapters {
+    use super::{BackendError, Device, DeviceSelector};
+    use burn::tensor::DeviceKind;
+    use wgpu::{AdapterInfo, DeviceType};
+
+    /// Every adapter of the primary graphics APIs (Vulkan, Metal, DX12; not OpenGL, whose
+    /// software fallback deadlocked on real sizes), in wgpu's order.
+    pub(super) fn list() -> Vec<AdapterInfo> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        futures_lite::future::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+            .iter()
+            .map(wgpu::Adapter::get_info)
+            .collect()
+    }
+
+    fn kind_name(t: DeviceType) -> &'static str {
+        match t {
+            DeviceType::DiscreteGpu => "discrete",
+            DeviceType::IntegratedGpu => "integrated",
+            DeviceType::VirtualGpu => "virtual",
+            DeviceType::Cpu => "cpu",
+            DeviceType::Other => "other",
+        }
+    }
+
+    /// `"llvmpipe (LLVM 15.0.6, 256 bits)" (cpu, Vulkan); …`, or a sentence when there is none.
+    pub(super) fn describe(adapters: &[AdapterInfo]) -> String {
+        if adapters.is_empty() {
+            return "no adapter (is a Vulkan, Metal or DX12 driver installed?)".into();
+        }
+        adapters
+            .iter()
+            .map(|a| {
+                format!(
+                    "{:?} ({}, {:?})",
+                    a.name,
+                    kind_name(a.device_type),
+                    a.backend
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The burn device for `selector`, after checking that wgpu sees such an adapter.
+    pub(super) fn device(selector: DeviceSelector) -> Result<Device, BackendError> {
+        let (kind, wanted, index) = match selector {
+            DeviceSelector::Default => (DeviceKind::DefaultDevice, None, 0),
+            DeviceSelector::Index(n) | DeviceSelector::Discrete(n) => {
+                (DeviceKind::DiscreteGpu(n), Some(DeviceType::DiscreteGpu), n)
+            }
+            DeviceSelector::Integrated(n) => (
+                DeviceKind::IntegratedGpu(n),
+                Some(DeviceType::IntegratedGpu),
+                n,
+            ),
+            DeviceSelector::Virtual(n) => {
+                (DeviceKind::VirtualGpu(n), Some(DeviceType::VirtualGpu), n)
+            }
+            DeviceSelector::Cpu => (DeviceKind::Cpu, Some(DeviceType::Cpu), 0),
+        };
+        let adapters = list();
+        let matching = adapters
+            .iter()
+            .filter(|a| wanted.is_none_or(|t| a.device_type == t))
+            .count();
+        if matching <= index {
+            return Err(BackendError::NoAdapter {
+                device: selector.to_string(),
+                found: describe(&adapters),
+            });
+        }
+        Ok(Device::wgpu(kind))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_selectors_parse_print_and_keep_indices_integers() {
+        for (text, selector) in [
+            ("default", DeviceSelector::Default),
+            ("2", DeviceSelector::Index(2)),
+            ("discrete:1", DeviceSelector::Discrete(1)),
+            ("integrated:0", DeviceSelector::Integrated(0)),
+            ("virtual:3", DeviceSelector::Virtual(3)),
+            ("cpu", DeviceSelector::Cpu),
+        ] {
+            assert_eq!(DeviceSelector::parse(text), Some(selector), "{text}");
+            assert_eq!(selector.to_string(), text);
+        }
+        for bad in ["", "gpu", "discrete", "discrete:x", "cpu:0", "-1"] {
+            assert_eq!(DeviceSelector::parse(bad), None, "{bad}");
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Runtime {
+            device: DeviceSelector,
+        }
+        let int: Runtime = toml::from_str("device = 1").unwrap();
+        assert_eq!(int.device, DeviceSelector::Index(1));
+        assert_eq!(toml::to_string(&int).unwrap().trim(), "device = 1");
+        let kind: Runtime = toml::from_str("device = \"integrated:0\"").unwrap();
+        assert_eq!(kind.device, DeviceSelector::Integrated(0));
+        assert_eq!(
+            toml::to_string(&kind).unwrap().trim(),
+            "device = \"integrated:0\""
+        );
+        let err = toml::from_str::<Runtime>("device = \"gpu\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gpu") && err.contains("discrete:N"), "{err}");
+        let err = toml::from_str::<Runtime>("device = -1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("negative"), "{err}");
+        assert_eq!(DeviceSelector::Cpu.cuda_index(), None);
+        assert_eq!(DeviceSelector::Default.cuda_index(), Some(0));
+    }
 
     #[test]
     fn names_round_trip_and_unknown_is_rejected() {
@@ -184,7 +436,10 @@ mod tests {
     #[test]
     fn missing_backend_names_the_feature() {
         for kind in BackendKind::ALL.into_iter().filter(|k| !k.compiled()) {
-            let err = kind.device(0).unwrap_err().to_string();
+            let err = kind
+                .device(DeviceSelector::Default)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains(&format!("--features {}", kind.feature())),
                 "{err}"
@@ -195,6 +450,6 @@ mod tests {
     #[cfg(feature = "flex")]
     #[test]
     fn flex_is_compiled_by_default() {
-        assert!(BackendKind::Flex.device(0).is_ok());
+        assert!(BackendKind::Flex.device(DeviceSelector::Default).is_ok());
     }
 }

@@ -328,8 +328,11 @@ impl Default for TrainConfig {
 pub struct RuntimeConfig {
     /// `flex` (default CPU), `ndarray`, `tch` (libtorch CPU), `tch-cuda`, `wgpu`, `cuda`.
     pub backend: String,
-    /// Device index for GPU backends.
-    pub device: usize,
+    /// Which device (see [`crate::backend::DeviceSelector`]): `"default"` (the backend's best:
+    /// wgpu's preferred adapter, CUDA device 0; the default), an index `N` (CUDA device `N`, the
+    /// `N`-th discrete GPU for wgpu), or for wgpu `"discrete:N"`, `"integrated:N"`,
+    /// `"virtual:N"`, `"cpu"`.
+    pub device: crate::backend::DeviceSelector,
     /// Float type of every tensor (parameters, activations, gradients, Adam state): `f32` (the
     /// paper's, default), `bf16`, `f16`, or `f64`. Set on the device before anything is created;
     /// a backend that lacks the type is an error. This is whole-network low precision, not
@@ -382,7 +385,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             backend: "flex".into(),
-            device: 0,
+            device: crate::backend::DeviceSelector::Default,
             precision: Precision::F32,
             fused_ops: true,
         }

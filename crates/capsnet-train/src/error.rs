@@ -97,6 +97,26 @@ pub enum BackendError {
         /// Extra advice (e.g. for libtorch).
         hint: &'static str,
     },
+    /// `runtime.device` names a kind of device this backend does not have.
+    #[error("backend `{name}`: `runtime.device = {device}` does not apply: {reason}")]
+    BadDevice {
+        /// Backend name.
+        name: String,
+        /// The selector as written.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// wgpu sees no adapter of the kind `runtime.device` asks for.
+    #[error(
+        "backend `wgpu`: no adapter for `runtime.device = {device}`; wgpu sees: {found} (`runtime.device` takes \"default\", \"cpu\", \"discrete:N\", \"integrated:N\", \"virtual:N\" or an index = discrete:N)"
+    )]
+    NoAdapter {
+        /// The selector as written.
+        device: String,
+        /// The adapters found, in words.
+        found: String,
+    },
     /// The backend is compiled in but the machine has no such device.
     #[error(
         "backend `{name}`: no device {index} on this machine ({found} found; check the GPU driver and `runtime.device`)"

@@ -89,8 +89,8 @@ pub struct Summary {
     pub train_images_per_sec: f64,
     /// Backend name.
     pub backend: String,
-    /// Device index.
-    pub device: usize,
+    /// The `runtime.device` it ran with.
+    pub device: crate::backend::DeviceSelector,
     /// Machine the run finished on.
     pub machine: crate::machine::MachineInfo,
     /// `git describe`-like revision of the working tree.

@@ -236,7 +236,9 @@ fn figures_from_a_checkpoint() {
     )
     .unwrap();
     let ckpt = capsnet_train::checkpoint::latest(&run).unwrap().unwrap();
-    let device = capsnet_train::backend::BackendKind::Flex.device(0).unwrap();
+    let device = capsnet_train::backend::BackendKind::Flex
+        .device(Default::default())
+        .unwrap();
     let capsnet_train::net::Net::Capsnet(net) =
         capsnet_train::checkpoint::load_net(&ckpt, &resolved.config, &device).unwrap()
     else {

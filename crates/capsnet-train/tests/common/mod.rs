@@ -61,7 +61,9 @@ pub fn final_weights(run: &Path) -> Vec<f32> {
         .expect("a checkpoint");
     let text = std::fs::read_to_string(run.join("config.resolved.toml")).unwrap();
     let config = capsnet_train::load::parse_str(&text, "resolved").unwrap();
-    let device = capsnet_train::backend::BackendKind::Flex.device(0).unwrap();
+    let device = capsnet_train::backend::BackendKind::Flex
+        .device(Default::default())
+        .unwrap();
     let net = capsnet_train::checkpoint::load_net(&ckpt, &config, &device).unwrap();
     capsnet_train::net::parameter_values(&net)
 }
