@@ -34,26 +34,15 @@ pub fn fused_available(device: &Device, dtype: DType) -> bool {
     matches!(dtype, DType::F32 | DType::F64) && backend_has_kernels(device)
 }
 
-#[allow(unused_variables)]
 fn backend_has_kernels(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        let inner = device.clone().without_autodiff();
-        if matches!(inner.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) {
-            return true;
-        }
+    use burn::backend::DispatchDevice;
+    match device.clone().without_autodiff().as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "tch")]
+        DispatchDevice::LibTorch(_) => true,
+        _ => false,
     }
-    #[cfg(feature = "tch")]
-    {
-        let inner = device.clone().without_autodiff();
-        if matches!(
-            inner.as_dispatch(),
-            burn::backend::DispatchDevice::LibTorch(_)
-        ) {
-            return true;
-        }
-    }
-    false
 }
 
 /// 2-D convolution without bias, groups or dilation (zero padding `padding` on each side):

@@ -98,15 +98,23 @@ fn leaf(t: &TchTensor) -> TchTensor {
     }
 }
 
-/// Splits an output built under autograd into the tensor burn gets (no graph) and the one the
-/// backward pass keeps; both record the same storage, so burn never writes into it in place.
-fn split_graph(graph: Tensor) -> (TchTensor, TchTensor) {
+/// What a training forward keeps: its leaves, and the output built under autograd over them.
+/// Returns the tensor burn gets (the output without its graph) with it; both record the same
+/// storage, so burn never writes in place into a buffer the graph reads.
+fn keep_graph<const N: usize>(
+    inputs: [TchTensor; N],
+    graph: Tensor,
+) -> (TchTensor, Saved<LibTorch, N>) {
     let out = TchTensor::new(graph.detach());
     let kept = TchTensor {
         tensor: graph,
         storage: out.storage.clone(),
     };
-    (out, kept)
+    let saved = Saved {
+        inputs,
+        extra: Some(kept),
+    };
+    (out, saved)
 }
 
 /// Gradients of `⟨output, grad⟩` with respect to the saved leaves asked for in `need`
@@ -226,14 +234,7 @@ impl CapsKernels for LibTorch {
     ) -> (FloatTensor<Self>, Saved<Self, 2>) {
         let inputs = [leaf(&x), leaf(&weight)];
         let graph = tch::with_grad(|| conv(&inputs[0].tensor, &inputs[1].tensor, stride, padding));
-        let (out, kept) = split_graph(graph);
-        (
-            out,
-            Saved {
-                inputs,
-                extra: Some(kept),
-            },
-        )
+        keep_graph(inputs, graph)
     }
 
     fn caps_conv2d_backward(
@@ -258,15 +259,8 @@ impl CapsKernels for LibTorch {
             let [u, w, b] = &inputs;
             route(&u.tensor, &w.tensor, &b.tensor, &options)
         });
-        let (parents, kept) = split_graph(graph);
-        (
-            parents,
-            TchTensor::new(history),
-            Saved {
-                inputs,
-                extra: Some(kept),
-            },
-        )
+        let (parents, saved) = keep_graph(inputs, graph);
+        (parents, TchTensor::new(history), saved)
     }
 
     fn caps_digit_route_backward(
