@@ -240,20 +240,27 @@ impl BackendKind {
         })
     }
 
+    /// The CUDA device index `selector` names for this (CUDA) backend.
+    #[cfg(any(feature = "tch", feature = "cuda"))]
+    fn cuda_index(self, selector: DeviceSelector) -> Result<usize, BackendError> {
+        selector
+            .cuda_index()
+            .ok_or_else(|| BackendError::BadDevice {
+                name: self.name().into(),
+                device: selector.to_string(),
+                reason: "this backend takes a device index (or \"default\")".into(),
+            })
+    }
+
     /// The (non-autodiff) device `selector` names, or an error if the backend is not compiled
     /// in, the selector does not apply to it, or the machine has no such device.
+    // Only the GPU backends read `selector`; a CPU-only build has one device per backend.
+    #[cfg_attr(
+        not(any(feature = "tch", feature = "wgpu", feature = "cuda")),
+        allow(unused_variables)
+    )]
     pub fn device(self, selector: DeviceSelector) -> Result<Device, BackendError> {
         self.ensure_compiled()?;
-        let cuda_index = || {
-            selector
-                .cuda_index()
-                .ok_or_else(|| BackendError::BadDevice {
-                    name: self.name().into(),
-                    device: selector.to_string(),
-                    reason: "this backend takes a device index (or \"default\")".into(),
-                })
-        };
-        let _ = &cuda_index;
         Ok(match self {
             #[cfg(feature = "flex")]
             Self::Flex => Device::flex(),
@@ -269,7 +276,7 @@ impl BackendKind {
             Self::Tch => Device::libtorch(),
             #[cfg(feature = "tch")]
             Self::TchCuda => {
-                let index = cuda_index()?;
+                let index = self.cuda_index(selector)?;
                 // Without this check libtorch panics on the first tensor ("Found no NVIDIA
                 // driver…").
                 let found = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
@@ -286,7 +293,7 @@ impl BackendKind {
             #[cfg(feature = "wgpu")]
             Self::Wgpu => wgpu_adapters::device(selector)?,
             #[cfg(feature = "cuda")]
-            Self::Cuda => Device::cuda(cuda_index()?),
+            Self::Cuda => Device::cuda(self.cuda_index(selector)?),
             #[allow(unreachable_patterns)]
             _ => unreachable!("compiled() checked the feature"),
         })
