@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn http_404_names_the_url_and_status() {
-        let server = Server::start(vec![]);
+        let server = Server::start(Vec::<(String, Reply)>::new());
         let dir = tempfile::tempdir().unwrap();
         let file = ExpectedFile {
             name: NAME,
@@ -444,8 +444,8 @@ mod tests {
         let labels = idx_labels(&[1, 2, 3]);
         let labels_sha = sha256_hex(&labels);
         let server = Server::start(vec![
-            (&route("m"), Reply::Body(gz_bytes)),
-            ("/m/labels.gz", Reply::Body(gz(&labels))),
+            (route("m"), Reply::Body(gz_bytes)),
+            ("/m/labels.gz".into(), Reply::Body(gz(&labels))),
         ]);
         let dir = tempfile::tempdir().unwrap();
         let files = [
@@ -522,12 +522,7 @@ mod tests {
                 (format!("/mnist/{name}.gz"), Reply::Body(bytes))
             })
             .collect();
-        let server = Server::start(
-            routes
-                .iter()
-                .map(|(p, r)| (p.as_str(), r.clone()))
-                .collect(),
-        );
+        let server = Server::start(routes);
         let dir = tempfile::tempdir().unwrap();
         let sources = DataSources {
             cache: Some(dir.path().to_path_buf()),

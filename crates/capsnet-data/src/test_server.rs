@@ -36,9 +36,9 @@ pub struct Server {
 impl Server {
     /// Starts serving `routes` (absolute paths such as `/mnist/train-images-idx3-ubyte.gz`) on a
     /// free port. Panics if no port can be bound (a test setup failure).
-    pub fn start(routes: Vec<(&str, Reply)>) -> Self {
+    pub fn start<P: Into<String>>(routes: Vec<(P, Reply)>) -> Self {
         let routes: HashMap<String, Reply> =
-            routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect();
+            routes.into_iter().map(|(p, r)| (p.into(), r)).collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port on 127.0.0.1");
         let addr = listener.local_addr().expect("the bound address");
         let stop = Arc::new(AtomicBool::new(false));

@@ -284,8 +284,8 @@ mod download {
     fn serve(routes: Vec<(String, Vec<u8>)>) -> Server {
         Server::start(
             routes
-                .iter()
-                .map(|(p, b)| (p.as_str(), Reply::Body(b.clone())))
+                .into_iter()
+                .map(|(p, b)| (p, Reply::Body(b)))
                 .collect(),
         )
     }

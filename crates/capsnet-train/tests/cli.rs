@@ -306,12 +306,7 @@ fn download_command_fetches_and_verifies() {
             (path, Reply::Body(std::fs::read(entry.path()).unwrap()))
         })
         .collect();
-    let server = Server::start(
-        routes
-            .iter()
-            .map(|(p, r)| (p.as_str(), r.clone()))
-            .collect(),
-    );
+    let server = Server::start(routes);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_capsnet"))
