@@ -247,8 +247,6 @@ impl std::ops::DerefMut for Plan {
     }
 }
 
-type PlanJob = PlannedJob;
-
 /// One job's line in `sweep-status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct JobStatus {
@@ -307,7 +305,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
                 .with_context(|| format!("job {} ({})", job.index, job.name))?;
         }
     }
-    let existing: Vec<&PlanJob> = plan.jobs.iter().filter(|j| j.run_dir.exists()).collect();
+    let existing: Vec<&PlannedJob> = plan.jobs.iter().filter(|j| j.run_dir.exists()).collect();
     if !args.resume && !existing.is_empty() {
         bail!(
             "{} of {} job directories already exist under {} (e.g. {}): pass --resume to skip \
@@ -606,7 +604,7 @@ fn write_job_script(
     capsnet: &Path,
     experiment: &Path,
     jobs_dir: &Path,
-    job: &PlanJob,
+    job: &PlannedJob,
 ) -> Result<()> {
     let i = job.index;
     let overrides: Vec<String> = job.overrides.iter().map(|o| quote(o)).collect();
@@ -977,7 +975,7 @@ mod tests {
             experiment: "fake.toml".into(),
             dir: dir.to_path_buf(),
             jobs: (0..n)
-                .map(|index| PlanJob {
+                .map(|index| PlannedJob {
                     index,
                     name: format!("job-{index}"),
                     sweep_overrides: vec![format!("seed={index}")],
