@@ -110,6 +110,8 @@ pub fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
 pub const STREAM_SHUFFLE: u64 = 0x5348_5546; // "SHUF"
 /// Stream id of the per-batch augmentation (see [`Rng::derive`]).
 pub const STREAM_AUGMENT: u64 = 0x4155_474d; // "AUGM"
+/// Stream id of the class-balanced training subset (see [`crate::ImageSet::balanced_subset`]).
+pub const STREAM_SUBSET: u64 = 0x5355_4253; // "SUBS"
 
 /// The order in which epoch `epoch` of a run seeded with `seed` visits `n` items: a
 /// permutation of `0..n` that depends only on `(n, seed, epoch)`.

@@ -89,6 +89,18 @@ pub struct DataConfig {
     pub train_limit: Option<usize>,
     /// Use only the first N test images.
     pub test_limit: Option<usize>,
+    /// Train on a class-balanced random subset of N training images (N/10 per MNIST class),
+    /// drawn with `train_subset_seed`. Subsets drawn with one seed are nested (the 100 images
+    /// are among the 300). N at least the training-set size: the whole set. Only for `mnist`,
+    /// `fashion-mnist` and `cifar10`; not together with `train_limit`.
+    pub train_subset: Option<usize>,
+    /// Seed of `train_subset` (unset: the experiment seed, so each seed draws its own subset and
+    /// two networks run with the same seed see the same images).
+    pub train_subset_seed: Option<u64>,
+    /// Also evaluate on the training images (without augmentation), reported as the extra
+    /// evaluation set `train` (train error beside test error). Only for `mnist`,
+    /// `fashion-mnist` and `cifar10`.
+    pub eval_train: bool,
     /// Random shift augmentation of up to this many pixels, zero padded (paper: 2).
     pub shift_pixels: usize,
     /// Shuffle the training set every epoch.
@@ -196,6 +208,12 @@ impl DatasetName {
         })
     }
 
+    /// Whether the training examples are stored images (not generated from them), so that
+    /// they can be subset and evaluated as they are.
+    pub fn plain_images(self) -> bool {
+        matches!(self, Self::Mnist | Self::FashionMnist | Self::Cifar10)
+    }
+
     /// Labels per example (2 for MultiMNIST).
     pub fn targets(self) -> usize {
         match self {
@@ -239,6 +257,9 @@ impl Default for DataConfig {
             verify_checksums: true,
             train_limit: None,
             test_limit: None,
+            train_subset: None,
+            train_subset_seed: None,
+            eval_train: false,
             shift_pixels: 2,
             shuffle: true,
             crop: None,
@@ -265,8 +286,12 @@ pub enum LrSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Number of passes over the training set.
+    /// Number of passes over the training set (ignored when `steps` is set).
     pub epochs: usize,
+    /// Train for exactly this many optimisation steps, passing over the training set as often
+    /// as needed (the last pass is cut short): the same budget for every training-set size.
+    /// Replaces `epochs`, which becomes ⌈steps / batches per pass⌉.
+    pub steps: Option<usize>,
     /// Training batch size (official code: 128).
     pub batch_size: usize,
     /// Evaluation batch size (no effect on results).
@@ -295,6 +320,9 @@ pub struct TrainConfig {
     pub log_every_steps: usize,
     /// Evaluate on the test set every N epochs (the last epoch is always evaluated).
     pub eval_every_epochs: usize,
+    /// Write a checkpoint at the end of every N-th epoch (the last epoch always gets one);
+    /// raise it when epochs are a few steps long (small `data.train_subset` with `steps`).
+    pub checkpoint_every_epochs: usize,
     /// Write a TensorBoard event file into the run directory.
     pub tensorboard: bool,
 }
@@ -303,6 +331,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             epochs: 50,
+            steps: None,
             batch_size: 128,
             eval_batch_size: 500,
             lr: 1e-3,
@@ -317,6 +346,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             log_every_steps: 50,
             eval_every_epochs: 1,
+            checkpoint_every_epochs: 1,
             tensorboard: true,
         }
     }
@@ -537,6 +567,42 @@ impl ExperimentConfig {
                 "an empty training subset trains nothing",
             );
         }
+        if self.data.train_subset == Some(0) {
+            return invalid(
+                "data.train_subset",
+                "0".into(),
+                "an empty training subset trains nothing",
+            );
+        }
+        if let (Some(limit), Some(subset)) = (self.data.train_limit, self.data.train_subset) {
+            return invalid(
+                "data.train_subset",
+                subset.to_string(),
+                &format!(
+                    "set either data.train_limit (= {limit}: the first N images) or data.train_subset (a class-balanced random subset), not both"
+                ),
+            );
+        }
+        if self.data.name().is_some_and(|n| !n.plain_images()) {
+            for (key, set) in [
+                ("data.train_subset", self.data.train_subset.is_some()),
+                ("data.eval_train", self.data.eval_train),
+            ] {
+                if set {
+                    return invalid(
+                        key,
+                        self.data.dataset.clone(),
+                        &format!(
+                            "{key} is supported for mnist, fashion-mnist and cifar10, not {} (whose training examples are generated)",
+                            self.data.dataset
+                        ),
+                    );
+                }
+            }
+        }
+        if self.train.steps == Some(0) {
+            return invalid("train.steps", "0".into(), "must be positive");
+        }
         if self.data.test_limit == Some(0) {
             return invalid(
                 "data.test_limit",
@@ -552,6 +618,7 @@ impl ExperimentConfig {
             ("train.lr_decay_steps", t.lr_decay_steps),
             ("train.log_every_steps", t.log_every_steps),
             ("train.eval_every_epochs", t.eval_every_epochs),
+            ("train.checkpoint_every_epochs", t.checkpoint_every_epochs),
             ("train.keep_checkpoints", t.keep_checkpoints),
         ] {
             if value == 0 {

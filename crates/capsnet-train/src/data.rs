@@ -9,7 +9,8 @@
 //! | `expanded-mnist` | MNIST training digits centred on the canvas and shifted up to ±`shift_pixels` (±6 on 40×40 reaches every position) | `test`: test digits at random positions; `affine`: affNIST-like transformed test digits; `affnist`: the real `.mat` files when `data.affnist.files` is set |
 //!
 //! `train_limit` and `test_limit` cut the *source* splits (before pairs or transformations
-//! are generated).
+//! are generated); `train_subset` draws a class-balanced subset of the training split instead,
+//! and `eval_train` adds the (un-augmented) training images as the evaluation set `train`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +70,30 @@ fn limited(mut set: ImageSet, limit: Option<usize>) -> Arc<ImageSet> {
     Arc::new(set)
 }
 
+/// The training split as configured: the first `train_limit` images, or a class-balanced
+/// subset of `train_subset` (seeded by `train_subset_seed`, else the experiment seed).
+fn training_images(
+    set: ImageSet,
+    data: &DataConfig,
+    seed: u64,
+) -> Result<Arc<ImageSet>, TrainError> {
+    match data.train_subset {
+        Some(n) => Ok(Arc::new(
+            set.balanced_subset(n, data.train_subset_seed.unwrap_or(seed))?,
+        )),
+        None => Ok(limited(set, data.train_limit)),
+    }
+}
+
+/// The training images as an evaluation set `train` (no augmentation), when
+/// `data.eval_train` asks for it.
+fn train_eval_sets(train: &Arc<ImageSet>, data: &DataConfig) -> Result<Vec<EvalSet>, TrainError> {
+    Ok(match data.eval_train {
+        true => vec![eval_set("train", plain(train.clone(), data, false)?)],
+        false => Vec::new(),
+    })
+}
+
 /// Images as they are, or cropped (random crops when training).
 fn plain(
     set: Arc<ImageSet>,
@@ -110,7 +135,7 @@ pub fn load_experiment_data(
             capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
         let (test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
         Ok((
-            limited(train, data.train_limit),
+            training_images(train, data, config.seed)?,
             limited(test, data.test_limit),
             dir,
         ))
@@ -124,9 +149,9 @@ pub fn load_experiment_data(
             };
             let (train, test, dir) = mnist(kind)?;
             ExperimentData {
+                extra: train_eval_sets(&train, data)?,
                 train: plain(train, data, true)?,
                 test: eval_set("test", plain(test, data, false)?),
-                extra: Vec::new(),
                 dir,
             }
         }
@@ -142,10 +167,11 @@ pub fn load_experiment_data(
             )?;
             let (test, _) =
                 capsnet_data::cifar::load_cifar10_with(Split::Test, &sources, &mirrors, &progress)?;
+            let train = training_images(train, data, config.seed)?;
             ExperimentData {
-                train: plain(limited(train, data.train_limit), data, true)?,
+                extra: train_eval_sets(&train, data)?,
+                train: plain(train, data, true)?,
                 test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
-                extra: Vec::new(),
                 dir,
             }
         }

@@ -328,11 +328,14 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     let mut log = RunLog::open(&options.run_dir, options.progress)?;
     let device = training_device(config)?;
     log.info(&format!(
-        "run {} ({}, backend {}, {} epochs, batch {})",
+        "run {} ({}, backend {}, {}, batch {})",
         options.run_dir.display(),
         config.arch.name(),
         config.runtime.backend,
-        config.train.epochs,
+        match config.train.steps {
+            Some(steps) => format!("{steps} steps"),
+            None => format!("{} epochs", config.train.epochs),
+        },
         config.train.batch_size
     ));
     let data = load_experiment_data(config, &mut log)?;
@@ -367,6 +370,19 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
     let params = net.num_params();
     let steps_per_epoch =
         capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
+    // `train.steps` fixes the number of optimisation steps; the last pass is cut short.
+    let epochs = match config.train.steps {
+        Some(steps) => {
+            let epochs = steps.div_ceil(steps_per_epoch);
+            log.info(&format!(
+                "{steps} steps on {} training images: {epochs} passes of {steps_per_epoch} batches",
+                data.train.len()
+            ));
+            epochs
+        }
+        None => config.train.epochs,
+    };
+    let last_step = config.train.steps.map(|s| s as u64);
     let mut last_extra = previous_extra_evals(&options.run_dir, state.step);
     let mut last_eval: Option<(usize, Evaluation)> = previous_eval(&options.run_dir, state.step);
     let save_checkpoint = |net: &Net, optim: &ModuleOptimizer, state: &LoopState| {
@@ -379,7 +395,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         )
     };
 
-    while state.epoch < config.train.epochs {
+    while state.epoch < epochs {
         let epoch = state.epoch;
         let loader = Loader::from_source(
             data.train.clone(),
@@ -398,7 +414,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         log.start_bar(
             steps_per_epoch as u64,
             state.next_batch as u64,
-            format!("epoch {}/{}", epoch + 1, config.train.epochs),
+            format!("epoch {}/{}", epoch + 1, epochs),
         );
 
         for batch in loader {
@@ -433,16 +449,18 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             state.window.add(&values, out.margin.is_some(), len, secs);
 
             let position = state.next_batch as u64;
+            let finished = last_step == Some(state.step);
             log.update_bar(position, state.window.message());
             if state.step % config.train.log_every_steps as u64 == 0
                 || position == steps_per_epoch as u64
+                || finished
             {
                 let record = state.window.record(epoch + 1, state.step, lr);
                 if !log.has_bars() {
                     log.info(&format!(
                         "epoch {}/{} step {} ({position}/{steps_per_epoch}) {}",
                         epoch + 1,
-                        config.train.epochs,
+                        epochs,
                         state.step,
                         state.window.message()
                     ));
@@ -455,7 +473,12 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             }
             let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
             let every = config.train.checkpoint_every_steps as u64;
-            if stop || (every > 0 && state.step % every == 0 && position < steps_per_epoch as u64) {
+            if stop
+                || (every > 0
+                    && state.step % every == 0
+                    && position < steps_per_epoch as u64
+                    && !finished)
+            {
                 save_checkpoint(&net, &optim, &state)?;
             }
             if stop {
@@ -464,16 +487,26 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                     "stopped after step {} as asked; resume with --resume",
                     state.step
                 ));
-                let summary =
-                    summarize(config, &state, &data, params, last_eval, &last_extra, false);
+                let summary = summarize(
+                    config,
+                    epochs,
+                    &state,
+                    &data,
+                    params,
+                    last_eval,
+                    &last_extra,
+                );
                 write_summary(&options.run_dir, &summary)?;
                 return Ok(summary);
+            }
+            if finished {
+                break;
             }
         }
         log.finish_bar();
         state.epoch += 1;
         state.next_batch = 0;
-        if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == config.train.epochs {
+        if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == epochs {
             let eval_device = device.clone().without_autodiff();
             let valid = net.valid();
             let eval = evaluate(&valid, &data.test.source, config, &eval_device)?;
@@ -494,14 +527,14 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                 }
                 log.info(&format!(
                     "epoch {}/{}: {} accuracy {:.2}% ({} examples)",
-                    state.epoch, config.train.epochs, extra.name, e.accuracy, e.images
+                    state.epoch, epochs, extra.name, e.accuracy, e.images
                 ));
                 last_extra.insert(extra.name.clone(), e.accuracy);
             }
             log.info(&format!(
                 "epoch {}/{}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
                 state.epoch,
-                config.train.epochs,
+                epochs,
                 eval.accuracy,
                 100.0 - eval.accuracy,
                 eval.loss,
@@ -509,9 +542,19 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
             ));
             last_eval = Some((state.epoch, eval));
         }
-        save_checkpoint(&net, &optim, &state)?;
+        if state.epoch % config.train.checkpoint_every_epochs == 0 || state.epoch == epochs {
+            save_checkpoint(&net, &optim, &state)?;
+        }
     }
-    let summary = summarize(config, &state, &data, params, last_eval, &last_extra, true);
+    let summary = summarize(
+        config,
+        epochs,
+        &state,
+        &data,
+        params,
+        last_eval,
+        &last_extra,
+    );
     write_summary(&options.run_dir, &summary)?;
     if let Some(board) = &mut board {
         board.finish(true)?;
@@ -593,19 +636,19 @@ fn previous_extra_evals(run_dir: &Path, step: u64) -> BTreeMap<String, f64> {
 
 fn summarize(
     config: &ExperimentConfig,
+    epochs: usize,
     state: &LoopState,
     data: &ExperimentData,
     params: usize,
     last_eval: Option<(usize, Evaluation)>,
     extra: &BTreeMap<String, f64>,
-    completed: bool,
 ) -> Summary {
     Summary {
         name: config.name.clone(),
         arch: config.arch.name().into(),
         dataset: config.data.dataset.clone(),
-        completed,
-        epochs: config.train.epochs,
+        completed: state.epoch == epochs,
+        epochs,
         epochs_completed: state.epoch,
         steps: state.step,
         batch_size: config.train.batch_size,
