@@ -10,6 +10,7 @@
 //! - `bench-compare`: capsnet vs the PyTorch reference on the same machine (`bench_compare.rs`).
 
 mod bench_compare;
+mod figures;
 mod setup;
 mod slurm;
 mod sweep;

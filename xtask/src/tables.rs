@@ -19,6 +19,8 @@ use toml::Value;
 struct Manifest {
     #[serde(default)]
     table: Vec<TableSpec>,
+    #[serde(default)]
+    figure: Vec<crate::figures::FigureSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,14 +60,14 @@ struct PaperNumber {
 }
 
 #[derive(Debug, Deserialize)]
-struct Summary {
-    completed: bool,
-    epochs: u64,
-    epochs_completed: u64,
-    final_eval_epoch: Option<u64>,
-    final_test_error_pct: Option<f64>,
+pub(crate) struct Summary {
+    pub(crate) completed: bool,
+    pub(crate) epochs: u64,
+    pub(crate) epochs_completed: u64,
+    pub(crate) final_eval_epoch: Option<u64>,
+    pub(crate) final_test_error_pct: Option<f64>,
     #[serde(default)]
-    final_extra_accuracy: BTreeMap<String, f64>,
+    pub(crate) final_extra_accuracy: BTreeMap<String, f64>,
     batch_size: u64,
     steps: u64,
     train_images: u64,
@@ -79,10 +81,11 @@ struct Machine {
     threads: u64,
 }
 
-struct Run {
-    name: String,
-    summary: Summary,
-    config: BTreeMap<String, Value>,
+/// One run record: its folder name, summary and flattened resolved config.
+pub(crate) struct Run {
+    pub(crate) name: String,
+    pub(crate) summary: Summary,
+    pub(crate) config: BTreeMap<String, Value>,
 }
 
 /// Runs `cargo xtask tables [--check]` in the repository `root`.
@@ -97,31 +100,34 @@ pub fn tables(root: &Path, args: &[String]) -> Result<()> {
     if check {
         let stale: Vec<String> = outputs
             .iter()
-            .filter(|(path, text)| {
-                std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str())
-            })
+            .filter(|(path, bytes)| std::fs::read(path).ok().as_deref() != Some(bytes.as_slice()))
             .map(|(path, _)| path.display().to_string())
             .collect();
         if !stale.is_empty() {
             bail!(
-                "stale or missing tables (run `cargo xtask tables` and commit): {}",
+                "stale or missing tables or figures (run `cargo xtask tables` and commit): {}",
                 stale.join(", ")
             );
         }
-        eprintln!("{} table files are up to date", outputs.len());
+        eprintln!("{} table and figure files are up to date", outputs.len());
         return Ok(());
     }
-    for (path, text) in &outputs {
+    for (path, bytes) in &outputs {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
-/// Every table's `.md` and `.csv`, computed before anything is written.
-fn render_all(results: &Path) -> Result<Vec<(PathBuf, String)>> {
+/// Every table's `.md` and `.csv` and every figure's files, computed before anything is
+/// written.
+fn render_all(results: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let manifest_path = results.join("tables.toml");
     let manifest: Manifest = toml::from_str(
         &std::fs::read_to_string(&manifest_path)
@@ -138,8 +144,19 @@ fn render_all(results: &Path) -> Result<Vec<(PathBuf, String)>> {
     for table in &manifest.table {
         let (md, csv) =
             render(results, table, &paper).with_context(|| format!("table `{}`", table.name))?;
-        outputs.push((results.join(format!("{}.md", table.name)), md));
-        outputs.push((results.join(format!("{}.csv", table.name)), csv));
+        outputs.push((results.join(format!("{}.md", table.name)), md.into_bytes()));
+        outputs.push((
+            results.join(format!("{}.csv", table.name)),
+            csv.into_bytes(),
+        ));
+    }
+    for figure in &manifest.figure {
+        let runs = read_runs(&results.join(&figure.raw))
+            .with_context(|| format!("figure `{}`", figure.name))?;
+        outputs.extend(
+            crate::figures::render(results, figure, &runs)
+                .with_context(|| format!("figure `{}`", figure.name))?,
+        );
     }
     Ok(outputs)
 }
@@ -200,18 +217,8 @@ fn render(
         }
         let mut errors = Vec::new();
         for run in &matched {
+            check_finished(run).with_context(|| format!("row `{}`", row.label))?;
             let s = &run.summary;
-            if !s.completed
-                || s.final_eval_epoch != Some(s.epochs)
-                || s.epochs_completed != s.epochs
-            {
-                bail!(
-                    "run {} of row `{}` did not finish all {} epochs",
-                    run.name,
-                    row.label,
-                    s.epochs
-                );
-            }
             errors.push(
                 s.final_test_error_pct
                     .with_context(|| format!("run {} has no test error", run.name))?,
@@ -344,7 +351,16 @@ fn render(
     Ok((md, csv))
 }
 
-fn csv_field(s: &str) -> String {
+/// Fails unless `run` finished all its epochs and was evaluated at the last one.
+pub(crate) fn check_finished(run: &Run) -> Result<()> {
+    let s = &run.summary;
+    if !s.completed || s.final_eval_epoch != Some(s.epochs) || s.epochs_completed != s.epochs {
+        bail!("run {} did not finish all {} epochs", run.name, s.epochs);
+    }
+    Ok(())
+}
+
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -353,7 +369,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Mean and sample standard deviation (None for a single value).
-fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
+pub(crate) fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     if values.len() < 2 {
@@ -363,7 +379,7 @@ fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
     (mean, Some(var.sqrt()))
 }
 
-fn matches(run: &Run, wanted: &toml::Table) -> bool {
+pub(crate) fn matches(run: &Run, wanted: &toml::Table) -> bool {
     let flat = capsnet_common::flatten_toml(&Value::Table(wanted.clone()));
     flat.iter()
         .all(|(k, v)| run.config.get(k).is_some_and(|have| same_value(have, v)))
@@ -516,13 +532,13 @@ match = { model = { routing = { iterations = 3 } } }
         write_run(&raw, "c", 3.0, 1, true);
         write_run(&raw, "d", 0.5, 3, true);
         let out = render_all(&results).unwrap();
-        let md = &out[0].1;
+        let md = std::str::from_utf8(&out[0].1).unwrap();
         assert!(
             md.contains("| r1 | 2.00 ± 1.00 | 3 | 0.34 ± 0.032 | 2 |"),
             "{md}"
         );
         assert!(md.contains("| r3 | 0.50 | 1 | – |"), "{md}");
-        let csv = &out[1].1;
+        let csv = std::str::from_utf8(&out[1].1).unwrap();
         assert!(
             csv.contains(
                 "r1,2.0000,1.0000,3,0.34,0.032,2,100,64,3200,flex,Test CPU (2 threads),a b c"
@@ -555,7 +571,7 @@ match = { model = { routing = { iterations = 3 } } }
         }
         write_run(&raw, "d", 0.5, 3, true);
         let out = render_all(&results).unwrap();
-        let md = &out[0].1;
+        let md = std::str::from_utf8(&out[0].1).unwrap();
         assert!(
             md.contains("| Method | ours: test error % | ours: affine error % | n |"),
             "{md}"
@@ -565,7 +581,7 @@ match = { model = { routing = { iterations = 3 } } }
             "{md}"
         );
         assert!(md.contains("| r3 | 0.50 | – | 1 |"), "{md}");
-        let csv = &out[1].1;
+        let csv = std::str::from_utf8(&out[1].1).unwrap();
         assert!(
             csv.lines()
                 .next()
@@ -612,6 +628,81 @@ match = { model = { routing = { iterations = 3 } } }
         write_run(&raw, "e", 0.7, 3, true);
         let err = format!("{:#}", tables(&tmp, &["--check".into()]).unwrap_err());
         assert!(err.contains("stale"), "{err}");
+    }
+
+    #[test]
+    fn figures_plot_mean_and_std_per_x_and_are_checked() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        let figure = r#"
+[[figure]]
+name = "f"
+title = "Error vs iterations"
+raw = "raw/t"
+x = "model.routing.iterations"
+x_label = "routing iterations"
+y_label = "error (%)"
+log_y = true
+[[figure.series]]
+label = "CapsNet test"
+match = { arch = "capsnet" }
+"#;
+        std::fs::write(results.join("tables.toml"), format!("{manifest}{figure}")).unwrap();
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        write_run(&raw, "b", 2.0, 1, true);
+        write_run(&raw, "c", 3.0, 1, true);
+        write_run(&raw, "d", 0.5, 3, true);
+        let out = render_all(&results).unwrap();
+        let file = |name: &str| {
+            out.iter()
+                .find(|(p, _)| p.ends_with(name))
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let csv = String::from_utf8(file("figures/f.csv")).unwrap();
+        assert_eq!(
+            csv,
+            "series,set,x,n,mean_error_pct,std_error_pct,runs\n\
+             CapsNet test,test,1,3,2.0000,1.0000,a b c\n\
+             CapsNet test,test,3,1,0.5000,,d\n"
+        );
+        let svg = String::from_utf8(file("figures/f.svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("Error vs iterations"),
+            "{svg}"
+        );
+        assert!(svg.contains("CapsNet test (mean ± std, n = 3)"), "{svg}");
+        assert!(svg.contains("<polygon"), "the std band is drawn: {svg}");
+        let png = file("figures/f.png");
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        assert_eq!((info.width, info.height), (800, 520));
+        let drawn = pixels.chunks(3).filter(|p| p != &[255, 255, 255]).count();
+        assert!(drawn > 5_000, "only {drawn} non-white pixels");
+        // Same records, same bytes; a new run makes the figure stale.
+        assert_eq!(render_all(&results).unwrap(), out);
+        tables(&tmp, &[]).unwrap();
+        tables(&tmp, &["--check".into()]).unwrap();
+        std::fs::write(results.join("figures/f.png"), b"not the figure").unwrap();
+        let err = format!("{:#}", tables(&tmp, &["--check".into()]).unwrap_err());
+        assert!(err.contains("figures/f.png"), "{err}");
+        // A series on an evaluation set the runs lack, and a non-numeric x, are errors.
+        let bad_set = format!("{manifest}{figure}set = \"train\"\n");
+        std::fs::write(results.join("tables.toml"), bad_set).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("was not evaluated on `train`"), "{err}");
+        let bad_x = format!(
+            "{manifest}{}",
+            figure.replace("model.routing.iterations", "arch")
+        );
+        std::fs::write(results.join("tables.toml"), bad_x).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("not a number"), "{err}");
     }
 
     fn tempfile_dir() -> PathBuf {
