@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Build machine side of a GPU run: builds the `capsnet` binary with the `tch` backend against
-# the pip PyTorch 2.11 wheel (the GPU machine's version), strips and compresses it, and copies it
-# with the MNIST files into gpu-carry/ (git-ignored; name it in the device tool's `carry`).
+# the pip PyTorch 2.11 wheel (the GPU machine's version) and the `wgpu` backend, strips and
+# compresses it, and copies it with the MNIST files and the Vulkan loader's Debian packages
+# (the GPU machine has the NVIDIA Vulkan driver but no loader; see
+# ../shared/design/gpu-notes.md) into gpu-carry/ (git-ignored; name it in the device tool's
+# `carry`).
 #
 #   scripts/gpu/prepare.sh [PYTHON_WITH_TORCH]     # default: /work/venv-torch/bin/python
 #
 # The build goes to target-tch/ next to the checkout's target/ (its own feature set, ~30 min
-# cold on 2 cores). See docs/gpu.md.
+# cold on 2 cores, ~13 more for wgpu). See docs/gpu.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-/work/venv-torch/bin/python}
@@ -18,12 +21,14 @@ echo "libtorch from $torch_dir ($("$python" -c 'import torch; print(torch.__vers
 }
 target=${CAPSNET_TCH_TARGET:-../target-tch}
 LIBTORCH="$torch_dir" LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
-    cargo build --release -p capsnet-train --features tch --bin capsnet --target-dir "$target"
-rm -rf gpu-carry && mkdir -p gpu-carry/data/mnist
+    cargo build --release -p capsnet-train --features tch,wgpu --bin capsnet --target-dir "$target"
+rm -rf gpu-carry && mkdir -p gpu-carry/data/mnist gpu-carry/debs
 strip -o gpu-carry/capsnet "$target/release/capsnet"
 xz -T0 -6 gpu-carry/capsnet
 data=${CAPSNET_DATA:-../shared/datasets}
 cp "$data"/mnist/*.gz gpu-carry/data/mnist/
+# The Vulkan loader and GL/EGL dispatch libraries wgpu loads (unpacked with dpkg -x there).
+(cd gpu-carry/debs && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 git rev-parse HEAD > gpu-carry/REVISION
 du -sh gpu-carry
 size=$(du -sb gpu-carry | cut -f1)

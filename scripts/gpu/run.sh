@@ -5,7 +5,8 @@
 #   OUT=/tmp/out scripts/gpu/run.sh [EPOCHS]
 #
 # Environment: CAPSNET_GPU_BACKEND (default tch-cuda; `tch` runs the same script on libtorch's
-# CPU for a dry run), CAPSNET_GPU_EPOCHS (default 3), CAPSNET_GPU_QUICK=1 (tiny sizes).
+# CPU for a dry run), CAPSNET_GPU_EPOCHS (default 3), CAPSNET_GPU_QUICK=1 (tiny sizes),
+# CAPSNET_GPU_WGPU=0 (skip the wgpu step).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:?set OUT to a folder for the results}
@@ -66,6 +67,29 @@ done
 "$bin" bench "$exp" --backend "$backend" --batch-size $infer_batch --steps 5 --warmup 2 \
     > "$out/bench-b$infer_batch.json"
 grep images_per_sec "$out/bench-b$infer_batch.json"
+
+if [[ ${CAPSNET_GPU_WGPU:-1} == 1 ]]; then
+    step "wgpu over the machine's Vulkan driver"
+    # The machine has NVIDIA's Vulkan driver but no loader: unpack the carried Debian packages
+    # (gpu-notes.md's recipe) and point the loader at NVIDIA's ICD. Where there is no NVIDIA
+    # ICD (a dry run here), wgpu takes whatever Vulkan driver is installed (lavapipe).
+    if compgen -G "gpu-carry/debs/*.deb" >/dev/null; then
+        for f in gpu-carry/debs/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+    fi
+    (
+        icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+        [[ -f $icd ]] && export VK_DRIVER_FILES=$icd
+        timeout 120 "$bin" backends | tee "$out/backends-wgpu.txt"
+        timeout 300 "$bin" parity experiments/quickstart.toml --backend wgpu --batch-size 8 --json \
+            > "$out/parity-wgpu-quickstart.json"
+        echo "parity wgpu: exit $?"; grep -c '"ok": true' "$out/parity-wgpu-quickstart.json"
+        wb=128; [[ $quick == 1 ]] && wb=16
+        timeout 300 "$bin" bench experiments/quickstart.toml --backend wgpu --batch-size $wb \
+            --steps 10 --warmup 3 > "$out/bench-wgpu-b$wb.json"
+        echo "bench wgpu: exit $?"; grep images_per_sec "$out/bench-wgpu-b$wb.json"
+    )
+fi
 
 step "train $exp, $epochs epochs"
 "$bin" train "$exp" --backend "$backend" --plain --run-dir "$out/mnist" \
