@@ -19,9 +19,8 @@ use capsnet_tensorboard::{EventWriter, HParamValue, image_grid};
 
 use crate::error::TrainError;
 use crate::load::Resolved;
-use crate::net::Net;
+use crate::net::{Net, batch_tensors};
 use crate::report::{EvalRecord, TrainRecord};
-use crate::train_loop::batch_tensors;
 
 /// Keys always shown in the HPARAMS tab (besides every overridden key).
 const CORE_HPARAMS: &[&str] = &[

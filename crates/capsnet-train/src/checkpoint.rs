@@ -9,6 +9,7 @@
 //! augmentation of every batch are derived from them, and burn's generator (dropout) is
 //! reseeded from `(seed, step)` before every step.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::error::TrainError;
+use crate::eval::Evaluation;
 use crate::net::Net;
 
 /// Where the training loop stands.
@@ -38,6 +40,21 @@ pub struct LoopState {
     /// Training metrics accumulated since the last log line.
     #[serde(default)]
     pub window: crate::report::TrainWindow,
+    /// The last evaluation, which the summary reports (absent in checkpoints written before
+    /// it was kept here; the next evaluation fills it).
+    #[serde(default)]
+    pub last_eval: Option<LastEval>,
+}
+
+/// The last evaluation of a run: the epoch, the main test set and the extra sets' accuracies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastEval {
+    /// Epoch (1-based) after which it ran.
+    pub epoch: usize,
+    /// The main test set.
+    pub test: Evaluation,
+    /// Accuracy (%) on each extra evaluation set.
+    pub extra: BTreeMap<String, f64>,
 }
 
 impl LoopState {
@@ -51,6 +68,7 @@ impl LoopState {
             train_secs: 0.0,
             eval_secs: 0.0,
             window: Default::default(),
+            last_eval: None,
         }
     }
 }
@@ -91,16 +109,9 @@ pub fn save(
         std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    write_atomic(&root.join(LATEST), name.as_bytes())?;
+    crate::run_dir::write_atomic(&root.join(LATEST), name.as_bytes())?;
     prune(&root, keep)?;
     Ok(final_dir)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
 fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {

@@ -25,8 +25,7 @@ use capsnet_data::{
 
 use crate::config::{DataConfig, DatasetName, ExperimentConfig};
 use crate::error::TrainError;
-use crate::report::RunLog;
-use crate::train_loop::DownloadBars;
+use crate::report::{DownloadBars, RunLog};
 
 /// One evaluation set.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use capsnet_model::{CapsNet, predictions};
 use capsnet_tensorboard::{EventWriter, encode_png, image_grid};
 
 use crate::error::TrainError;
-use crate::train_loop::batch_tensors;
+use crate::net::batch_tensors;
 
 /// Perturbation offsets of Fig. 4: −0.25 … +0.25 in steps of 0.05.
 pub const PERTURBATIONS: [f32; 11] = [

@@ -1,7 +1,8 @@
 //! The trainable network of an experiment: CapsNet or the baseline CNN, behind one interface.
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use capsnet_data::Batch;
 use capsnet_model::{
     BaselineCnn, CapsNet, LossConfig, cross_entropy, label_column, multi_hot, predictions,
     sigmoid_cross_entropy,
@@ -184,6 +185,19 @@ pub fn parameter_values(net: &Net) -> Vec<f32> {
     let mut collect = Collect(Vec::new());
     net.visit(&mut collect);
     collect.0
+}
+
+/// Turns a loader batch into tensors on `device`: images `[B, C, H, W]` and the targets.
+pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Targets) {
+    let shape = batch.shape();
+    let (len, count) = (batch.len, batch.targets.max(1));
+    let images = Tensor::from_data(TensorData::new(batch.images, shape), device);
+    let labels = Tensor::from_data(TensorData::new(batch.labels, [len, count]), device);
+    let parts = (!batch.parts.is_empty()).then(|| {
+        let pixels = batch.dims.size();
+        Tensor::from_data(TensorData::new(batch.parts, [len, count, pixels]), device)
+    });
+    (images, Targets { labels, parts })
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use capsnet_data::DownloadProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +146,7 @@ impl MetricsFile {
                 })
                 .map(|line| format!("{line}\n"))
                 .collect();
-            crate::checkpoint::write_atomic(&path, kept.as_bytes())?;
+            crate::run_dir::write_atomic(&path, kept.as_bytes())?;
         }
         let file = OpenOptions::new()
             .create(true)
@@ -212,6 +214,19 @@ pub struct EvalRecord {
     pub images_per_sec: f64,
 }
 
+/// What one training step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepValues {
+    /// The loss minimised.
+    pub loss: f64,
+    /// Correctly classified examples of the batch.
+    pub correct: f64,
+    /// Margin loss (CapsNet).
+    pub margin: Option<f64>,
+    /// Mean unweighted reconstruction SSE (CapsNet with decoder).
+    pub reconstruction: Option<f64>,
+}
+
 /// Running sums over the steps since the last log line (saved in checkpoints, so that a
 /// resumed run logs exactly what an uninterrupted one would).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,17 +243,17 @@ pub struct TrainWindow {
 }
 
 impl TrainWindow {
-    /// Adds one step. `values`: total loss, correct count, then margin and reconstruction when present.
-    pub fn add(&mut self, values: &[f64], has_margin: bool, images: usize, secs: f64) {
+    /// Adds one step that trained on `images` examples in `secs` seconds.
+    pub fn add(&mut self, values: &StepValues, images: usize, secs: f64) {
         self.steps += 1;
         self.images += images;
-        self.loss += values[0];
-        self.correct += values[1];
-        self.has_margin = has_margin;
-        if has_margin {
-            self.margin += values[2];
+        self.loss += values.loss;
+        self.correct += values.correct;
+        if let Some(margin) = values.margin {
+            self.has_margin = true;
+            self.margin += margin;
         }
-        if let Some(recon) = values.get(3) {
+        if let Some(recon) = values.reconstruction {
             self.has_recon = true;
             self.recon += recon;
         }
@@ -339,7 +354,7 @@ impl EvalSetReport {
     pub fn new(
         set: &str,
         checkpoints: &[PathBuf],
-        result: &crate::train_loop::EnsembleEvaluation,
+        result: &crate::eval::EnsembleEvaluation,
     ) -> Self {
         let ensemble = checkpoints.len() > 1;
         Self {
@@ -377,5 +392,46 @@ impl EvalReport {
             backend: backend.to_string(),
             sets,
         })
+    }
+}
+
+/// Download progress on an indicatif bar (terminal) or as start/finish lines.
+pub struct DownloadBars {
+    bars: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl DownloadBars {
+    /// Bars when `bars` (a terminal), else start/finish lines.
+    pub fn new(bars: bool) -> Self {
+        Self {
+            bars,
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl DownloadProgress for DownloadBars {
+    fn start(&self, url: &str, total: Option<u64>) {
+        eprintln!("downloading {url}");
+        if self.bars {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            bar.set_style(
+                ProgressStyle::with_template("  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            *self.bar.lock().expect("progress lock") = Some(bar);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
+            bar.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
+            bar.finish_and_clear();
+        }
     }
 }

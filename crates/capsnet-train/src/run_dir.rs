@@ -2,16 +2,24 @@
 //! `checkpoints/`, `summary.json`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::checkpoint;
 use crate::error::TrainError;
-use crate::load::{Resolved, flatten_toml, parse_str};
+use crate::load::{Resolved, flatten_toml, parse_str, to_toml};
 
 /// File holding the fully resolved configuration of a run.
 pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
 
-/// Prepares `dir` for a run and returns the checkpoint to resume from, if any.
+/// How a prepared run directory starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run in an empty directory.
+    Fresh,
+    /// Continue the run in the directory (from its latest checkpoint, if it has one).
+    Resume,
+}
+
+/// Prepares `dir` for a run.
 ///
 /// - New run: `dir` must not exist or be empty (or `overwrite` deletes it).
 /// - `resume`: `dir` must hold a run of the same configuration (only `train.epochs`, to extend
@@ -23,7 +31,7 @@ pub fn prepare(
     resolved: &Resolved,
     resume: bool,
     overwrite: bool,
-) -> Result<Option<PathBuf>, TrainError> {
+) -> Result<Start, TrainError> {
     let has_content = dir
         .read_dir()
         .map(|mut d| d.next().is_some())
@@ -38,20 +46,21 @@ pub fn prepare(
         let stored = parse_str(&stored_text, &stored_path.display().to_string())?;
         let mut now = resolved.config.clone();
         now.train.epochs = stored.train.epochs;
+        now.train.steps = stored.train.steps;
         now.runtime.device = stored.runtime.device;
-        let differences = diff(&crate::load::to_toml(&stored), &crate::load::to_toml(&now));
+        let differences = diff(&to_toml(&stored), &to_toml(&now));
         if !differences.is_empty() {
             return Err(TrainError::RunDir {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "the experiment differs from the run being resumed (only train.epochs and \
-                     runtime.device may change): {}",
+                    "the experiment differs from the run being resumed (only train.epochs, \
+                     train.steps and runtime.device may change): {}",
                     differences.join(", ")
                 ),
             });
         }
         write_config(dir, resolved)?;
-        return checkpoint::latest(dir);
+        return Ok(Start::Resume);
     }
     if has_content {
         if !overwrite {
@@ -66,12 +75,12 @@ pub fn prepare(
     }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     write_config(dir, resolved)?;
-    Ok(None)
+    Ok(Start::Fresh)
 }
 
 fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
-    let toml = crate::train_loop::resolved_toml(resolved);
-    checkpoint::write_atomic(&dir.join(RESOLVED_CONFIG), toml.as_bytes())?;
+    let toml = to_toml(&resolved.config);
+    write_atomic(&dir.join(RESOLVED_CONFIG), toml.as_bytes())?;
     let sources = serde_json::json!({
         "files": resolved.files,
         "env": resolved.env,
@@ -80,7 +89,14 @@ fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
         "git_revision": crate::machine::git_revision(),
     });
     let json = serde_json::to_string_pretty(&sources).expect("sources serialise");
-    checkpoint::write_atomic(&dir.join("sources.json"), json.as_bytes())
+    write_atomic(&dir.join("sources.json"), json.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
 /// Dotted keys whose values differ between two TOML documents.

@@ -3,26 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
-use capsnet_data::{Batch, BatchSource, DownloadProgress, Loader, LoaderConfig, Rng};
-use indicatif::{ProgressBar, ProgressStyle};
+use burn::tensor::Device;
+use capsnet_data::{Batch, Loader, LoaderConfig, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
-use crate::board::RunBoard;
-use crate::checkpoint::{self, LoopState};
+use crate::checkpoint::{self, LastEval, LoopState};
 use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
 use crate::data::{ExperimentData, load_experiment_data};
 use crate::error::TrainError;
-use crate::load::{Resolved, to_toml};
-use crate::net::{Net, Targets};
-use crate::report::{EvalRecord, MetricsFile, ProgressMode, RunLog, TrainWindow};
-use crate::run_dir;
+use crate::eval::{Evaluation, evaluate, read_values};
+use crate::load::Resolved;
+use crate::net::{Net, batch_tensors};
+use crate::recorder::Recorder;
+use crate::report::{EvalRecord, ProgressMode, RunLog, StepValues, TrainWindow};
+use crate::run_dir::{self, Start};
 
 /// Stream id for burn's generator (dropout), reseeded from `(seed, step)` before every step.
 const STREAM_DROPOUT: u64 = 0x4452_4f50; // "DROP"
@@ -142,174 +141,6 @@ pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> 
     Ok(device.autodiff())
 }
 
-/// Download progress on an indicatif bar (terminal) or as start/finish lines.
-pub struct DownloadBars {
-    bars: bool,
-    bar: Mutex<Option<ProgressBar>>,
-}
-
-impl DownloadBars {
-    /// Bars when `bars` (a terminal), else start/finish lines.
-    pub fn new(bars: bool) -> Self {
-        Self {
-            bars,
-            bar: Mutex::new(None),
-        }
-    }
-}
-
-impl DownloadProgress for DownloadBars {
-    fn start(&self, url: &str, total: Option<u64>) {
-        eprintln!("downloading {url}");
-        if self.bars {
-            let bar = ProgressBar::new(total.unwrap_or(0));
-            bar.set_style(
-                ProgressStyle::with_template("  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            *self.bar.lock().expect("progress lock") = Some(bar);
-        }
-    }
-    fn advance(&self, bytes: u64) {
-        if let Some(bar) = self.bar.lock().expect("progress lock").as_ref() {
-            bar.inc(bytes);
-        }
-    }
-    fn finish(&self) {
-        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// Turns a loader batch into tensors on `device`: images `[B, C, H, W]` and the targets.
-pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Targets) {
-    let shape = batch.shape();
-    let (len, count) = (batch.len, batch.targets.max(1));
-    let images = Tensor::from_data(TensorData::new(batch.images, shape), device);
-    let labels = Tensor::from_data(TensorData::new(batch.labels, [len, count]), device);
-    let parts = (!batch.parts.is_empty()).then(|| {
-        let pixels = batch.dims.size();
-        Tensor::from_data(TensorData::new(batch.parts, [len, count, pixels]), device)
-    });
-    (images, Targets { labels, parts })
-}
-
-/// Test-set evaluation result.
-#[derive(Debug, Clone, Copy)]
-pub struct Evaluation {
-    /// Mean loss.
-    pub loss: f64,
-    /// Accuracy (%).
-    pub accuracy: f64,
-    /// Images evaluated.
-    pub images: usize,
-    /// Seconds taken.
-    pub secs: f64,
-}
-
-/// Evaluates `net` (an inference copy from `Module::valid`) on `set`. With one target the
-/// decoder is masked by the longest capsule; with two (MultiMNIST) the loss decodes each true
-/// class's capsule, as in training, so the test loss is teacher-forced there (the accuracy
-/// never depends on the decoder).
-pub fn evaluate(
-    net: &Net,
-    set: &Arc<dyn BatchSource>,
-    config: &ExperimentConfig,
-    device: &Device,
-) -> Result<Evaluation, TrainError> {
-    let mut result = evaluate_ensemble(std::slice::from_ref(net), set, config, device)?;
-    Ok(result.members.remove(0))
-}
-
-/// Several networks evaluated on the same examples, alone and together.
-#[derive(Debug, Clone)]
-pub struct EnsembleEvaluation {
-    /// Each network alone, in the order given.
-    pub members: Vec<Evaluation>,
-    /// Accuracy (%) of the ensemble: the class scores (capsule lengths or logits) of all
-    /// members summed, then classified like a single network.
-    pub accuracy: f64,
-    /// Examples evaluated.
-    pub images: usize,
-    /// Seconds taken.
-    pub secs: f64,
-}
-
-/// Evaluates `nets` (inference copies) on `set`, each alone and as an ensemble whose scores
-/// are the sum of the members' (the official code's ensemble rule). With one network the
-/// ensemble is that network and no extra work is done.
-pub fn evaluate_ensemble(
-    nets: &[Net],
-    set: &Arc<dyn BatchSource>,
-    config: &ExperimentConfig,
-    device: &Device,
-) -> Result<EnsembleEvaluation, TrainError> {
-    let start = Instant::now();
-    let loader = Loader::from_source(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
-    let mut loss_sums = vec![0.0; nets.len()];
-    let mut correct = vec![0.0; nets.len()];
-    let mut ensemble_correct = 0.0;
-    for batch in loader {
-        let batch = batch?;
-        let len = batch.len as f64;
-        let (images, targets) = batch_tensors(batch, device);
-        let mut parts = Vec::with_capacity(2 * nets.len() + 1);
-        let mut sum: Option<Tensor<2>> = None;
-        for net in nets {
-            let out = net.step(images.clone(), &targets, &config.loss, false);
-            parts.push(out.total);
-            parts.push(Net::correct(out.scores.clone(), &targets).float());
-            if nets.len() > 1 {
-                sum = Some(match sum {
-                    Some(s) => s + out.scores,
-                    None => out.scores,
-                });
-            }
-        }
-        if let Some(sum) = sum {
-            parts.push(Net::correct(sum, &targets).float());
-        }
-        let values = read_values(parts);
-        for (k, pair) in values.chunks_exact(2).take(nets.len()).enumerate() {
-            loss_sums[k] += pair[0] * len;
-            correct[k] += pair[1];
-        }
-        if nets.len() > 1 {
-            ensemble_correct += values[2 * nets.len()];
-        }
-    }
-    if nets.len() == 1 {
-        ensemble_correct = correct[0];
-    }
-    let n = set.len();
-    let secs = start.elapsed().as_secs_f64();
-    Ok(EnsembleEvaluation {
-        members: loss_sums
-            .iter()
-            .zip(&correct)
-            .map(|(&loss, &c)| Evaluation {
-                loss: loss / n as f64,
-                accuracy: 100.0 * c / n as f64,
-                images: n,
-                secs,
-            })
-            .collect(),
-        accuracy: 100.0 * ensemble_correct / n as f64,
-        images: n,
-        secs,
-    })
-}
-
-/// Reads several one-element tensors with a single device synchronisation.
-fn read_values(parts: Vec<Tensor<1>>) -> Vec<f64> {
-    Tensor::cat(parts, 0)
-        .into_data()
-        .try_into_vec_as::<f64>()
-        .expect("float tensor converts to f64")
-}
-
 /// Adam with the experiment's hyper-parameters, fused where the backend has the kernel and
 /// `runtime.fused_ops` is on (see [`crate::optim`]).
 pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
@@ -317,88 +148,143 @@ pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
 }
 
 /// Trains the experiment into `options.run_dir`, resuming if asked. Returns the run summary.
+///
+/// The phases: [`Run::start`] (a fresh run or the resumed one), then [`Run::epoch`] and
+/// [`Run::end_epoch`] (evaluate and record when due, checkpoint) until the last epoch, then
+/// [`Run::finish`]. A run stopped by `stop_after_steps` ends in [`Run::stop`].
 pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, TrainError> {
-    let config = &resolved.config;
-    let resume_from = run_dir::prepare(
-        &options.run_dir,
-        resolved,
-        options.resume,
-        options.overwrite,
-    )?;
-    let mut log = RunLog::open(&options.run_dir, options.progress)?;
-    let device = training_device(config)?;
-    log.info(&format!(
-        "run {} ({}, backend {}, {}, batch {})",
-        options.run_dir.display(),
-        config.arch.name(),
-        config.runtime.backend,
-        match config.train.steps {
-            Some(steps) => format!("{steps} steps"),
-            None => format!("{} epochs", config.train.epochs),
-        },
-        config.train.batch_size
-    ));
-    let data = load_experiment_data(config, &mut log)?;
-
-    device.seed(config.seed);
-    let mut optim = optimizer(config);
-    let (mut net, mut state) = match &resume_from {
-        Some(dir) => {
-            let net = checkpoint::load_net(dir, config, &device)?;
-            let (loaded, state) = checkpoint::load_training_state(dir, optim)?;
-            optim = loaded;
-            log.info(&format!(
-                "resuming from {} (epoch {}, batch {}, step {})",
-                dir.display(),
-                state.epoch + 1,
-                state.next_batch,
-                state.step
-            ));
-            (net, state)
+    let (mut run, mut net) = Run::start(resolved, options)?;
+    while run.state.epoch < run.epochs {
+        let (trained, end) = run.epoch(net)?;
+        net = trained;
+        match end {
+            EpochEnd::Stopped => return run.stop(),
+            EpochEnd::Done => run.end_epoch(&net)?,
         }
-        None => (Net::init(config, &device)?, LoopState::start()),
-    };
-    let mut metrics = MetricsFile::open(&options.run_dir, Some(state.step))?;
-    let mut board = match config.train.tensorboard {
-        true => Some(RunBoard::open(
+    }
+    run.finish()
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    /// Its last batch (or the run's last step) was trained.
+    Done,
+    /// `stop_after_steps` was reached; a checkpoint was written.
+    Stopped,
+}
+
+/// A run in progress: everything the phases of [`train`] share but the network, which each
+/// step consumes and replaces (so that the optimizer may update its parameters in place).
+struct Run<'a> {
+    config: &'a ExperimentConfig,
+    options: &'a TrainOptions,
+    log: RunLog,
+    device: Device,
+    data: ExperimentData,
+    optim: ModuleOptimizer,
+    state: LoopState,
+    recorder: Recorder,
+    params: usize,
+    steps_per_epoch: usize,
+    /// Epochs of the run: `train.epochs`, or the passes `train.steps` needs.
+    epochs: usize,
+    /// `train.steps`, the step that ends the run.
+    last_step: Option<u64>,
+}
+
+impl<'a> Run<'a> {
+    /// Prepares the run directory, loads the data and builds the network and optimizer, fresh
+    /// or from the latest checkpoint of a resumed run.
+    fn start(resolved: &'a Resolved, options: &'a TrainOptions) -> Result<(Self, Net), TrainError> {
+        let config = &resolved.config;
+        let start = run_dir::prepare(
             &options.run_dir,
             resolved,
-            resume_from.is_none(),
-        )?),
-        false => None,
-    };
-    let params = net.num_params();
-    let steps_per_epoch =
-        capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
-    // `train.steps` fixes the number of optimisation steps; the last pass is cut short.
-    let epochs = match config.train.steps {
-        Some(steps) => {
-            let epochs = steps.div_ceil(steps_per_epoch);
-            log.info(&format!(
-                "{steps} steps on {} training images: {epochs} passes of {steps_per_epoch} batches",
-                data.train.len()
-            ));
-            epochs
-        }
-        None => config.train.epochs,
-    };
-    let last_step = config.train.steps.map(|s| s as u64);
-    let mut last_extra = previous_extra_evals(&options.run_dir, state.step);
-    let mut last_eval: Option<(usize, Evaluation)> = previous_eval(&options.run_dir, state.step);
-    let save_checkpoint = |net: &Net, optim: &ModuleOptimizer, state: &LoopState| {
-        checkpoint::save(
+            options.resume,
+            options.overwrite,
+        )?;
+        let resume_from = match start {
+            Start::Resume => checkpoint::latest(&options.run_dir)?,
+            Start::Fresh => None,
+        };
+        let mut log = RunLog::open(&options.run_dir, options.progress)?;
+        let device = training_device(config)?;
+        log.info(&format!(
+            "run {} ({}, backend {}, {}, batch {})",
+            options.run_dir.display(),
+            config.arch.name(),
+            config.runtime.backend,
+            match config.train.steps {
+                Some(steps) => format!("{steps} steps"),
+                None => format!("{} epochs", config.train.epochs),
+            },
+            config.train.batch_size
+        ));
+        let data = load_experiment_data(config, &mut log)?;
+
+        device.seed(config.seed);
+        let (net, optim, state) = match &resume_from {
+            Some(dir) => {
+                let net = checkpoint::load_net(dir, config, &device)?;
+                let (optim, state) = checkpoint::load_training_state(dir, optimizer(config))?;
+                log.info(&format!(
+                    "resuming from {} (epoch {}, batch {}, step {})",
+                    dir.display(),
+                    state.epoch + 1,
+                    state.next_batch,
+                    state.step
+                ));
+                (net, optim, state)
+            }
+            None => (
+                Net::init(config, &device)?,
+                optimizer(config),
+                LoopState::start(),
+            ),
+        };
+        let recorder = Recorder::open(
             &options.run_dir,
-            net,
+            resolved,
+            resume_from.as_ref().map(|_| state.step),
+        )?;
+        let steps_per_epoch =
+            capsnet_data::num_batches(data.train.len(), config.train.batch_size, false);
+        // `train.steps` fixes the number of optimisation steps; the last pass is cut short.
+        let epochs = match config.train.steps {
+            Some(steps) => {
+                let epochs = steps.div_ceil(steps_per_epoch);
+                log.info(&format!(
+                    "{steps} steps on {} training images: {epochs} passes of {steps_per_epoch} batches",
+                    data.train.len()
+                ));
+                epochs
+            }
+            None => config.train.epochs,
+        };
+        let run = Self {
+            config,
+            options,
+            log,
+            device,
+            params: net.num_params(),
+            data,
             optim,
             state,
-            config.train.keep_checkpoints,
-        )
-    };
+            recorder,
+            steps_per_epoch,
+            epochs,
+            last_step: config.train.steps.map(|s| s as u64),
+        };
+        Ok((run, net))
+    }
 
-    while state.epoch < epochs {
-        let epoch = state.epoch;
+    /// Trains the rest of the current epoch (from `state.next_batch`), logging every
+    /// `log_every_steps` and checkpointing every `checkpoint_every_steps`.
+    fn epoch(&mut self, mut net: Net) -> Result<(Net, EpochEnd), TrainError> {
+        let config = self.config;
+        let epoch = self.state.epoch;
         let loader = Loader::from_source(
-            data.train.clone(),
+            self.data.train.clone(),
             LoaderConfig {
                 batch_size: config.train.batch_size,
                 seed: config.seed,
@@ -407,169 +293,239 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
                 shift_px: 0,
                 augment: true,
                 drop_last: false,
-                start_batch: state.next_batch,
+                start_batch: self.state.next_batch,
                 prefetch: 2,
             },
         )?;
-        log.start_bar(
-            steps_per_epoch as u64,
-            state.next_batch as u64,
-            format!("epoch {}/{}", epoch + 1, epochs),
+        let per_epoch = self.steps_per_epoch as u64;
+        self.log.start_bar(
+            per_epoch,
+            self.state.next_batch as u64,
+            format!("epoch {}/{}", epoch + 1, self.epochs),
         );
-
         for batch in loader {
-            let batch = batch?;
-            let step_start = Instant::now();
-            let len = batch.len;
-            let lr = learning_rate(&config.train, state.step, epoch);
-            let (images, targets) = batch_tensors(batch, &device);
-            device.seed(Rng::derive(config.seed, &[STREAM_DROPOUT, state.step]).next_u64());
-            let out = net.step(images, &targets, &config.loss, true);
-            let hits = Net::correct(out.scores.clone().detach(), &targets).float();
-            let mut parts = vec![out.total.clone().detach(), hits];
-            parts.extend(out.margin.iter().map(|t| t.clone().detach()));
-            parts.extend(out.reconstruction.iter().map(|t| t.clone().detach()));
-            let grads = GradientsParams::from_grads(out.total.backward(), &net);
-            net = optim.step(lr, net, grads);
-            let values = read_values(parts);
-            if !values[0].is_finite() {
-                if let Some(board) = &mut board {
-                    board.finish(false)?;
-                }
-                return Err(TrainError::Diverged {
-                    step: state.step,
-                    loss: values[0],
-                });
-            }
-            let secs = step_start.elapsed().as_secs_f64();
-            state.step += 1;
-            state.next_batch += 1;
-            state.images_seen += len as u64;
-            state.train_secs += secs;
-            state.window.add(&values, out.margin.is_some(), len, secs);
-
-            let position = state.next_batch as u64;
-            let finished = last_step == Some(state.step);
-            log.update_bar(position, state.window.message());
-            if state.step % config.train.log_every_steps as u64 == 0
-                || position == steps_per_epoch as u64
+            let lr = learning_rate(&config.train, self.state.step, epoch);
+            net = self.step(net, batch?, lr)?;
+            let position = self.state.next_batch as u64;
+            let finished = self.last_step == Some(self.state.step);
+            self.log.update_bar(position, self.state.window.message());
+            if self
+                .state
+                .step
+                .is_multiple_of(config.train.log_every_steps as u64)
+                || position == per_epoch
                 || finished
             {
-                let record = state.window.record(epoch + 1, state.step, lr);
-                if !log.has_bars() {
-                    log.info(&format!(
-                        "epoch {}/{} step {} ({position}/{steps_per_epoch}) {}",
+                let record = self.state.window.record(epoch + 1, self.state.step, lr);
+                if !self.log.has_bars() {
+                    self.log.info(&format!(
+                        "epoch {}/{} step {} ({position}/{per_epoch}) {}",
                         epoch + 1,
-                        epochs,
-                        state.step,
-                        state.window.message()
+                        self.epochs,
+                        self.state.step,
+                        self.state.window.message()
                     ));
                 }
-                metrics.write(&record)?;
-                if let Some(board) = &mut board {
-                    board.train(&record)?;
-                }
-                state.window = TrainWindow::default();
+                self.recorder.train(&record)?;
+                self.state.window = TrainWindow::default();
             }
-            let stop = options.stop_after_steps.is_some_and(|s| state.step >= s);
+            let stop = self
+                .options
+                .stop_after_steps
+                .is_some_and(|s| self.state.step >= s);
             let every = config.train.checkpoint_every_steps as u64;
             if stop
                 || (every > 0
-                    && state.step % every == 0
-                    && position < steps_per_epoch as u64
+                    && self.state.step.is_multiple_of(every)
+                    && position < per_epoch
                     && !finished)
             {
-                save_checkpoint(&net, &optim, &state)?;
+                self.save_checkpoint(&net)?;
             }
             if stop {
-                log.finish_bar();
-                log.info(&format!(
-                    "stopped after step {} as asked; resume with --resume",
-                    state.step
-                ));
-                let summary = summarize(
-                    config,
-                    epochs,
-                    &state,
-                    &data,
-                    params,
-                    last_eval,
-                    &last_extra,
-                );
-                write_summary(&options.run_dir, &summary)?;
-                return Ok(summary);
+                self.log.finish_bar();
+                return Ok((net, EpochEnd::Stopped));
             }
             if finished {
                 break;
             }
         }
-        log.finish_bar();
-        state.epoch += 1;
-        state.next_batch = 0;
-        if state.epoch % config.train.eval_every_epochs == 0 || state.epoch == epochs {
-            let eval_device = device.clone().without_autodiff();
-            let valid = net.valid();
-            let eval = evaluate(&valid, &data.test.source, config, &eval_device)?;
-            state.eval_secs += eval.secs;
-            let record = eval_record(None, &state, &eval);
-            metrics.write(&record)?;
-            if let Some(board) = &mut board {
-                board.eval(&record, &valid, &data.test.source, &eval_device)?;
-            }
-            last_extra.clear();
-            for extra in &data.extra {
-                let e = evaluate(&valid, &extra.source, config, &eval_device)?;
-                state.eval_secs += e.secs;
-                let record = eval_record(Some(extra.name.clone()), &state, &e);
-                metrics.write(&record)?;
-                if let Some(board) = &mut board {
-                    board.eval_extra(&extra.name, &record)?;
-                }
-                log.info(&format!(
-                    "epoch {}/{}: {} accuracy {:.2}% ({} examples)",
-                    state.epoch, epochs, extra.name, e.accuracy, e.images
-                ));
-                last_extra.insert(extra.name.clone(), e.accuracy);
-            }
-            log.info(&format!(
-                "epoch {}/{}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
-                state.epoch,
-                epochs,
-                eval.accuracy,
-                100.0 - eval.accuracy,
-                eval.loss,
-                state.images_seen as f64 / state.train_secs.max(1e-9),
+        self.log.finish_bar();
+        self.state.epoch += 1;
+        self.state.next_batch = 0;
+        Ok((net, EpochEnd::Done))
+    }
+
+    /// One optimisation step of `net` on `batch` at learning rate `lr`.
+    fn step(&mut self, net: Net, batch: Batch, lr: f64) -> Result<Net, TrainError> {
+        let start = Instant::now();
+        let len = batch.len;
+        let (images, targets) = batch_tensors(batch, &self.device);
+        self.device
+            .seed(Rng::derive(self.config.seed, &[STREAM_DROPOUT, self.state.step]).next_u64());
+        let out = net.step(images, &targets, &self.config.loss, true);
+        let hits = Net::correct(out.scores.clone().detach(), &targets).float();
+        let mut parts = vec![out.total.clone().detach(), hits];
+        parts.extend(out.margin.iter().map(|t| t.clone().detach()));
+        parts.extend(out.reconstruction.iter().map(|t| t.clone().detach()));
+        let grads = GradientsParams::from_grads(out.total.backward(), &net);
+        let net = self.optim.step(lr, net, grads);
+        let mut read = read_values(parts).into_iter();
+        let mut next = || read.next().expect("one value per part");
+        let values = StepValues {
+            loss: next(),
+            correct: next(),
+            margin: out.margin.is_some().then(&mut next),
+            reconstruction: out.reconstruction.is_some().then(&mut next),
+        };
+        if !values.loss.is_finite() {
+            self.recorder.finish(false)?;
+            return Err(TrainError::Diverged {
+                step: self.state.step,
+                loss: values.loss,
+            });
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let state = &mut self.state;
+        state.step += 1;
+        state.next_batch += 1;
+        state.images_seen += len as u64;
+        state.train_secs += secs;
+        state.window.add(&values, len, secs);
+        Ok(net)
+    }
+
+    /// After an epoch: evaluate and record when due (every `eval_every_epochs` and at the
+    /// last), then checkpoint when due (every `checkpoint_every_epochs` and at the last).
+    fn end_epoch(&mut self, net: &Net) -> Result<(), TrainError> {
+        let train = &self.config.train;
+        let last = self.state.epoch == self.epochs;
+        if self.state.epoch.is_multiple_of(train.eval_every_epochs) || last {
+            self.evaluate_and_record(net)?;
+        }
+        if self
+            .state
+            .epoch
+            .is_multiple_of(train.checkpoint_every_epochs)
+            || last
+        {
+            self.save_checkpoint(net)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates on the test set and every extra set, records the results and keeps them in
+    /// the loop state for the summary.
+    fn evaluate_and_record(&mut self, net: &Net) -> Result<(), TrainError> {
+        let (config, epochs) = (self.config, self.epochs);
+        let device = self.device.clone().without_autodiff();
+        let valid = net.valid();
+        let test = evaluate(&valid, &self.data.test.source, config, &device)?;
+        self.state.eval_secs += test.secs;
+        let record = eval_record(None, &self.state, &test);
+        self.recorder
+            .eval(&record, &valid, &self.data.test.source, &device)?;
+        let mut extra = BTreeMap::new();
+        for set in &self.data.extra {
+            let e = evaluate(&valid, &set.source, config, &device)?;
+            self.state.eval_secs += e.secs;
+            let record = eval_record(Some(set.name.clone()), &self.state, &e);
+            self.recorder.eval_extra(&set.name, &record)?;
+            self.log.info(&format!(
+                "epoch {}/{epochs}: {} accuracy {:.2}% ({} examples)",
+                self.state.epoch, set.name, e.accuracy, e.images
             ));
-            last_eval = Some((state.epoch, eval));
+            extra.insert(set.name.clone(), e.accuracy);
         }
-        if state.epoch % config.train.checkpoint_every_epochs == 0 || state.epoch == epochs {
-            save_checkpoint(&net, &optim, &state)?;
+        self.log.info(&format!(
+            "epoch {}/{epochs}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
+            self.state.epoch,
+            test.accuracy,
+            100.0 - test.accuracy,
+            test.loss,
+            self.state.images_seen as f64 / self.state.train_secs.max(1e-9),
+        ));
+        self.state.last_eval = Some(LastEval {
+            epoch: self.state.epoch,
+            test,
+            extra,
+        });
+        Ok(())
+    }
+
+    fn save_checkpoint(&self, net: &Net) -> Result<(), TrainError> {
+        checkpoint::save(
+            &self.options.run_dir,
+            net,
+            &self.optim,
+            &self.state,
+            self.config.train.keep_checkpoints,
+        )?;
+        Ok(())
+    }
+
+    /// Ends a run stopped by `stop_after_steps` (its checkpoint is written): an incomplete
+    /// summary.
+    fn stop(mut self) -> Result<Summary, TrainError> {
+        self.log.info(&format!(
+            "stopped after step {} as asked; resume with --resume",
+            self.state.step
+        ));
+        let summary = self.summary();
+        write_summary(&self.options.run_dir, &summary)?;
+        Ok(summary)
+    }
+
+    /// Ends a run that trained every epoch: the summary, and the TensorBoard session closed.
+    fn finish(mut self) -> Result<Summary, TrainError> {
+        let summary = self.summary();
+        write_summary(&self.options.run_dir, &summary)?;
+        self.recorder.finish(true)?;
+        self.log.info(&format!(
+            "done: final test error {} after {} epochs, {:.0} s training at {:.0} img/s",
+            summary
+                .final_test_error_pct
+                .map(|e| format!("{e:.2}%"))
+                .unwrap_or_else(|| "n/a".into()),
+            summary.epochs_completed,
+            summary.train_secs,
+            summary.train_images_per_sec
+        ));
+        Ok(summary)
+    }
+
+    fn summary(&self) -> Summary {
+        let (config, state) = (self.config, &self.state);
+        let last = state.last_eval.as_ref();
+        Summary {
+            name: config.name.clone(),
+            arch: config.arch.name().into(),
+            dataset: config.data.dataset.clone(),
+            completed: state.epoch == self.epochs,
+            epochs: self.epochs,
+            epochs_completed: state.epoch,
+            steps: state.step,
+            batch_size: config.train.batch_size,
+            train_images: self.data.train.len(),
+            test_images: self.data.test.source.len(),
+            params: self.params,
+            final_eval_epoch: last.map(|l| l.epoch),
+            final_test_error_pct: last.map(|l| 100.0 - l.test.accuracy),
+            final_test_accuracy: last.map(|l| l.test.accuracy),
+            final_test_loss: last.map(|l| l.test.loss),
+            final_extra_accuracy: last.map(|l| l.extra.clone()).unwrap_or_default(),
+            train_secs: state.train_secs,
+            eval_secs: state.eval_secs,
+            wall_time_secs: state.train_secs + state.eval_secs,
+            train_images_per_sec: state.images_seen as f64 / state.train_secs.max(1e-9),
+            backend: config.runtime.backend.clone(),
+            device: config.runtime.device,
+            machine: crate::machine::MachineInfo::current(),
+            git_revision: crate::machine::git_revision(),
+            capsnet_version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: crate::machine::BURN_VERSION.into(),
         }
     }
-    let summary = summarize(
-        config,
-        epochs,
-        &state,
-        &data,
-        params,
-        last_eval,
-        &last_extra,
-    );
-    write_summary(&options.run_dir, &summary)?;
-    if let Some(board) = &mut board {
-        board.finish(true)?;
-    }
-    log.info(&format!(
-        "done: final test error {} after {} epochs, {:.0} s training at {:.0} img/s",
-        summary
-            .final_test_error_pct
-            .map(|e| format!("{e:.2}%"))
-            .unwrap_or_else(|| "n/a".into()),
-        summary.epochs_completed,
-        summary.train_secs,
-        summary.train_images_per_sec
-    ));
-    Ok(summary)
 }
 
 /// The `metrics.jsonl` record of an evaluation at the loop's position; `set` names an extra
@@ -588,97 +544,7 @@ fn eval_record(set: Option<String>, state: &LoopState, e: &Evaluation) -> EvalRe
     }
 }
 
-/// The last evaluation recorded in `metrics.jsonl` up to `step` (for resumed runs).
-fn previous_eval(run_dir: &Path, step: u64) -> Option<(usize, Evaluation)> {
-    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).ok()?;
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| {
-            v["kind"] == "eval"
-                && v.get("set").is_none()
-                && v["step"].as_u64().is_some_and(|s| s <= step)
-        })
-        .map(|v| {
-            (
-                v["epoch"].as_u64().unwrap_or(0) as usize,
-                Evaluation {
-                    loss: v["test_loss"].as_f64().unwrap_or(f64::NAN),
-                    accuracy: v["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-                    images: v["test_images"].as_u64().unwrap_or(0) as usize,
-                    secs: 0.0,
-                },
-            )
-        })
-}
-
-/// Accuracies on the extra evaluation sets at the last evaluation up to `step` (resumed runs).
-fn previous_extra_evals(run_dir: &Path, step: u64) -> BTreeMap<String, f64> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("metrics.jsonl")) else {
-        return BTreeMap::new();
-    };
-    let records: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| {
-            v["kind"] == "eval" && v["step"].as_u64().is_some_and(|s| s <= step)
-        })
-        .collect();
-    let Some(last) = records.iter().rev().find(|v| v.get("set").is_none()) else {
-        return BTreeMap::new();
-    };
-    records
-        .iter()
-        .filter(|v| v["step"] == last["step"])
-        .filter_map(|v| Some((v["set"].as_str()?.to_string(), v["test_accuracy"].as_f64()?)))
-        .collect()
-}
-
-fn summarize(
-    config: &ExperimentConfig,
-    epochs: usize,
-    state: &LoopState,
-    data: &ExperimentData,
-    params: usize,
-    last_eval: Option<(usize, Evaluation)>,
-    extra: &BTreeMap<String, f64>,
-) -> Summary {
-    Summary {
-        name: config.name.clone(),
-        arch: config.arch.name().into(),
-        dataset: config.data.dataset.clone(),
-        completed: state.epoch == epochs,
-        epochs,
-        epochs_completed: state.epoch,
-        steps: state.step,
-        batch_size: config.train.batch_size,
-        train_images: data.train.len(),
-        test_images: data.test.source.len(),
-        params,
-        final_eval_epoch: last_eval.map(|(e, _)| e),
-        final_test_error_pct: last_eval.map(|(_, e)| 100.0 - e.accuracy),
-        final_test_accuracy: last_eval.map(|(_, e)| e.accuracy),
-        final_test_loss: last_eval.map(|(_, e)| e.loss),
-        final_extra_accuracy: extra.clone(),
-        train_secs: state.train_secs,
-        eval_secs: state.eval_secs,
-        wall_time_secs: state.train_secs + state.eval_secs,
-        train_images_per_sec: state.images_seen as f64 / state.train_secs.max(1e-9),
-        backend: config.runtime.backend.clone(),
-        device: config.runtime.device,
-        machine: crate::machine::MachineInfo::current(),
-        git_revision: crate::machine::git_revision(),
-        capsnet_version: env!("CARGO_PKG_VERSION").into(),
-        burn_version: crate::machine::BURN_VERSION.into(),
-    }
-}
-
 fn write_summary(run_dir: &Path, summary: &Summary) -> Result<(), TrainError> {
     let json = serde_json::to_string_pretty(summary).expect("summary serialises");
-    checkpoint::write_atomic(&run_dir.join("summary.json"), json.as_bytes())
-}
-
-/// Writes the resolved configuration of a run (used by [`run_dir::prepare`]).
-pub(crate) fn resolved_toml(resolved: &Resolved) -> String {
-    to_toml(&resolved.config)
+    run_dir::write_atomic(&run_dir.join("summary.json"), json.as_bytes())
 }

@@ -220,12 +220,49 @@ fn invalid_values_are_rejected_before_training() {
         ("model.routing.iterations=11", "routing.iterations"),
         ("data.dataset=\"cifar100\"", "data.dataset"),
         ("model.input_height=5", "too small"),
+        ("data.train_subset=0", "data.train_subset"),
+        ("train.steps=0", "train.steps"),
+        (
+            "train.checkpoint_every_epochs=0",
+            "train.checkpoint_every_epochs",
+        ),
     ] {
         let text = load_experiment(&exp, &[over.into()])
             .unwrap_err()
             .to_string();
         assert!(text.contains(key), "{over}: {text}");
     }
+}
+
+#[test]
+fn training_subsets_are_checked() {
+    let mnist = experiments_dir().join("mnist.toml");
+    let both = [
+        "data.train_limit=100".into(),
+        "data.train_subset=100".into(),
+    ];
+    let text = load_experiment(&mnist, &both).unwrap_err().to_string();
+    assert!(
+        text.contains("data.train_subset") && text.contains("not both"),
+        "{text}"
+    );
+    let multimnist = experiments_dir().join("multimnist.toml");
+    for over in ["data.eval_train=true", "data.train_subset=100"] {
+        let text = load_experiment(&multimnist, &[over.into()])
+            .unwrap_err()
+            .to_string();
+        let key = over.split('=').next().unwrap();
+        assert!(
+            text.contains(key) && text.contains("multimnist"),
+            "{over}: {text}"
+        );
+    }
+    let ok = [
+        "data.train_subset=300".into(),
+        "data.eval_train=true".into(),
+    ];
+    let config = load_experiment(&mnist, &ok).unwrap().config;
+    assert_eq!(config.data.train_subset, Some(300));
 }
 
 #[test]

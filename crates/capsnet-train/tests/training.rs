@@ -110,6 +110,70 @@ fn stopped_run_resumes_exactly() {
     );
 }
 
+/// `train.steps` on a class-balanced `train_subset`, with the training images evaluated too:
+/// exactly that many steps (the last pass cut short), one evaluation at the end on both sets,
+/// and a run stopped mid-way resumes to the same result.
+#[test]
+fn step_budget_on_a_balanced_subset_with_train_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = TINY
+        .replace("train_limit = 320", "train_subset = 50\neval_train = true")
+        .replace(
+            "epochs = 2",
+            "steps = 7\neval_every_epochs = 100\ncheckpoint_every_epochs = 100",
+        );
+    let exp = write_experiment(tmp.path(), "budget", &body);
+    let overrides = vec![format!("data.root={:?}", data_root().display().to_string())];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
+    let straight = tmp.path().join("straight");
+    let a = train(&resolved, &options(&straight)).unwrap();
+    // 50 images in batches of 32: 2 steps per pass, so 7 steps are 4 passes, the last of 1 step.
+    assert!(a.completed);
+    assert_eq!((a.steps, a.epochs, a.epochs_completed), (7, 4, 4));
+    assert_eq!((a.train_images, a.final_eval_epoch), (50, Some(4)));
+    let train_accuracy = a.final_extra_accuracy["train"];
+    assert!((0.0..=100.0).contains(&train_accuracy), "{train_accuracy}");
+    let steps: Vec<u64> = records(&straight, "train")
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [2, 4, 6, 7]);
+    let evals = records(&straight, "eval");
+    let sets: Vec<(&str, u64)> = evals
+        .iter()
+        .map(|r| {
+            (
+                r["set"].as_str().unwrap_or("test"),
+                r["step"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sets, [("test", 7), ("train", 7)]);
+    assert_eq!(evals[1]["test_images"].as_u64(), Some(50));
+
+    let interrupted = tmp.path().join("interrupted");
+    train(
+        &resolved,
+        &TrainOptions {
+            stop_after_steps: Some(3),
+            ..options(&interrupted)
+        },
+    )
+    .unwrap();
+    let b = train(
+        &resolved,
+        &TrainOptions {
+            resume: true,
+            ..options(&interrupted)
+        },
+    )
+    .unwrap();
+    assert_eq!(b.steps, 7);
+    assert_eq!(a.final_test_loss, b.final_test_loss);
+    assert_eq!(a.final_extra_accuracy, b.final_extra_accuracy);
+    assert!(final_weights(&straight) == final_weights(&interrupted));
+}
+
 /// Resuming with a changed experiment (other than more epochs) is refused with the key.
 #[test]
 fn resume_refuses_a_different_experiment() {

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use capsnet_train::backend::BackendKind;
 use capsnet_train::bench::{self, BenchOptions};
 use capsnet_train::data::load_experiment_data;
+use capsnet_train::eval::evaluate_ensemble;
 use capsnet_train::report::{EvalReport, EvalSetReport, ProgressMode, RunLog};
-use capsnet_train::train_loop::evaluate_ensemble;
 use capsnet_train::{TrainOptions, checkpoint, info, load, run_dir};
 use clap::{Args, Parser, Subcommand};
 
@@ -645,7 +645,7 @@ fn download(args: DownloadArgs) -> Result<()> {
         sources.cache = Some(dir.clone());
     }
     sources.download = true;
-    let progress = capsnet_train::train_loop::DownloadBars::new(std::io::IsTerminal::is_terminal(
+    let progress = capsnet_train::report::DownloadBars::new(std::io::IsTerminal::is_terminal(
         &std::io::stderr(),
     ));
     let mut root = None;
