@@ -136,7 +136,7 @@ fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Te
         }
     };
     let images = Tensor::random([batch, c, h, w], Distribution::Uniform(0.0, 1.0), device);
-    let count = config.data.name().map_or(1, |d| d.targets());
+    let count = config.data.dataset.targets();
     // Example i has classes i, i + 1, … (mod classes): distinct when count ≤ classes.
     let labels: Vec<i64> = (0..batch)
         .flat_map(|i| (0..count).map(move |k| ((i + k) % classes) as i64))

@@ -78,7 +78,7 @@ impl Default for ExperimentConfig {
 pub struct DataConfig {
     /// `mnist`, `fashion-mnist`, `cifar10`, `multimnist` (pairs of MNIST digits, 36×36) or
     /// `expanded-mnist` (MNIST on a 40×40 canvas, evaluated also on affine-transformed digits).
-    pub dataset: String,
+    pub dataset: Dataset,
     /// Directory holding the dataset (checked first; then `CAPSNET_DATA`, the cache, download).
     pub root: Option<PathBuf>,
     /// Download into the cache when the files are found nowhere.
@@ -177,9 +177,11 @@ impl Default for AffnistDataConfig {
     }
 }
 
-/// The datasets an experiment can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatasetName {
+/// The datasets an experiment can use (`data.dataset`). Read case-insensitively, with `_` for
+/// `-` and `cifar-10` / `multi-mnist` accepted; written as [`Dataset::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Dataset {
     /// MNIST, 1×28×28.
     Mnist,
     /// Fashion-MNIST, 1×28×28.
@@ -192,9 +194,29 @@ pub enum DatasetName {
     ExpandedMnist,
 }
 
-impl DatasetName {
+impl Dataset {
+    /// Every dataset, in the order of [`Dataset::VALID`].
+    pub const ALL: [Self; 5] = [
+        Self::Mnist,
+        Self::FashionMnist,
+        Self::Cifar10,
+        Self::MultiMnist,
+        Self::ExpandedMnist,
+    ];
+
     /// Every accepted value of `data.dataset`.
     pub const VALID: &'static str = "mnist, fashion-mnist, cifar10, multimnist, expanded-mnist";
+
+    /// The name used in experiment files and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Cifar10 => "cifar10",
+            Self::MultiMnist => "multimnist",
+            Self::ExpandedMnist => "expanded-mnist",
+        }
+    }
 
     /// Parses `data.dataset` (case-insensitive; `_` for `-` accepted).
     pub fn parse(s: &str) -> Option<Self> {
@@ -223,35 +245,56 @@ impl DatasetName {
     }
 }
 
+impl std::fmt::Display for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for Dataset {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+            .ok_or_else(|| format!("unknown dataset `{s}`: expected one of {}", Self::VALID))
+    }
+}
+
+impl From<Dataset> for String {
+    fn from(d: Dataset) -> String {
+        d.name().into()
+    }
+}
+
 impl DataConfig {
-    /// The dataset, or `None` if `dataset` is not a known name.
-    pub fn name(&self) -> Option<DatasetName> {
-        DatasetName::parse(&self.dataset)
+    /// `(channels, height, width)` of the images the network will see.
+    pub fn input_dims(&self) -> (usize, usize, usize) {
+        let (c, h, w) = self.stored_dims();
+        match self.crop {
+            Some(k) => (c, k, k),
+            None => (c, h, w),
+        }
     }
 
-    /// `(channels, height, width)` of the images the network will see.
-    pub fn input_dims(&self) -> Option<(usize, usize, usize)> {
-        let (c, h, w) = match self.name()? {
-            DatasetName::Mnist | DatasetName::FashionMnist => (1, 28, 28),
-            DatasetName::Cifar10 => (3, 32, 32),
-            DatasetName::MultiMnist => {
+    /// `(channels, height, width)` of the examples before any crop.
+    fn stored_dims(&self) -> (usize, usize, usize) {
+        match self.dataset {
+            Dataset::Mnist | Dataset::FashionMnist => (1, 28, 28),
+            Dataset::Cifar10 => (3, 32, 32),
+            Dataset::MultiMnist => {
                 // Saturating: an absurd padding must give a clear mismatch error, not a panic.
                 let side = self.multimnist.padding.saturating_mul(2).saturating_add(28);
                 (1, side, side)
             }
-            DatasetName::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
-        };
-        Some(match self.crop {
-            Some(k) => (c, k, k),
-            None => (c, h, w),
-        })
+            Dataset::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
+        }
     }
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
-            dataset: "mnist".into(),
+            dataset: Dataset::Mnist,
             root: None,
             download: true,
             verify_checksums: true,
@@ -422,301 +465,305 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// The error for `key = value`, with the reason.
+fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    })
+}
+
+/// Fails on the first `(key, value)` that is zero.
+fn positive(values: &[(&str, usize)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => invalid(key, 0, "must be positive"),
+        None => Ok(()),
+    }
+}
+
 impl ExperimentConfig {
-    /// Rejects impossible values, naming the key at fault.
+    /// Rejects impossible values, naming the key at fault: each section in turn, then whether
+    /// the network's input fits the data and the backend is compiled in.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, value: String, reason: &str| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                value,
-                reason: reason.into(),
-            })
-        };
         if self.name.trim().is_empty()
             || self.name.contains(['/', '\\'])
             || self.name.starts_with('.')
         {
             return invalid(
                 "name",
-                self.name.clone(),
+                &self.name,
                 "must be a non-empty file-name-safe string",
             );
         }
-        let Some(dataset) = self.data.name() else {
-            return invalid(
-                "data.dataset",
-                self.data.dataset.clone(),
-                &format!("expected one of {}", DatasetName::VALID),
-            );
+        self.data.validate()?;
+        self.train.validate()?;
+        validate_loss(&self.loss)?;
+        self.validate_network_input()?;
+        crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;
+        Ok(())
+    }
+
+    /// The network (`[model]` or `[baseline]`) is valid and takes the data's image shape.
+    fn validate_network_input(&self) -> Result<(), ConfigError> {
+        let (section, input) = match self.arch {
+            Arch::Capsnet => {
+                self.model.validate().map_err(ConfigError::Model)?;
+                let m = &self.model;
+                ("model", (m.input_channels, m.input_height, m.input_width))
+            }
+            Arch::BaselineCnn => {
+                self.baseline.validate().map_err(ConfigError::Model)?;
+                let b = &self.baseline;
+                (
+                    "baseline",
+                    (b.input_channels, b.input_height, b.input_width),
+                )
+            }
         };
-        let natural = DataConfig {
-            crop: None,
-            ..self.data.clone()
+        let expected = self.data.input_dims();
+        if input == expected {
+            return Ok(());
         }
-        .input_dims()
-        .expect("dataset checked above");
-        if let Some(crop) = self.data.crop
-            && (crop == 0 || crop > natural.1 || crop > natural.2)
+        let key = if input.0 != expected.0 {
+            "input_channels"
+        } else if input.1 != expected.1 {
+            "input_height"
+        } else {
+            "input_width"
+        };
+        invalid(
+            &format!("{section}.{key}"),
+            format!("{}x{}x{}", input.0, input.1, input.2),
+            format!(
+                "data.dataset = {:?} gives {}x{}x{} inputs (channels x height x width); set {section}.input_channels/input_height/input_width to match",
+                self.data.dataset.name(),
+                expected.0,
+                expected.1,
+                expected.2
+            ),
+        )
+    }
+}
+
+impl DataConfig {
+    /// Crops, flips, the subsets and the settings of the generated datasets.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (_, height, width) = self.stored_dims();
+        if let Some(crop) = self.crop
+            && (crop == 0 || crop > height || crop > width)
         {
             return invalid(
                 "data.crop",
-                crop.to_string(),
-                &format!(
-                    "must be between 1 and the image side ({}x{})",
-                    natural.1, natural.2
-                ),
+                crop,
+                format!("must be between 1 and the image side ({height}x{width})"),
             );
         }
-        if self.data.crop.is_some() && self.data.shift_pixels > 0 {
+        if self.crop.is_some() && self.shift_pixels > 0 {
             return invalid(
                 "data.shift_pixels",
-                self.data.shift_pixels.to_string(),
+                self.shift_pixels,
                 "random crops already translate the image; set data.shift_pixels = 0 with data.crop",
             );
         }
-        if self.data.flip && self.data.crop.is_none() {
+        if self.flip && self.crop.is_none() {
             return invalid(
                 "data.flip",
-                "true".into(),
+                true,
                 "flips are applied to crops; set data.crop",
             );
         }
-        if dataset == DatasetName::MultiMnist {
-            let m = &self.data.multimnist;
-            for (key, value) in [
-                (
-                    "data.multimnist.train_pairs_per_digit",
-                    m.train_pairs_per_digit,
-                ),
-                (
-                    "data.multimnist.test_pairs_per_digit",
-                    m.test_pairs_per_digit,
-                ),
-            ] {
-                if value == 0 {
-                    return invalid(key, "0".into(), "must be positive");
-                }
-            }
-            if m.max_shift as usize > m.padding {
-                return invalid(
-                    "data.multimnist.max_shift",
-                    m.max_shift.to_string(),
-                    "may not exceed data.multimnist.padding (a shifted digit would be cut)",
-                );
-            }
-            if let Some(crop) = self.data.crop {
-                return invalid(
-                    "data.crop",
-                    crop.to_string(),
-                    "MultiMNIST examples are not cropped; remove data.crop",
-                );
-            }
-            if self.data.shift_pixels > 0 {
-                return invalid(
-                    "data.shift_pixels",
-                    self.data.shift_pixels.to_string(),
-                    "MultiMNIST shifts each digit itself (data.multimnist.max_shift); set data.shift_pixels = 0",
-                );
-            }
+        match self.dataset {
+            Dataset::MultiMnist => self.validate_multimnist()?,
+            Dataset::ExpandedMnist => self.validate_expanded_mnist()?,
+            Dataset::Mnist | Dataset::FashionMnist | Dataset::Cifar10 => {}
         }
-        if dataset == DatasetName::ExpandedMnist {
-            let a = &self.data.affnist;
-            if a.canvas < 28 {
+        self.validate_subsets()
+    }
+
+    fn validate_multimnist(&self) -> Result<(), ConfigError> {
+        let m = &self.multimnist;
+        positive(&[
+            (
+                "data.multimnist.train_pairs_per_digit",
+                m.train_pairs_per_digit,
+            ),
+            (
+                "data.multimnist.test_pairs_per_digit",
+                m.test_pairs_per_digit,
+            ),
+        ])?;
+        if m.max_shift as usize > m.padding {
+            return invalid(
+                "data.multimnist.max_shift",
+                m.max_shift,
+                "may not exceed data.multimnist.padding (a shifted digit would be cut)",
+            );
+        }
+        if let Some(crop) = self.crop {
+            return invalid(
+                "data.crop",
+                crop,
+                "MultiMNIST examples are not cropped; remove data.crop",
+            );
+        }
+        if self.shift_pixels > 0 {
+            return invalid(
+                "data.shift_pixels",
+                self.shift_pixels,
+                "MultiMNIST shifts each digit itself (data.multimnist.max_shift); set data.shift_pixels = 0",
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_expanded_mnist(&self) -> Result<(), ConfigError> {
+        let a = &self.affnist;
+        if a.canvas < 28 {
+            return invalid(
+                "data.affnist.canvas",
+                a.canvas,
+                "must be at least 28 (the MNIST digit side)",
+            );
+        }
+        positive(&[("data.affnist.affine_per_digit", a.affine_per_digit)])?;
+        if !(a.canvas - 28).is_multiple_of(2) {
+            return invalid(
+                "data.affnist.canvas",
+                a.canvas,
+                "canvas − 28 must be even (the digit is centred, then shifted up to (canvas − 28)/2 each way)",
+            );
+        }
+        if let Some(crop) = self.crop {
+            return invalid(
+                "data.crop",
+                crop,
+                "expanded-MNIST examples are not cropped; remove data.crop",
+            );
+        }
+        let reach = (a.canvas - 28) / 2;
+        if self.shift_pixels != reach {
+            return invalid(
+                "data.shift_pixels",
+                self.shift_pixels,
+                format!(
+                    "expanded MNIST places each training digit anywhere on the canvas: set data.shift_pixels = {reach} ((canvas − 28)/2)"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `train_limit`, `train_subset` (not both; the latter and `eval_train` only on stored
+    /// images) and `test_limit`.
+    fn validate_subsets(&self) -> Result<(), ConfigError> {
+        for (key, value, what) in [
+            ("data.train_limit", self.train_limit, "training"),
+            ("data.train_subset", self.train_subset, "training"),
+            ("data.test_limit", self.test_limit, "test"),
+        ] {
+            if value == Some(0) {
                 return invalid(
-                    "data.affnist.canvas",
-                    a.canvas.to_string(),
-                    "must be at least 28 (the MNIST digit side)",
-                );
-            }
-            if a.affine_per_digit == 0 {
-                return invalid(
-                    "data.affnist.affine_per_digit",
-                    "0".into(),
-                    "must be positive",
-                );
-            }
-            if !(a.canvas - 28).is_multiple_of(2) {
-                return invalid(
-                    "data.affnist.canvas",
-                    a.canvas.to_string(),
-                    "canvas − 28 must be even (the digit is centred, then shifted up to (canvas − 28)/2 each way)",
-                );
-            }
-            if let Some(crop) = self.data.crop {
-                return invalid(
-                    "data.crop",
-                    crop.to_string(),
-                    "expanded-MNIST examples are not cropped; remove data.crop",
-                );
-            }
-            let reach = (a.canvas - 28) / 2;
-            if self.data.shift_pixels != reach {
-                return invalid(
-                    "data.shift_pixels",
-                    self.data.shift_pixels.to_string(),
-                    &format!(
-                        "expanded MNIST places each training digit anywhere on the canvas: set data.shift_pixels = {reach} ((canvas − 28)/2)"
+                    key,
+                    0,
+                    format!(
+                        "an empty {what} subset {}",
+                        if what == "test" {
+                            "evaluates nothing"
+                        } else {
+                            "trains nothing"
+                        }
                     ),
                 );
             }
         }
-        if self.data.train_limit == Some(0) {
-            return invalid(
-                "data.train_limit",
-                "0".into(),
-                "an empty training subset trains nothing",
-            );
-        }
-        if self.data.train_subset == Some(0) {
+        if let (Some(limit), Some(subset)) = (self.train_limit, self.train_subset) {
             return invalid(
                 "data.train_subset",
-                "0".into(),
-                "an empty training subset trains nothing",
-            );
-        }
-        if let (Some(limit), Some(subset)) = (self.data.train_limit, self.data.train_subset) {
-            return invalid(
-                "data.train_subset",
-                subset.to_string(),
-                &format!(
+                subset,
+                format!(
                     "set either data.train_limit (= {limit}: the first N images) or data.train_subset (a class-balanced random subset), not both"
                 ),
             );
         }
-        if self.data.name().is_some_and(|n| !n.plain_images()) {
+        if !self.dataset.plain_images() {
             for (key, set) in [
-                ("data.train_subset", self.data.train_subset.is_some()),
-                ("data.eval_train", self.data.eval_train),
+                ("data.train_subset", self.train_subset.is_some()),
+                ("data.eval_train", self.eval_train),
             ] {
                 if set {
                     return invalid(
                         key,
-                        self.data.dataset.clone(),
-                        &format!(
+                        self.dataset,
+                        format!(
                             "{key} is supported for mnist, fashion-mnist and cifar10, not {} (whose training examples are generated)",
-                            self.data.dataset
+                            self.dataset
                         ),
                     );
                 }
             }
         }
-        if self.train.steps == Some(0) {
-            return invalid("train.steps", "0".into(), "must be positive");
-        }
-        if self.data.test_limit == Some(0) {
-            return invalid(
-                "data.test_limit",
-                "0".into(),
-                "an empty test subset evaluates nothing",
-            );
-        }
-        let t = &self.train;
-        for (key, value) in [
-            ("train.epochs", t.epochs),
-            ("train.batch_size", t.batch_size),
-            ("train.eval_batch_size", t.eval_batch_size),
-            ("train.lr_decay_steps", t.lr_decay_steps),
-            ("train.log_every_steps", t.log_every_steps),
-            ("train.eval_every_epochs", t.eval_every_epochs),
-            ("train.checkpoint_every_epochs", t.checkpoint_every_epochs),
-            ("train.keep_checkpoints", t.keep_checkpoints),
-        ] {
-            if value == 0 {
-                return invalid(key, "0".into(), "must be positive");
-            }
-        }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return invalid("train.lr", t.lr.to_string(), "must be a finite number > 0");
-        }
-        if !(t.lr_decay > 0.0 && t.lr_decay <= 1.0) {
-            return invalid(
-                "train.lr_decay",
-                t.lr_decay.to_string(),
-                "must be in (0, 1]",
-            );
-        }
-        if !(t.lr_min >= 0.0 && t.lr_min <= t.lr) {
-            return invalid(
-                "train.lr_min",
-                t.lr_min.to_string(),
-                "must be in [0, train.lr]",
-            );
-        }
-        for (key, value) in [
-            ("train.adam_beta1", t.adam_beta1),
-            ("train.adam_beta2", t.adam_beta2),
-        ] {
-            if !(0.0..1.0).contains(&value) {
-                return invalid(key, value.to_string(), "must be in [0, 1)");
-            }
-        }
-        if t.adam_epsilon.is_nan() || t.adam_epsilon <= 0.0 {
-            return invalid(
-                "train.adam_epsilon",
-                t.adam_epsilon.to_string(),
-                "must be > 0",
-            );
-        }
-        let l = &self.loss;
-        for (key, value) in [
-            ("loss.m_plus", l.m_plus),
-            ("loss.m_minus", l.m_minus),
-            ("loss.lambda", l.lambda),
-            ("loss.recon_weight", l.recon_weight),
-        ] {
-            if !(value >= 0.0 && value.is_finite()) {
-                return invalid(key, value.to_string(), "must be a finite number ≥ 0");
-            }
-        }
-        if l.m_minus >= l.m_plus {
-            return invalid(
-                "loss.m_minus",
-                l.m_minus.to_string(),
-                "must be below loss.m_plus",
-            );
-        }
-        let input = match self.arch {
-            Arch::Capsnet => {
-                self.model.validate().map_err(ConfigError::Model)?;
-                (
-                    self.model.input_channels,
-                    self.model.input_height,
-                    self.model.input_width,
-                )
-            }
-            Arch::BaselineCnn => {
-                self.baseline.validate().map_err(ConfigError::Model)?;
-                (
-                    self.baseline.input_channels,
-                    self.baseline.input_height,
-                    self.baseline.input_width,
-                )
-            }
-        };
-        let expected = self.data.input_dims().expect("dataset checked above");
-        if input != expected {
-            let section = if self.arch == Arch::Capsnet {
-                "model"
-            } else {
-                "baseline"
-            };
-            let key = if input.0 != expected.0 {
-                "input_channels"
-            } else if input.1 != expected.1 {
-                "input_height"
-            } else {
-                "input_width"
-            };
-            return invalid(
-                &format!("{section}.{key}"),
-                format!("{}x{}x{}", input.0, input.1, input.2),
-                &format!(
-                    "data.dataset = {:?} gives {}x{}x{} inputs (channels x height x width); set {section}.input_channels/input_height/input_width to match",
-                    self.data.dataset, expected.0, expected.1, expected.2
-                ),
-            );
-        }
-        crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;
         Ok(())
     }
+}
+
+impl TrainConfig {
+    /// Counts, the learning-rate schedule and Adam's hyper-parameters.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.steps == Some(0) {
+            return invalid("train.steps", 0, "must be positive");
+        }
+        positive(&[
+            ("train.epochs", self.epochs),
+            ("train.batch_size", self.batch_size),
+            ("train.eval_batch_size", self.eval_batch_size),
+            ("train.lr_decay_steps", self.lr_decay_steps),
+            ("train.log_every_steps", self.log_every_steps),
+            ("train.eval_every_epochs", self.eval_every_epochs),
+            (
+                "train.checkpoint_every_epochs",
+                self.checkpoint_every_epochs,
+            ),
+            ("train.keep_checkpoints", self.keep_checkpoints),
+        ])?;
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return invalid("train.lr", self.lr, "must be a finite number > 0");
+        }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return invalid("train.lr_decay", self.lr_decay, "must be in (0, 1]");
+        }
+        if !(self.lr_min >= 0.0 && self.lr_min <= self.lr) {
+            return invalid("train.lr_min", self.lr_min, "must be in [0, train.lr]");
+        }
+        for (key, value) in [
+            ("train.adam_beta1", self.adam_beta1),
+            ("train.adam_beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return invalid(key, value, "must be in [0, 1)");
+            }
+        }
+        if self.adam_epsilon.is_nan() || self.adam_epsilon <= 0.0 {
+            return invalid("train.adam_epsilon", self.adam_epsilon, "must be > 0");
+        }
+        Ok(())
+    }
+}
+
+/// The margin loss's margins and weights (`[loss]`).
+fn validate_loss(l: &LossConfig) -> Result<(), ConfigError> {
+    for (key, value) in [
+        ("loss.m_plus", l.m_plus),
+        ("loss.m_minus", l.m_minus),
+        ("loss.lambda", l.lambda),
+        ("loss.recon_weight", l.recon_weight),
+    ] {
+        if !(value >= 0.0 && value.is_finite()) {
+            return invalid(key, value, "must be a finite number ≥ 0");
+        }
+    }
+    if l.m_minus >= l.m_plus {
+        return invalid("loss.m_minus", l.m_minus, "must be below loss.m_plus");
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@ use capsnet_data::{
     BatchSource, CroppedImages, DataSources, DatasetKind, ImageSet, ShiftedImages, Split,
 };
 
-use crate::config::{DataConfig, DatasetName, ExperimentConfig};
+use crate::config::{DataConfig, Dataset, ExperimentConfig};
 use crate::error::TrainError;
 use crate::report::{DownloadBars, RunLog};
 
@@ -116,153 +116,22 @@ fn eval_set(name: &str, source: Arc<dyn BatchSource>) -> EvalSet {
 }
 
 /// Loads (downloading into the cache when allowed and needed) and prepares the data of
-/// `config`.
+/// `config`: one loader per dataset.
 pub fn load_experiment_data(
     config: &ExperimentConfig,
     log: &mut RunLog,
 ) -> Result<ExperimentData, TrainError> {
     let data = &config.data;
-    let name = data.name().ok_or_else(|| crate::ConfigError::Invalid {
-        key: "data.dataset".into(),
-        value: data.dataset.clone(),
-        reason: format!("expected one of {}", DatasetName::VALID),
-    })?;
-    let sources = sources(data);
-    let progress = DownloadBars::new(log.has_bars());
-    let mnist = |kind: DatasetKind| -> Result<(Arc<ImageSet>, Arc<ImageSet>, PathBuf), TrainError> {
-        let (train, dir) =
-            capsnet_data::load_with_progress(kind, Split::Train, &sources, &progress)?;
-        let (test, _) = capsnet_data::load_with_progress(kind, Split::Test, &sources, &progress)?;
-        Ok((
-            training_images(train, data, config.seed)?,
-            limited(test, data.test_limit),
-            dir,
-        ))
+    let from = Sources {
+        files: sources(data),
+        progress: DownloadBars::new(log.has_bars()),
     };
-    let out = match name {
-        DatasetName::Mnist | DatasetName::FashionMnist => {
-            let kind = if name == DatasetName::Mnist {
-                DatasetKind::Mnist
-            } else {
-                DatasetKind::FashionMnist
-            };
-            let (train, test, dir) = mnist(kind)?;
-            ExperimentData {
-                extra: train_eval_sets(&train, data)?,
-                train: plain(train, data, true)?,
-                test: eval_set("test", plain(test, data, false)?),
-                dir,
-            }
-        }
-        DatasetName::Cifar10 => {
-            let mirrors = capsnet_data::cifar::cifar10_mirrors(
-                std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
-            );
-            let (train, dir) = capsnet_data::cifar::load_cifar10_with(
-                Split::Train,
-                &sources,
-                &mirrors,
-                &progress,
-            )?;
-            let (test, _) =
-                capsnet_data::cifar::load_cifar10_with(Split::Test, &sources, &mirrors, &progress)?;
-            let train = training_images(train, data, config.seed)?;
-            ExperimentData {
-                extra: train_eval_sets(&train, data)?,
-                train: plain(train, data, true)?,
-                test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
-                dir,
-            }
-        }
-        DatasetName::MultiMnist => {
-            let (train, test, dir) = mnist(DatasetKind::Mnist)?;
-            let m = &data.multimnist;
-            let generator = |pairs, seed| MultiMnistConfig {
-                pairs_per_digit: pairs,
-                max_shift: m.max_shift,
-                padding: m.padding,
-                seed,
-            };
-            ExperimentData {
-                train: Arc::new(MultiMnist::new(
-                    train,
-                    generator(m.train_pairs_per_digit, config.seed),
-                )?),
-                test: eval_set(
-                    "test",
-                    Arc::new(MultiMnist::new(
-                        test,
-                        generator(m.test_pairs_per_digit, m.test_seed),
-                    )?),
-                ),
-                extra: Vec::new(),
-                dir,
-            }
-        }
-        DatasetName::ExpandedMnist => {
-            let (train, test, dir) = mnist(DatasetKind::Mnist)?;
-            let a = &data.affnist;
-            let placed = ExpandedMnist::new(
-                test.clone(),
-                ExpandedConfig {
-                    canvas: a.canvas,
-                    seed: a.test_seed,
-                },
-            )?;
-            let test_set = placed.materialize(placed.len())?;
-            let mut extra = Vec::new();
-            if a.affine_test {
-                let affine = AffineMnist::new(
-                    test.clone(),
-                    AffineConfig {
-                        canvas: a.canvas,
-                        per_digit: a.affine_per_digit,
-                        seed: a.test_seed,
-                        ..AffineConfig::default()
-                    },
-                )?;
-                let set = Arc::new(affine.materialize(affine.len())?);
-                extra.push(eval_set(
-                    "affine",
-                    Arc::new(ShiftedImages { set, shift_px: 0 }),
-                ));
-            }
-            if !a.files.is_empty() {
-                let set = limited(load_affnist_mats(&a.files)?, data.test_limit);
-                if set.dims().height != a.canvas || set.dims().width != a.canvas {
-                    return Err(crate::ConfigError::Invalid {
-                        key: "data.affnist.files".into(),
-                        value: format!("{:?}", a.files),
-                        reason: format!(
-                            "the files hold {}x{} images but data.affnist.canvas is {}",
-                            set.dims().height,
-                            set.dims().width,
-                            a.canvas
-                        ),
-                    }
-                    .into());
-                }
-                extra.push(eval_set(
-                    "affnist",
-                    Arc::new(ShiftedImages { set, shift_px: 0 }),
-                ));
-            }
-            ExperimentData {
-                train: Arc::new(ShiftedImages {
-                    set: Arc::new(centred(&train, a.canvas)?),
-                    shift_px: data.shift_pixels as u32,
-                }),
-                test: eval_set(
-                    "test",
-                    Arc::new(ShiftedImages {
-                        set: Arc::new(test_set),
-                        shift_px: 0,
-                    }),
-                ),
-                extra,
-                dir,
-            }
-        }
+    let out = match data.dataset {
+        Dataset::Mnist => idx_images(&from, DatasetKind::Mnist, config)?,
+        Dataset::FashionMnist => idx_images(&from, DatasetKind::FashionMnist, config)?,
+        Dataset::Cifar10 => cifar10(&from, config)?,
+        Dataset::MultiMnist => multimnist(&from, config)?,
+        Dataset::ExpandedMnist => expanded_mnist(&from, config)?,
     };
     let extra: Vec<String> = out
         .extra
@@ -278,4 +147,159 @@ pub fn load_experiment_data(
         extra.concat()
     ));
     Ok(out)
+}
+
+/// Where the files come from, and how downloads report progress.
+struct Sources {
+    files: DataSources,
+    progress: DownloadBars,
+}
+
+/// The training split (after `train_limit` / `train_subset`), the test split (after
+/// `test_limit`) and the directory of an IDX dataset (MNIST, Fashion-MNIST).
+fn idx_splits(
+    from: &Sources,
+    kind: DatasetKind,
+    config: &ExperimentConfig,
+) -> Result<(Arc<ImageSet>, Arc<ImageSet>, PathBuf), TrainError> {
+    let load = |split| capsnet_data::load_with_progress(kind, split, &from.files, &from.progress);
+    let (train, dir) = load(Split::Train)?;
+    let (test, _) = load(Split::Test)?;
+    Ok((
+        training_images(train, &config.data, config.seed)?,
+        limited(test, config.data.test_limit),
+        dir,
+    ))
+}
+
+/// MNIST or Fashion-MNIST: images as stored, shifted (or cropped) in training.
+fn idx_images(
+    from: &Sources,
+    kind: DatasetKind,
+    config: &ExperimentConfig,
+) -> Result<ExperimentData, TrainError> {
+    let data = &config.data;
+    let (train, test, dir) = idx_splits(from, kind, config)?;
+    Ok(ExperimentData {
+        extra: train_eval_sets(&train, data)?,
+        train: plain(train, data, true)?,
+        test: eval_set("test", plain(test, data, false)?),
+        dir,
+    })
+}
+
+/// CIFAR-10: random crops (optionally flipped) in training, central crops at test.
+fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let data = &config.data;
+    let mirrors = capsnet_data::cifar::cifar10_mirrors(
+        std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
+    );
+    let load = |split| {
+        capsnet_data::cifar::load_cifar10_with(split, &from.files, &mirrors, &from.progress)
+    };
+    let (train, dir) = load(Split::Train)?;
+    let (test, _) = load(Split::Test)?;
+    let train = training_images(train, data, config.seed)?;
+    Ok(ExperimentData {
+        extra: train_eval_sets(&train, data)?,
+        train: plain(train, data, true)?,
+        test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
+        dir,
+    })
+}
+
+/// MultiMNIST: pairs generated from MNIST, the training pairs seeded by the experiment seed,
+/// the test pairs by `data.multimnist.test_seed`.
+fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let (train, test, dir) = idx_splits(from, DatasetKind::Mnist, config)?;
+    let m = &config.data.multimnist;
+    let generator = |pairs, seed| MultiMnistConfig {
+        pairs_per_digit: pairs,
+        max_shift: m.max_shift,
+        padding: m.padding,
+        seed,
+    };
+    Ok(ExperimentData {
+        train: Arc::new(MultiMnist::new(
+            train,
+            generator(m.train_pairs_per_digit, config.seed),
+        )?),
+        test: eval_set(
+            "test",
+            Arc::new(MultiMnist::new(
+                test,
+                generator(m.test_pairs_per_digit, m.test_seed),
+            )?),
+        ),
+        extra: Vec::new(),
+        dir,
+    })
+}
+
+/// Expanded MNIST: training digits anywhere on the canvas; test digits at seeded positions,
+/// plus the affine and real affNIST sets when asked.
+fn expanded_mnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let data = &config.data;
+    let (train, test, dir) = idx_splits(from, DatasetKind::Mnist, config)?;
+    let a = &data.affnist;
+    let placed = ExpandedMnist::new(
+        test.clone(),
+        ExpandedConfig {
+            canvas: a.canvas,
+            seed: a.test_seed,
+        },
+    )?;
+    let test_set = placed.materialize(placed.len())?;
+    let mut extra = Vec::new();
+    if a.affine_test {
+        let affine = AffineMnist::new(
+            test.clone(),
+            AffineConfig {
+                canvas: a.canvas,
+                per_digit: a.affine_per_digit,
+                seed: a.test_seed,
+                ..AffineConfig::default()
+            },
+        )?;
+        let set = Arc::new(affine.materialize(affine.len())?);
+        extra.push(eval_set(
+            "affine",
+            Arc::new(ShiftedImages { set, shift_px: 0 }),
+        ));
+    }
+    if !a.files.is_empty() {
+        let set = limited(load_affnist_mats(&a.files)?, data.test_limit);
+        if set.dims().height != a.canvas || set.dims().width != a.canvas {
+            return Err(crate::ConfigError::Invalid {
+                key: "data.affnist.files".into(),
+                value: format!("{:?}", a.files),
+                reason: format!(
+                    "the files hold {}x{} images but data.affnist.canvas is {}",
+                    set.dims().height,
+                    set.dims().width,
+                    a.canvas
+                ),
+            }
+            .into());
+        }
+        extra.push(eval_set(
+            "affnist",
+            Arc::new(ShiftedImages { set, shift_px: 0 }),
+        ));
+    }
+    Ok(ExperimentData {
+        train: Arc::new(ShiftedImages {
+            set: Arc::new(centred(&train, a.canvas)?),
+            shift_px: data.shift_pixels as u32,
+        }),
+        test: eval_set(
+            "test",
+            Arc::new(ShiftedImages {
+                set: Arc::new(test_set),
+                shift_px: 0,
+            }),
+        ),
+        extra,
+        dir,
+    })
 }

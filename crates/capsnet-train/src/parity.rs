@@ -122,12 +122,12 @@ struct HostBatch {
 }
 
 fn host_batch(config: &ExperimentConfig, batch: usize) -> HostBatch {
-    let (c, h, w) = config.data.input_dims().unwrap_or((1, 28, 28));
+    let (c, h, w) = config.data.input_dims();
     let classes = match config.arch {
         crate::Arch::Capsnet => config.model.classes,
         crate::Arch::BaselineCnn => config.baseline.classes,
     };
-    let count = config.data.name().map_or(1, |d| d.targets());
+    let count = config.data.dataset.targets();
     let mut rng = capsnet_data::Rng::derive(config.seed, &[0x5041_5249]); // "PARI"
     let images = (0..batch * c * h * w).map(|_| rng.f32()).collect();
     let labels = (0..batch)

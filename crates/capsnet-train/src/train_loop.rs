@@ -500,7 +500,7 @@ impl<'a> Run<'a> {
         Summary {
             name: config.name.clone(),
             arch: config.arch.name().into(),
-            dataset: config.data.dataset.clone(),
+            dataset: config.data.dataset.name().into(),
             completed: state.epoch == self.epochs,
             epochs: self.epochs,
             epochs_completed: state.epoch,

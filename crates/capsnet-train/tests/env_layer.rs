@@ -77,7 +77,7 @@ fn env_sits_between_the_file_and_the_overrides() {
         assert_eq!(c.train.lr, 5e-4, "values read as TOML literals");
         assert_eq!(c.model.routing.iterations, 1);
         assert_eq!(c.model.decoder.hidden, vec![64, 128]);
-        assert_eq!(c.data.dataset, "fashion-mnist");
+        assert_eq!(c.data.dataset, capsnet_train::config::Dataset::FashionMnist);
         assert_eq!(c.seed, 11, "a top-level key without `__`");
         assert_eq!(c.data.root, None, "CAPSNET_DATA is not data.root");
         let expected: BTreeMap<String, String> = [

@@ -53,7 +53,7 @@ fn overrides_are_toml_literals_and_win() {
     let c = resolved.config;
     assert_eq!(c.model.routing.iterations, 5);
     assert_eq!(c.train.lr, 5e-4);
-    assert_eq!(c.data.dataset, "fashion-mnist");
+    assert_eq!(c.data.dataset, capsnet_train::config::Dataset::FashionMnist);
     assert!(!c.model.decoder.enabled);
     assert_eq!(c.model.decoder.hidden, vec![256, 512]);
     assert_eq!(resolved.overrides.len(), 5);
