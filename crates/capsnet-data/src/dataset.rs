@@ -78,14 +78,14 @@ const FASHION_MNIST_FILES: [ExpectedFile<'static>; 4] = [
 
 /// A dataset of the MNIST family: 28×28 grey-scale images in 10 classes, in IDX files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DatasetKind {
+pub enum IdxDataset {
     /// Handwritten digits (LeCun et al.).
     Mnist,
     /// Zalando's Fashion-MNIST (clothing), a drop-in replacement for MNIST.
     FashionMnist,
 }
 
-impl DatasetKind {
+impl IdxDataset {
     /// Every dataset.
     pub const ALL: [Self; 2] = [Self::Mnist, Self::FashionMnist];
 
@@ -140,13 +140,13 @@ impl DatasetKind {
     }
 }
 
-impl fmt::Display for DatasetKind {
+impl fmt::Display for IdxDataset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-impl FromStr for DatasetKind {
+impl FromStr for IdxDataset {
     type Err = DataError;
 
     /// Parses `mnist`, `fashion-mnist` or `fashion_mnist` (case-insensitive).
@@ -436,7 +436,7 @@ pub struct DataSources {
     /// turn off for custom data.
     pub verify: bool,
     /// Mirror base URLs to download from; empty means the dataset's own
-    /// ([`DatasetKind::mirrors`]).
+    /// ([`IdxDataset::mirrors`]).
     pub mirrors: Vec<String>,
 }
 
@@ -503,7 +503,7 @@ impl DataSources {
 
     /// The mirrors to download `kind` from: [`DataSources::mirrors`] if set, else the
     /// dataset's own.
-    pub fn mirrors_for(&self, kind: DatasetKind) -> Vec<String> {
+    pub fn mirrors_for(&self, kind: IdxDataset) -> Vec<String> {
         if self.mirrors.is_empty() {
             kind.mirrors().iter().map(|m| (*m).to_owned()).collect()
         } else {
@@ -527,7 +527,7 @@ pub fn default_cache_dir(
 
 /// Where `file` may be under `root`, in the order looked at:
 /// `<root>/<kind>/<file>`, `<root>/<kind>/<file>.gz`, `<root>/<file>`, `<root>/<file>.gz`.
-pub fn candidate_paths(root: &Path, kind: DatasetKind, file: &str) -> [PathBuf; 4] {
+pub fn candidate_paths(root: &Path, kind: IdxDataset, file: &str) -> [PathBuf; 4] {
     let sub = root.join(kind.name());
     let gz = format!("{file}.gz");
     [
@@ -551,7 +551,7 @@ pub struct Located {
 
 /// Finds the split's files in the first of `roots` that holds both; on failure returns every
 /// path looked at.
-pub fn locate(kind: DatasetKind, split: Split, roots: &[PathBuf]) -> Result<Located, Vec<PathBuf>> {
+pub fn locate(kind: IdxDataset, split: Split, roots: &[PathBuf]) -> Result<Located, Vec<PathBuf>> {
     let mut tried = Vec::new();
     for root in roots {
         let [images, labels] = split.file_names().map(|name| {
@@ -575,7 +575,7 @@ pub fn locate(kind: DatasetKind, split: Split, roots: &[PathBuf]) -> Result<Loca
 /// Loads a split, looking in `sources` (downloading if allowed), verifying checksums unless
 /// `sources.verify` is off. Returns the set and the directory its files were read from.
 pub fn load(
-    kind: DatasetKind,
+    kind: IdxDataset,
     split: Split,
     sources: &DataSources,
 ) -> Result<(ImageSet, PathBuf), DataError> {
@@ -584,7 +584,7 @@ pub fn load(
 
 /// [`load`], reporting download progress to `progress`.
 pub fn load_with_progress(
-    kind: DatasetKind,
+    kind: IdxDataset,
     split: Split,
     sources: &DataSources,
     progress: &dyn DownloadProgress,
@@ -600,7 +600,7 @@ pub fn load_with_progress(
     Ok((set, located.dir))
 }
 
-fn not_found(kind: DatasetKind, split: Split, tried: Vec<PathBuf>) -> DataError {
+fn not_found(kind: IdxDataset, split: Split, tried: Vec<PathBuf>) -> DataError {
     DataError::NotFound {
         dataset: format!("{kind} {split}"),
         files: split.file_names().map(str::to_owned).to_vec(),
@@ -611,7 +611,7 @@ fn not_found(kind: DatasetKind, split: Split, tried: Vec<PathBuf>) -> DataError 
 /// Downloads the split's files that `cache` lacks into `<cache>/<kind>/`.
 #[cfg(feature = "download")]
 fn download_missing(
-    kind: DatasetKind,
+    kind: IdxDataset,
     split: Split,
     cache: &Path,
     sources: &DataSources,
@@ -636,7 +636,7 @@ fn download_missing(
 /// Without the `download` feature there is nothing to fall back on.
 #[cfg(not(feature = "download"))]
 fn download_missing(
-    kind: DatasetKind,
+    kind: IdxDataset,
     split: Split,
     _cache: &Path,
     _sources: &DataSources,
@@ -651,7 +651,7 @@ fn download_missing(
 /// The canonical checksum is chosen by file name (`.gz` stripped); a file with a
 /// non-canonical name cannot be verified and is rejected when `verify` is on.
 pub fn load_files(
-    kind: DatasetKind,
+    kind: IdxDataset,
     images_path: &Path,
     labels_path: &Path,
     verify: bool,
@@ -694,7 +694,7 @@ pub fn load_files(
 }
 
 fn verify_checksum(
-    kind: DatasetKind,
+    kind: IdxDataset,
     path: &Path,
     bytes: &[u8],
     verify: bool,
@@ -761,15 +761,15 @@ mod tests {
 
     #[test]
     fn names_and_parsing() {
-        for kind in DatasetKind::ALL {
-            assert_eq!(kind.name().parse::<DatasetKind>().unwrap(), kind);
+        for kind in IdxDataset::ALL {
+            assert_eq!(kind.name().parse::<IdxDataset>().unwrap(), kind);
             assert_eq!(kind.to_string(), kind.name());
         }
         assert_eq!(
-            "Fashion_MNIST".parse::<DatasetKind>().unwrap(),
-            DatasetKind::FashionMnist
+            "Fashion_MNIST".parse::<IdxDataset>().unwrap(),
+            IdxDataset::FashionMnist
         );
-        let msg = "cifar".parse::<DatasetKind>().unwrap_err().to_string();
+        let msg = "cifar".parse::<IdxDataset>().unwrap_err().to_string();
         assert!(
             msg.contains("cifar") && msg.contains("mnist, fashion-mnist"),
             "{msg}"
@@ -786,7 +786,7 @@ mod tests {
 
     #[test]
     fn canonical_tables_are_complete() {
-        for kind in DatasetKind::ALL {
+        for kind in IdxDataset::ALL {
             for split in [Split::Train, Split::Test] {
                 for name in split.file_names() {
                     let sha = kind.sha256(name).unwrap();
@@ -801,11 +801,11 @@ mod tests {
             assert!(kind.mirrors().iter().all(|m| m.ends_with('/')));
         }
         assert_ne!(
-            DatasetKind::Mnist.sha256(TRAIN_IMAGES),
-            DatasetKind::FashionMnist.sha256(TRAIN_IMAGES)
+            IdxDataset::Mnist.sha256(TRAIN_IMAGES),
+            IdxDataset::FashionMnist.sha256(TRAIN_IMAGES)
         );
         assert_eq!(
-            DatasetKind::Mnist.mirrors()[0],
+            IdxDataset::Mnist.mirrors()[0],
             "https://ossci-datasets.s3.amazonaws.com/mnist/"
         );
     }
@@ -833,10 +833,7 @@ mod tests {
         assert_eq!(s.env, Some("/env".into()));
         assert_eq!(s.cache, Some("/xdg/capsnet".into()));
         assert_eq!(s.mirrors, ["http://a/", "http://b/"]);
-        assert_eq!(
-            s.mirrors_for(DatasetKind::Mnist),
-            ["http://a/", "http://b/"]
-        );
+        assert_eq!(s.mirrors_for(IdxDataset::Mnist), ["http://a/", "http://b/"]);
         assert!(s.verify);
         assert_eq!(s.download, cfg!(feature = "download"));
         assert_eq!(
@@ -859,8 +856,8 @@ mod tests {
         assert_eq!(s.cache, Some("/h/.cache/capsnet".into()));
         assert_eq!(s.roots(), [PathBuf::from("/h/.cache/capsnet")]);
         assert_eq!(
-            s.mirrors_for(DatasetKind::FashionMnist),
-            DatasetKind::FashionMnist.mirrors()
+            s.mirrors_for(IdxDataset::FashionMnist),
+            IdxDataset::FashionMnist.mirrors()
         );
         let none = DataSources::from_vars(None, vars(&[]));
         assert!(none.roots().is_empty());
@@ -896,17 +893,17 @@ mod tests {
         std::fs::write(r3.join("mnist").join(TEST_LABELS), b"x").unwrap();
 
         let roots = [r1.clone(), r2.clone(), r3];
-        let found = locate(DatasetKind::Mnist, Split::Test, &roots).unwrap();
+        let found = locate(IdxDataset::Mnist, Split::Test, &roots).unwrap();
         assert_eq!(found.images, r2.join(format!("{TEST_IMAGES}.gz")));
         assert_eq!(found.labels, r2.join(TEST_LABELS));
         assert_eq!(found.dir, r2);
 
-        let tried = locate(DatasetKind::Mnist, Split::Train, &roots[..1]).unwrap_err();
+        let tried = locate(IdxDataset::Mnist, Split::Train, &roots[..1]).unwrap_err();
         assert_eq!(tried.len(), 8);
         assert_eq!(tried[0], r1.join("mnist").join(TRAIN_IMAGES));
         assert_eq!(tried[7], r1.join(format!("{TRAIN_LABELS}.gz")));
         // Fashion-MNIST looks in its own sub-directory.
-        let tried = locate(DatasetKind::FashionMnist, Split::Test, &roots[..1]).unwrap_err();
+        let tried = locate(IdxDataset::FashionMnist, Split::Test, &roots[..1]).unwrap_err();
         assert_eq!(tried[0], r1.join("fashion-mnist").join(TEST_IMAGES));
     }
 
@@ -919,7 +916,7 @@ mod tests {
             download: false,
             ..DataSources::default()
         };
-        let err = load(DatasetKind::Mnist, Split::Train, &sources).unwrap_err();
+        let err = load(IdxDataset::Mnist, Split::Train, &sources).unwrap_err();
         let DataError::NotFound { tried, .. } = &err else {
             panic!("{err:?}")
         };
@@ -946,15 +943,15 @@ mod tests {
         write_split(&sub, Split::Test, &pixels, &[7, 2, 1], true);
         let mut sources = DataSources::at(dir.path());
         sources.verify = false;
-        let (set, used) = load(DatasetKind::Mnist, Split::Test, &sources).unwrap();
+        let (set, used) = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
         assert_eq!(used, sub);
         assert_eq!(set.len(), 3);
-        assert_eq!(set.dims(), DatasetKind::Mnist.dims());
+        assert_eq!(set.dims(), IdxDataset::Mnist.dims());
         assert_eq!(set.labels(), [7, 2, 1]);
         assert_eq!(set.image(1), &pixels[784..1568]);
 
         sources.verify = true;
-        let err = load(DatasetKind::Mnist, Split::Test, &sources).unwrap_err();
+        let err = load(IdxDataset::Mnist, Split::Test, &sources).unwrap_err();
         let DataError::Checksum {
             path,
             expected,
@@ -964,7 +961,7 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(path, &sub.join(format!("{TEST_IMAGES}.gz")));
-        assert_eq!(expected, DatasetKind::Mnist.sha256(TEST_IMAGES).unwrap());
+        assert_eq!(expected, IdxDataset::Mnist.sha256(TEST_IMAGES).unwrap());
         assert_ne!(found, expected);
         assert!(err.to_string().contains("t10k-images-idx3-ubyte.gz"));
     }
@@ -975,7 +972,7 @@ mod tests {
         write_split(dir.path(), Split::Train, &[0; 2 * 784], &[1, 2, 3], false);
         let images = dir.path().join(TRAIN_IMAGES);
         let labels = dir.path().join(TRAIN_LABELS);
-        let err = load_files(DatasetKind::Mnist, &images, &labels, false).unwrap_err();
+        let err = load_files(IdxDataset::Mnist, &images, &labels, false).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -996,7 +993,7 @@ mod tests {
         let mut bytes = Vec::new();
         idx::write_idx_labels(&mut bytes, &[1, 10]).unwrap();
         std::fs::write(&labels, bytes).unwrap();
-        let err = load_files(DatasetKind::Mnist, &images, &labels, false).unwrap_err();
+        let err = load_files(IdxDataset::Mnist, &images, &labels, false).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -1019,7 +1016,7 @@ mod tests {
         let mut bytes = Vec::new();
         idx::write_idx_images(&mut bytes, 2, 2, &[0; 4]).unwrap();
         std::fs::write(&images, gz(&bytes)).unwrap();
-        let err = load_files(DatasetKind::Mnist, &images, &images, true).unwrap_err();
+        let err = load_files(IdxDataset::Mnist, &images, &images, true).unwrap_err();
         assert!(err.to_string().contains("my-images.gz"), "{err}");
     }
 

@@ -212,7 +212,7 @@ mod tests {
     use crate::dataset::sha256_hex;
     use crate::test_server::{Reply, Server};
     use crate::test_util::{gz, idx_images, idx_labels, real_data_root};
-    use crate::{DataError, DataSources, DatasetKind, ExpectedFile, Split, load};
+    use crate::{DataError, DataSources, ExpectedFile, IdxDataset, Split, load};
 
     const NAME: &str = "t10k-images-idx3-ubyte";
 
@@ -492,12 +492,12 @@ mod tests {
             mirrors: vec![server.url("m")],
             ..DataSources::default()
         };
-        let (set, used) = load(DatasetKind::Mnist, Split::Test, &sources).unwrap();
+        let (set, used) = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
         assert_eq!(used, cache.join("mnist"));
         assert_eq!((set.len(), set.labels()), (4, &[3, 1, 4, 1][..]));
         assert_eq!(set.images(), pixels);
         assert_eq!(server.requests().len(), 2);
-        load(DatasetKind::Mnist, Split::Test, &sources).unwrap();
+        load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
         assert_eq!(server.requests().len(), 2, "second load uses the cache");
 
         // With verification on, the non-canonical fixture is rejected by name.
@@ -506,7 +506,7 @@ mod tests {
             verify: true,
             ..sources
         };
-        let err = load(DatasetKind::Mnist, Split::Test, &fresh).unwrap_err();
+        let err = load(IdxDataset::Mnist, Split::Test, &fresh).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
         assert!(entries(&dir.path().join("c2/mnist")).is_empty());
     }
@@ -530,7 +530,7 @@ mod tests {
             mirrors: vec![dead_mirror(), server.url("mnist")],
             ..DataSources::default()
         };
-        let (set, used) = load(DatasetKind::Mnist, Split::Test, &sources).unwrap();
+        let (set, used) = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
         assert_eq!(used, dir.path().join("mnist"));
         assert_eq!(set.len(), 10_000);
         assert_eq!(set.label(0), 7);

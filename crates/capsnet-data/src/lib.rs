@@ -5,7 +5,7 @@
 //!
 //! - [`idx`]: parse and write IDX files (raw or `.gz`), strictly: wrong magic numbers,
 //!   truncated files and trailing bytes are errors naming the file.
-//! - [`dataset`]: [`DatasetKind`], [`Split`], the in-memory [`ImageSet`], the canonical
+//! - [`dataset`]: [`IdxDataset`], [`Split`], the in-memory [`ImageSet`], the canonical
 //!   file names and SHA-256 sums, [`DataSources`] and [`load`].
 //! - [`download`]: fetch missing files from mirrors into the cache (feature `download`),
 //!   with [`DownloadProgress`] reporting.
@@ -65,7 +65,7 @@ pub use batch::{
     Batch, BatchSource, CroppedImages, Loader, LoaderConfig, ShiftedImages, fill_batch, num_batches,
 };
 pub use dataset::{
-    DataSources, DatasetKind, Dims, ExpectedFile, ImageSet, Located, Split, load, load_files,
+    DataSources, Dims, ExpectedFile, IdxDataset, ImageSet, Located, Split, load, load_files,
     load_with_progress,
 };
 pub use download::{DownloadProgress, NoProgress};

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use capsnet_data::{DataSources, DatasetKind, ImageSet, Split, load};
+use capsnet_data::{DataSources, IdxDataset, ImageSet, Split, load};
 
 fn data_root() -> PathBuf {
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
@@ -30,7 +30,7 @@ fn data_root() -> PathBuf {
     root
 }
 
-fn load_real(kind: DatasetKind, split: Split) -> ImageSet {
+fn load_real(kind: IdxDataset, split: Split) -> ImageSet {
     let root = data_root();
     let (set, dir) = load(kind, split, &DataSources::at(&root))
         .unwrap_or_else(|e| panic!("loading {kind} {split}: {e}"));
@@ -56,21 +56,21 @@ fn check(set: &ImageSet, len: usize) {
 
 #[test]
 fn mnist_train() {
-    let set = load_real(DatasetKind::Mnist, Split::Train);
+    let set = load_real(IdxDataset::Mnist, Split::Train);
     check(&set, 60_000);
     assert_eq!(&set.labels()[..5], [5, 0, 4, 1, 9]);
 }
 
 #[test]
 fn mnist_test() {
-    let set = load_real(DatasetKind::Mnist, Split::Test);
+    let set = load_real(IdxDataset::Mnist, Split::Test);
     check(&set, 10_000);
     assert_eq!(&set.labels()[..5], [7, 2, 1, 0, 4]);
 }
 
 #[test]
 fn fashion_mnist_test() {
-    let set = load_real(DatasetKind::FashionMnist, Split::Test);
+    let set = load_real(IdxDataset::FashionMnist, Split::Test);
     check(&set, 10_000);
     assert_eq!(set.label(0), 9); // ankle boot
 }
@@ -86,7 +86,7 @@ fn mnist_files_fail_fashion_mnist_checksums() {
         std::fs::copy(data_root().join("mnist").join(&file), fake.join(&file)).unwrap();
     }
     let err = load(
-        DatasetKind::FashionMnist,
+        IdxDataset::FashionMnist,
         Split::Test,
         &DataSources::at(dir.path()),
     )
@@ -97,6 +97,6 @@ fn mnist_files_fail_fashion_mnist_checksums() {
     );
     let mut unverified = DataSources::at(dir.path());
     unverified.verify = false;
-    let (set, _) = load(DatasetKind::FashionMnist, Split::Test, &unverified).unwrap();
+    let (set, _) = load(IdxDataset::FashionMnist, Split::Test, &unverified).unwrap();
     assert_eq!(set.label(0), 7);
 }

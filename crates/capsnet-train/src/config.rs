@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use capsnet_data::norb::NORB_PAPER_SIDE;
 use capsnet_model::{BaselineCnnConfig, CapsNetConfig, LossConfig};
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,9 @@ impl Default for ExperimentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// `mnist`, `fashion-mnist`, `cifar10`, `multimnist` (pairs of MNIST digits, 36×36) or
-    /// `expanded-mnist` (MNIST on a 40×40 canvas, evaluated also on affine-transformed digits).
+    /// `mnist`, `fashion-mnist`, `cifar10`, `multimnist` (pairs of MNIST digits, 36×36),
+    /// `expanded-mnist` (MNIST on a 40×40 canvas, evaluated also on affine-transformed digits),
+    /// `smallnorb` (stereo pairs, 2×48×48, 5 classes) or `svhn` (3×32×32).
     pub dataset: Dataset,
     /// Directory holding the dataset (checked first; then `CAPSNET_DATA`, the cache, download).
     pub root: Option<PathBuf>,
@@ -91,15 +93,15 @@ pub struct DataConfig {
     pub test_limit: Option<usize>,
     /// Train on a class-balanced random subset of N training images (N/10 per MNIST class),
     /// drawn with `train_subset_seed`. Subsets drawn with one seed are nested (the 100 images
-    /// are among the 300). N at least the training-set size: the whole set. Only for `mnist`,
-    /// `fashion-mnist` and `cifar10`; not together with `train_limit`.
+    /// are among the 300). N at least the training-set size: the whole set. Only for datasets
+    /// of stored images (not `multimnist`, `expanded-mnist`); not together with `train_limit`.
     pub train_subset: Option<usize>,
     /// Seed of `train_subset` (unset: the experiment seed, so each seed draws its own subset and
     /// two networks run with the same seed see the same images).
     pub train_subset_seed: Option<u64>,
     /// Also evaluate on the training images (without augmentation), reported as the extra
-    /// evaluation set `train` (train error beside test error). Only for `mnist`,
-    /// `fashion-mnist` and `cifar10`.
+    /// evaluation set `train` (train error beside test error). Only for datasets of stored
+    /// images.
     pub eval_train: bool,
     /// Random shift augmentation of up to this many pixels, zero padded (paper: 2).
     pub shift_pixels: usize,
@@ -192,20 +194,27 @@ pub enum Dataset {
     MultiMnist,
     /// Expanded MNIST (training) with affine test sets.
     ExpandedMnist,
+    /// smallNORB: the stereo pairs as 2 channels, area-downscaled to 48×48, 5 classes.
+    SmallNorb,
+    /// SVHN (format 2, the 73,257-image training set), 3×32×32.
+    Svhn,
 }
 
 impl Dataset {
     /// Every dataset, in the order of [`Dataset::VALID`].
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::Mnist,
         Self::FashionMnist,
         Self::Cifar10,
         Self::MultiMnist,
         Self::ExpandedMnist,
+        Self::SmallNorb,
+        Self::Svhn,
     ];
 
     /// Every accepted value of `data.dataset`.
-    pub const VALID: &'static str = "mnist, fashion-mnist, cifar10, multimnist, expanded-mnist";
+    pub const VALID: &'static str =
+        "mnist, fashion-mnist, cifar10, multimnist, expanded-mnist, smallnorb, svhn";
 
     /// The name used in experiment files and summaries.
     pub fn name(self) -> &'static str {
@@ -215,6 +224,8 @@ impl Dataset {
             Self::Cifar10 => "cifar10",
             Self::MultiMnist => "multimnist",
             Self::ExpandedMnist => "expanded-mnist",
+            Self::SmallNorb => "smallnorb",
+            Self::Svhn => "svhn",
         }
     }
 
@@ -226,6 +237,8 @@ impl Dataset {
             "cifar10" | "cifar-10" => Self::Cifar10,
             "multimnist" | "multi-mnist" => Self::MultiMnist,
             "expanded-mnist" => Self::ExpandedMnist,
+            "smallnorb" | "small-norb" => Self::SmallNorb,
+            "svhn" => Self::Svhn,
             _ => return None,
         })
     }
@@ -233,7 +246,15 @@ impl Dataset {
     /// Whether the training examples are stored images (not generated from them), so that
     /// they can be subset and evaluated as they are.
     pub fn plain_images(self) -> bool {
-        matches!(self, Self::Mnist | Self::FashionMnist | Self::Cifar10)
+        !matches!(self, Self::MultiMnist | Self::ExpandedMnist)
+    }
+
+    /// Number of classes (5 for smallNORB, 10 for the others).
+    pub fn classes(self) -> usize {
+        match self {
+            Self::SmallNorb => capsnet_data::norb::NORB_NUM_CLASSES,
+            _ => 10,
+        }
     }
 
     /// Labels per example (2 for MultiMNIST).
@@ -287,6 +308,8 @@ impl DataConfig {
                 (1, side, side)
             }
             Dataset::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
+            Dataset::SmallNorb => (2, NORB_PAPER_SIDE, NORB_PAPER_SIDE),
+            Dataset::Svhn => (3, 32, 32),
         }
     }
 }
@@ -506,11 +529,15 @@ impl ExperimentConfig {
 
     /// The network (`[model]` or `[baseline]`) is valid and takes the data's image shape.
     fn validate_network_input(&self) -> Result<(), ConfigError> {
-        let (section, input) = match self.arch {
+        let (section, input, classes) = match self.arch {
             Arch::Capsnet => {
                 self.model.validate().map_err(ConfigError::Model)?;
                 let m = &self.model;
-                ("model", (m.input_channels, m.input_height, m.input_width))
+                (
+                    "model",
+                    (m.input_channels, m.input_height, m.input_width),
+                    m.classes,
+                )
             }
             Arch::BaselineCnn => {
                 self.baseline.validate().map_err(ConfigError::Model)?;
@@ -518,9 +545,23 @@ impl ExperimentConfig {
                 (
                     "baseline",
                     (b.input_channels, b.input_height, b.input_width),
+                    b.classes,
                 )
             }
         };
+        let dataset = self.data.dataset;
+        if classes != dataset.classes() {
+            return invalid(
+                &format!("{section}.classes"),
+                classes,
+                format!(
+                    "data.dataset = {:?} has {} classes; set {section}.classes = {}",
+                    dataset.name(),
+                    dataset.classes(),
+                    dataset.classes()
+                ),
+            );
+        }
         let expected = self.data.input_dims();
         if input == expected {
             return Ok(());
@@ -576,7 +617,11 @@ impl DataConfig {
         match self.dataset {
             Dataset::MultiMnist => self.validate_multimnist()?,
             Dataset::ExpandedMnist => self.validate_expanded_mnist()?,
-            Dataset::Mnist | Dataset::FashionMnist | Dataset::Cifar10 => {}
+            Dataset::Mnist
+            | Dataset::FashionMnist
+            | Dataset::Cifar10
+            | Dataset::SmallNorb
+            | Dataset::Svhn => {}
         }
         self.validate_subsets()
     }
@@ -696,7 +741,7 @@ impl DataConfig {
                         key,
                         self.dataset,
                         format!(
-                            "{key} is supported for mnist, fashion-mnist and cifar10, not {} (whose training examples are generated)",
+                            "{key} is supported for datasets of stored images, not {} (whose training examples are generated)",
                             self.dataset
                         ),
                     );

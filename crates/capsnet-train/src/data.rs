@@ -6,6 +6,8 @@
 //! | `mnist`, `fashion-mnist` | the training split, ±`shift_pixels` shifts (or crops) | the test split |
 //! | `cifar10`        | the training batches, random `crop`s (optional flips)  | central crops of the test batch |
 //! | `multimnist`     | MultiMNIST pairs of the MNIST training split, seeded by the experiment seed | pairs of the test split, seeded by `data.multimnist.test_seed` |
+//! | `smallnorb`      | both cameras as 2 channels, area-downscaled to 48×48, random `crop`s | central crops of the test split |
+//! | `svhn`           | the training file (not `extra`), shifts or crops as configured | the test file |
 //! | `expanded-mnist` | MNIST training digits centred on the canvas and shifted up to ±`shift_pixels` (±6 on 40×40 reaches every position) | `test`: test digits at random positions; `affine`: affNIST-like transformed test digits; `affnist`: the real `.mat` files when `data.affnist.files` is set |
 //!
 //! `train_limit` and `test_limit` cut the *source* splits (before pairs or transformations
@@ -19,8 +21,9 @@ use capsnet_data::affnist::{
     AffineConfig, AffineMnist, ExpandedConfig, ExpandedMnist, centred, load_affnist_mats,
 };
 use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
+use capsnet_data::norb::NorbOptions;
 use capsnet_data::{
-    BatchSource, CroppedImages, DataSources, DatasetKind, ImageSet, ShiftedImages, Split,
+    BatchSource, CroppedImages, DataSources, IdxDataset, ImageSet, ShiftedImages, Split,
 };
 
 use crate::config::{DataConfig, Dataset, ExperimentConfig};
@@ -127,11 +130,13 @@ pub fn load_experiment_data(
         progress: DownloadBars::new(log.has_bars()),
     };
     let out = match data.dataset {
-        Dataset::Mnist => idx_images(&from, DatasetKind::Mnist, config)?,
-        Dataset::FashionMnist => idx_images(&from, DatasetKind::FashionMnist, config)?,
+        Dataset::Mnist => idx_images(&from, IdxDataset::Mnist, config)?,
+        Dataset::FashionMnist => idx_images(&from, IdxDataset::FashionMnist, config)?,
         Dataset::Cifar10 => cifar10(&from, config)?,
         Dataset::MultiMnist => multimnist(&from, config)?,
         Dataset::ExpandedMnist => expanded_mnist(&from, config)?,
+        Dataset::SmallNorb => smallnorb(&from, config)?,
+        Dataset::Svhn => svhn(&from, config)?,
     };
     let extra: Vec<String> = out
         .extra
@@ -159,12 +164,12 @@ struct Sources {
 /// `test_limit`) and the directory of an IDX dataset (MNIST, Fashion-MNIST).
 fn idx_splits(
     from: &Sources,
-    kind: DatasetKind,
+    kind: IdxDataset,
     config: &ExperimentConfig,
 ) -> Result<(Arc<ImageSet>, Arc<ImageSet>, PathBuf), TrainError> {
-    let load = |split| capsnet_data::load_with_progress(kind, split, &from.files, &from.progress);
-    let (train, dir) = load(Split::Train)?;
-    let (test, _) = load(Split::Test)?;
+    let (train, test, dir) = both_splits(|split| {
+        capsnet_data::load_with_progress(kind, split, &from.files, &from.progress)
+    })?;
     Ok((
         training_images(train, &config.data, config.seed)?,
         limited(test, config.data.test_limit),
@@ -172,33 +177,14 @@ fn idx_splits(
     ))
 }
 
-/// MNIST or Fashion-MNIST: images as stored, shifted (or cropped) in training.
-fn idx_images(
-    from: &Sources,
-    kind: DatasetKind,
+/// A dataset of stored images: the training images (after `train_limit` / `train_subset`)
+/// shifted or randomly cropped in training, the test images as they are or centrally cropped,
+/// and the training images as an evaluation set when `data.eval_train` asks.
+fn stored_images(
+    (train, test, dir): (ImageSet, ImageSet, PathBuf),
     config: &ExperimentConfig,
 ) -> Result<ExperimentData, TrainError> {
     let data = &config.data;
-    let (train, test, dir) = idx_splits(from, kind, config)?;
-    Ok(ExperimentData {
-        extra: train_eval_sets(&train, data)?,
-        train: plain(train, data, true)?,
-        test: eval_set("test", plain(test, data, false)?),
-        dir,
-    })
-}
-
-/// CIFAR-10: random crops (optionally flipped) in training, central crops at test.
-fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    let data = &config.data;
-    let mirrors = capsnet_data::cifar::cifar10_mirrors(
-        std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
-    );
-    let load = |split| {
-        capsnet_data::cifar::load_cifar10_with(split, &from.files, &mirrors, &from.progress)
-    };
-    let (train, dir) = load(Split::Train)?;
-    let (test, _) = load(Split::Test)?;
     let train = training_images(train, data, config.seed)?;
     Ok(ExperimentData {
         extra: train_eval_sets(&train, data)?,
@@ -208,10 +194,57 @@ fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, 
     })
 }
 
+/// Loads both splits with `load`; the directory is the training split's.
+fn both_splits(
+    load: impl Fn(Split) -> Result<(ImageSet, PathBuf), capsnet_data::DataError>,
+) -> Result<(ImageSet, ImageSet, PathBuf), TrainError> {
+    let (train, dir) = load(Split::Train)?;
+    let (test, _) = load(Split::Test)?;
+    Ok((train, test, dir))
+}
+
+/// MNIST or Fashion-MNIST: images as stored, shifted (or cropped) in training.
+fn idx_images(
+    from: &Sources,
+    kind: IdxDataset,
+    config: &ExperimentConfig,
+) -> Result<ExperimentData, TrainError> {
+    let splits = both_splits(|split| {
+        capsnet_data::load_with_progress(kind, split, &from.files, &from.progress)
+    })?;
+    stored_images(splits, config)
+}
+
+/// CIFAR-10: random crops (optionally flipped) in training, central crops at test.
+fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let mirrors = capsnet_data::cifar::cifar10_mirrors(
+        std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
+    );
+    let splits = both_splits(|split| {
+        capsnet_data::cifar::load_cifar10_with(split, &from.files, &mirrors, &from.progress)
+    })?;
+    stored_images(splits, config)
+}
+
+/// smallNORB as the paper prepares it: both cameras as 2 channels, downscaled to 48×48 (random
+/// `data.crop` crops in training, the central crop at test).
+fn smallnorb(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let splits = both_splits(|split| {
+        capsnet_data::norb::load_smallnorb(split, &from.files, NorbOptions::PAPER)
+    })?;
+    stored_images(splits, config)
+}
+
+/// SVHN format 2 (the training file without `extra`).
+fn svhn(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    let splits = both_splits(|split| capsnet_data::svhn::load_svhn(split, &from.files))?;
+    stored_images(splits, config)
+}
+
 /// MultiMNIST: pairs generated from MNIST, the training pairs seeded by the experiment seed,
 /// the test pairs by `data.multimnist.test_seed`.
 fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    let (train, test, dir) = idx_splits(from, DatasetKind::Mnist, config)?;
+    let (train, test, dir) = idx_splits(from, IdxDataset::Mnist, config)?;
     let m = &config.data.multimnist;
     let generator = |pairs, seed| MultiMnistConfig {
         pairs_per_digit: pairs,
@@ -240,7 +273,7 @@ fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentDat
 /// plus the affine and real affNIST sets when asked.
 fn expanded_mnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
     let data = &config.data;
-    let (train, test, dir) = idx_splits(from, DatasetKind::Mnist, config)?;
+    let (train, test, dir) = idx_splits(from, IdxDataset::Mnist, config)?;
     let a = &data.affnist;
     let placed = ExpandedMnist::new(
         test.clone(),

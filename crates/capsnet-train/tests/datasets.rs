@@ -310,3 +310,217 @@ fn expanded_mnist_run_resumes_exactly() {
         common::final_weights(&interrupted)
     );
 }
+
+/// A small deterministic byte stream for fixture pixels.
+fn fixture_bytes(seed: u64) -> impl FnMut() -> u8 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 24) as u8
+    }
+}
+
+/// A NORB matrix file: little-endian magic, rank, `max(3, rank)` dimensions, elements.
+fn norb_matrix(magic: u32, dims: &[i32], body: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_le_bytes().to_vec();
+    out.extend((dims.len() as i32).to_le_bytes());
+    for k in 0..dims.len().max(3) {
+        out.extend(dims.get(k).copied().unwrap_or(1).to_le_bytes());
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// smallNORB `-dat` / `-cat` files of `pairs` stereo pairs (96×96) per split, in
+/// `<root>/smallnorb/` under the canonical names; labels cycle 0..4.
+fn write_norb_fixture(root: &Path, pairs: usize) {
+    let dir = root.join("smallnorb");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut byte = fixture_bytes(0x4e4f_5242);
+    for split in [capsnet_data::Split::Train, capsnet_data::Split::Test] {
+        let files = capsnet_data::norb::norb_files(split);
+        let pixels: Vec<u8> = (0..pairs * 2 * 96 * 96).map(|_| byte()).collect();
+        let dat = norb_matrix(
+            capsnet_data::norb::NORB_UINT8_MAGIC,
+            &[pairs as i32, 2, 96, 96],
+            &pixels,
+        );
+        let labels: Vec<u8> = (0..pairs)
+            .flat_map(|i| (i as i32 % 5).to_le_bytes())
+            .collect();
+        let cat = norb_matrix(
+            capsnet_data::norb::NORB_INT32_MAGIC,
+            &[pairs as i32],
+            &labels,
+        );
+        std::fs::write(dir.join(files.dat), dat).unwrap();
+        std::fs::write(dir.join(files.cat), cat).unwrap();
+    }
+}
+
+/// One MAT level-5 data element: type, byte count, data padded to 8 bytes.
+fn mat_element(ty: u32, data: &[u8]) -> Vec<u8> {
+    let mut out = ty.to_le_bytes().to_vec();
+    out.extend((data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(8), 0);
+    out
+}
+
+/// An uncompressed miMATRIX: array flags (class), dimensions, name, real part.
+fn mat_matrix(name: &str, class: u32, dims: &[i32], storage: u32, real: &[u8]) -> Vec<u8> {
+    const MI_INT8: u32 = 1;
+    const MI_INT32: u32 = 5;
+    const MI_UINT32: u32 = 6;
+    const MI_MATRIX: u32 = 14;
+    let mut body = mat_element(MI_UINT32, &[class.to_le_bytes(), [0; 4]].concat());
+    let dims: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
+    body.extend(mat_element(MI_INT32, &dims));
+    body.extend(mat_element(MI_INT8, name.as_bytes()));
+    body.extend(mat_element(storage, real));
+    mat_element(MI_MATRIX, &body)
+}
+
+/// SVHN format-2 files (`X`: uint8 32×32×3×N, column-major; `y`: double N×1, 10 for the digit
+/// 0) of `n` digits per split in `<root>/svhn/`; digits cycle 0..9.
+fn write_svhn_fixture(root: &Path, n: usize) {
+    const MX_DOUBLE: u32 = 6;
+    const MX_UINT8: u32 = 9;
+    const MI_UINT8: u32 = 2;
+    const MI_DOUBLE: u32 = 9;
+    let dir = root.join("svhn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut byte = fixture_bytes(0x5356_484e);
+    for split in [capsnet_data::Split::Train, capsnet_data::Split::Test] {
+        let mut file =
+            b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024"
+                .to_vec();
+        file.resize(116, b' ');
+        file.extend_from_slice(&[0; 8]);
+        file.extend_from_slice(&0x0100u16.to_le_bytes());
+        file.extend_from_slice(b"IM");
+        let pixels: Vec<u8> = (0..n * 3072).map(|_| byte()).collect();
+        file.extend(mat_matrix(
+            "X",
+            MX_UINT8,
+            &[32, 32, 3, n as i32],
+            MI_UINT8,
+            &pixels,
+        ));
+        let labels: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                (if i % 10 == 0 {
+                    10.0f64
+                } else {
+                    (i % 10) as f64
+                })
+                .to_le_bytes()
+            })
+            .collect();
+        file.extend(mat_matrix(
+            "y",
+            MX_DOUBLE,
+            &[n as i32, 1],
+            MI_DOUBLE,
+            &labels,
+        ));
+        std::fs::write(dir.join(capsnet_data::svhn::svhn_file(split)), file).unwrap();
+    }
+}
+
+/// A tiny CapsNet for a stored-image dataset of `channels`×`side`² inputs and `classes`.
+fn stored_experiment(
+    dataset: &str,
+    channels: usize,
+    side: usize,
+    classes: usize,
+    crop: bool,
+) -> String {
+    format!(
+        r#"
+[data]
+dataset = "{dataset}"
+shift_pixels = {shift}
+{crop}
+download = false
+verify_checksums = false
+[model]
+input_channels = {channels}
+input_height = {side}
+input_width = {side}
+classes = {classes}
+conv1_channels = 8
+primary_types = 4
+decoder.hidden = [32, 64]
+[train]
+epochs = 1
+batch_size = 10
+checkpoint_every_steps = 0
+log_every_steps = 1
+eval_batch_size = 20
+"#,
+        shift = if crop { 0 } else { 2 },
+        crop = if crop {
+            format!("crop = {side}")
+        } else {
+            String::new()
+        },
+    )
+}
+
+/// smallNORB from its NORB matrix files, prepared as the paper does (both cameras as 2
+/// channels, 48×48, random 32×32 crops, the central crop at test): 5 classes end to end, and
+/// a network with 10 classes is refused with the key.
+#[test]
+fn smallnorb_fixture_trains_on_stereo_crops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_norb_fixture(&data, 30);
+    let body = stored_experiment("smallnorb", 2, 32, 5, true);
+    let exp = write_experiment(tmp.path(), "norb", &body);
+    let root = vec![format!("data.root={:?}", data.display().to_string())];
+    let resolved = load_experiment(&exp, &root).unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert!(summary.completed);
+    assert_eq!(summary.dataset, "smallnorb");
+    assert_eq!((summary.train_images, summary.test_images), (30, 30));
+    assert_eq!(summary.steps, 3);
+    let (first, last) = first_and_last_loss(&run);
+    assert!(first.is_finite() && last.is_finite());
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("data: smallnorb from"), "{log}");
+
+    let mut ten = root.clone();
+    ten.push("model.classes=10".into());
+    let err = load_experiment(&exp, &ten).unwrap_err().to_string();
+    assert!(
+        err.contains("model.classes") && err.contains("5 classes"),
+        "{err}"
+    );
+}
+
+/// SVHN from its MAT files (labels 10 → digit 0), 3×32×32 with shifts, a class-balanced
+/// subset and train error.
+#[test]
+fn svhn_fixture_trains_with_a_balanced_subset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_svhn_fixture(&data, 40);
+    let body = stored_experiment("svhn", 3, 32, 10, false);
+    let exp = write_experiment(tmp.path(), "svhn", &body);
+    let overrides = vec![
+        format!("data.root={:?}", data.display().to_string()),
+        "data.train_subset=20".into(),
+        "data.eval_train=true".into(),
+    ];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
+    let run = tmp.path().join("run");
+    let summary = train(&resolved, &options(&run)).unwrap();
+    assert!(summary.completed);
+    assert_eq!(summary.dataset, "svhn");
+    assert_eq!((summary.train_images, summary.test_images), (20, 40));
+    assert!(summary.final_extra_accuracy.contains_key("train"));
+}

@@ -632,9 +632,9 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
-    use capsnet_data::{DataSources, DatasetKind, Split};
-    let kinds: Vec<DatasetKind> = if args.dataset == "all" {
-        DatasetKind::ALL.to_vec()
+    use capsnet_data::{DataSources, IdxDataset, Split};
+    let kinds: Vec<IdxDataset> = if args.dataset == "all" {
+        IdxDataset::ALL.to_vec()
     } else {
         vec![args.dataset.parse()?]
     };
