@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Build machine side of a GPU run: builds the `capsnet` binary with the `tch` backend against
-# the pip PyTorch 2.11 wheel (the GPU machine's version) and the `wgpu` backend, strips and
-# compresses it, and copies it with the MNIST files and the Vulkan loader's Debian packages
+# the pip PyTorch 2.11 wheel (the GPU machine's version) and a second one with the `wgpu`
+# backend, strips and compresses them, and copies them with the MNIST files and the Vulkan
+# loader's Debian packages
 # (the GPU machine has the NVIDIA Vulkan driver but no loader; see
 # ../shared/design/gpu-notes.md) into gpu-carry/ (git-ignored; name it in the device tool's
 # `carry`).
 #
 #   scripts/gpu/prepare.sh [PYTHON_WITH_TORCH]     # default: /work/venv-torch/bin/python
 #
-# The build goes to target-tch/ next to the checkout's target/ (its own feature set, ~30 min
-# cold on 2 cores, ~13 more for wgpu). See docs/gpu.md.
+# The builds go to target-tch/ and target-wgpu/ next to the checkout's target/ (their own
+# feature sets: ~30 and ~13 min cold on 2 cores). See docs/gpu.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-/work/venv-torch/bin/python}
@@ -21,10 +22,13 @@ echo "libtorch from $torch_dir ($("$python" -c 'import torch; print(torch.__vers
 }
 target=${CAPSNET_TCH_TARGET:-../target-tch}
 LIBTORCH="$torch_dir" LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
-    cargo build --release -p capsnet-train --features tch,wgpu --bin capsnet --target-dir "$target"
+    cargo build --release -p capsnet-train --features tch --bin capsnet --target-dir "$target"
+wgpu_target=${CAPSNET_WGPU_TARGET:-../target-wgpu}
+cargo build --release -p capsnet-train --features wgpu --bin capsnet --target-dir "$wgpu_target"
 rm -rf gpu-carry && mkdir -p gpu-carry/data/mnist gpu-carry/debs
 strip -o gpu-carry/capsnet "$target/release/capsnet"
-xz -T0 -6 gpu-carry/capsnet
+strip -o gpu-carry/capsnet-wgpu "$wgpu_target/release/capsnet"
+xz -T0 -6 gpu-carry/capsnet gpu-carry/capsnet-wgpu
 data=${CAPSNET_DATA:-../shared/datasets}
 cp "$data"/mnist/*.gz gpu-carry/data/mnist/
 # The Vulkan loader and GL/EGL dispatch libraries wgpu loads (unpacked with dpkg -x there).

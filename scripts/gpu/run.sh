@@ -26,6 +26,8 @@ export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CAPSNET_DATA="$PWD/gpu-carry/data"
 bin="$PWD/gpu-carry/capsnet"
 [[ -x "$bin" ]] || xz -dk "$bin.xz" && chmod +x "$bin"
+wbin="$PWD/gpu-carry/capsnet-wgpu"
+[[ -x "$wbin" ]] || { [[ -f "$wbin.xz" ]] && xz -dk "$wbin.xz" && chmod +x "$wbin"; }
 cat gpu-carry/REVISION 2>/dev/null
 
 # GPU memory, sampled every 200 ms for the whole script.
@@ -68,7 +70,7 @@ done
     > "$out/bench-b$infer_batch.json"
 grep images_per_sec "$out/bench-b$infer_batch.json"
 
-if [[ ${CAPSNET_GPU_WGPU:-1} == 1 ]]; then
+if [[ ${CAPSNET_GPU_WGPU:-1} == 1 && -x "$wbin" ]]; then
     step "wgpu over the machine's Vulkan driver"
     # The machine has NVIDIA's Vulkan driver but no loader: unpack the carried Debian packages
     # (gpu-notes.md's recipe) and point the loader at NVIDIA's ICD. Where there is no NVIDIA
@@ -80,12 +82,12 @@ if [[ ${CAPSNET_GPU_WGPU:-1} == 1 ]]; then
     (
         icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
         [[ -f $icd ]] && export VK_DRIVER_FILES=$icd
-        timeout 120 "$bin" backends | tee "$out/backends-wgpu.txt"
-        timeout 300 "$bin" parity experiments/quickstart.toml --backend wgpu --batch-size 8 --json \
+        timeout 120 "$wbin" backends | tee "$out/backends-wgpu.txt"
+        timeout 300 "$wbin" parity experiments/quickstart.toml --backend wgpu --batch-size 8 --json \
             > "$out/parity-wgpu-quickstart.json"
         echo "parity wgpu: exit $?"; grep -c '"ok": true' "$out/parity-wgpu-quickstart.json"
         wb=128; [[ $quick == 1 ]] && wb=16
-        timeout 300 "$bin" bench experiments/quickstart.toml --backend wgpu --batch-size $wb \
+        timeout 300 "$wbin" bench experiments/quickstart.toml --backend wgpu --batch-size $wb \
             --steps 10 --warmup 3 > "$out/bench-wgpu-b$wb.json"
         echo "bench wgpu: exit $?"; grep images_per_sec "$out/bench-wgpu-b$wb.json"
     )
