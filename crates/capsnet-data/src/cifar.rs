@@ -252,15 +252,25 @@ pub fn load_cifar10_with(
     mirrors: &[String],
     progress: &dyn DownloadProgress,
 ) -> Result<(ImageSet, PathBuf), DataError> {
-    let dir = match locate_cifar10(split, &sources.roots()) {
-        Ok(dir) => dir,
-        Err(tried) => match (&sources.cache, sources.download) {
-            (Some(cache), true) => {
-                download_into_cache(split, cache, sources.verify, mirrors, progress, tried)?
-            }
-            _ => return Err(not_found(split, tried, sources.download)),
-        },
+    // The archive holds both splits, and extraction fails unless every batch file is there.
+    #[cfg(feature = "download")]
+    let fetch = |cache: &Path| {
+        let sha256 = sources.verify.then_some(CIFAR10_ARCHIVE_SHA256);
+        download_cifar10(&cache.join(CIFAR10_SUBDIR), mirrors, sha256, progress).map(|_| ())
     };
+    #[cfg(feature = "download")]
+    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
+    #[cfg(not(feature = "download"))]
+    let fetch: Option<crate::dataset::Fetch<'_>> = {
+        let _ = (mirrors, progress);
+        None
+    };
+    let dir = crate::dataset::locate_or_fetch(
+        sources,
+        |roots| locate_cifar10(split, roots),
+        fetch,
+        |tried| not_found(split, tried, sources.download),
+    )?;
     let set = load_cifar10_dir(&dir, split, sources.verify)?;
     Ok((set, dir))
 }
@@ -285,33 +295,6 @@ fn not_found(split: Split, tried: Vec<PathBuf>, download: bool) -> DataError {
         tried,
         hint,
     }
-}
-
-#[cfg(feature = "download")]
-fn download_into_cache(
-    _split: Split,
-    cache: &Path,
-    verify: bool,
-    mirrors: &[String],
-    progress: &dyn DownloadProgress,
-    _tried: Vec<PathBuf>,
-) -> Result<PathBuf, DataError> {
-    let sha256 = verify.then_some(CIFAR10_ARCHIVE_SHA256);
-    // The archive holds both splits, and extraction fails unless every batch file is there.
-    download_cifar10(&cache.join(CIFAR10_SUBDIR), mirrors, sha256, progress)
-}
-
-/// Without the `download` feature there is nothing to fall back on.
-#[cfg(not(feature = "download"))]
-fn download_into_cache(
-    split: Split,
-    _cache: &Path,
-    _verify: bool,
-    _mirrors: &[String],
-    _progress: &dyn DownloadProgress,
-    tried: Vec<PathBuf>,
-) -> Result<PathBuf, DataError> {
-    Err(not_found(split, tried, true))
 }
 
 /// Downloads `<mirror>cifar-10-binary.tar.gz` into `dir` (created if needed) from the first

@@ -525,17 +525,73 @@ pub fn default_cache_dir(
         .map(|c| c.join("capsnet"))
 }
 
-/// Where `file` may be under `root`, in the order looked at:
-/// `<root>/<kind>/<file>`, `<root>/<kind>/<file>.gz`, `<root>/<file>`, `<root>/<file>.gz`.
-pub fn candidate_paths(root: &Path, kind: IdxDataset, file: &str) -> [PathBuf; 4] {
-    let sub = root.join(kind.name());
-    let gz = format!("{file}.gz");
-    [
-        sub.join(file),
-        sub.join(&gz),
-        root.join(file),
-        root.join(gz),
-    ]
+/// Where `file` may be under `root`, in the order looked at: `<root>/<subdir>/<file>`,
+/// `<root>/<subdir>/<file>.gz`, `<root>/<file>`, `<root>/<file>.gz` (the `.gz` ones only when
+/// `gz`). Every dataset's files are looked for this way.
+pub fn candidate_files(root: &Path, subdir: &str, file: &str, gz: bool) -> Vec<PathBuf> {
+    let sub = root.join(subdir);
+    let zipped = format!("{file}.gz");
+    let mut out = vec![sub.join(file)];
+    if gz {
+        out.push(sub.join(&zipped));
+    }
+    out.push(root.join(file));
+    if gz {
+        out.push(root.join(zipped));
+    }
+    out
+}
+
+/// Each of `files`, at its first [`candidate_files`] path, in the first of `roots` that holds
+/// them all; on failure, every path looked at (for each file, its candidates up to the first
+/// one found).
+pub fn locate_files(
+    roots: &[PathBuf],
+    subdir: &str,
+    files: &[&str],
+    gz: bool,
+) -> Result<Vec<PathBuf>, Vec<PathBuf>> {
+    let mut tried = Vec::new();
+    for root in roots {
+        let found: Vec<Option<PathBuf>> = files
+            .iter()
+            .map(|file| {
+                let candidates = candidate_files(root, subdir, file, gz);
+                let hit = candidates.iter().position(|p| p.is_file());
+                tried.extend_from_slice(&candidates[..hit.map_or(candidates.len(), |i| i + 1)]);
+                hit.map(|i| candidates[i].clone())
+            })
+            .collect();
+        if let Some(paths) = found.into_iter().collect::<Option<Vec<_>>>() {
+            return Ok(paths);
+        }
+    }
+    Err(tried)
+}
+
+/// Fetches a split's missing files into the cache directory it is given.
+pub type Fetch<'a> = &'a dyn Fn(&Path) -> Result<(), DataError>;
+
+/// The one route by which every dataset finds its files: `locate` in the roots of `sources`;
+/// failing that, when downloads are on, there is a cache and the dataset has a `fetch`, fetch
+/// into the cache and `locate` there; failing that, `not_found` with every path looked at.
+pub fn locate_or_fetch<T>(
+    sources: &DataSources,
+    locate: impl Fn(&[PathBuf]) -> Result<T, Vec<PathBuf>>,
+    fetch: Option<Fetch<'_>>,
+    not_found: impl Fn(Vec<PathBuf>) -> DataError,
+) -> Result<T, DataError> {
+    let tried = match locate(&sources.roots()) {
+        Ok(found) => return Ok(found),
+        Err(tried) => tried,
+    };
+    match (&sources.cache, sources.download, fetch) {
+        (Some(cache), true, Some(fetch)) => {
+            fetch(cache)?;
+            locate(std::slice::from_ref(cache)).map_err(not_found)
+        }
+        _ => Err(not_found(tried)),
+    }
 }
 
 /// The files of one split, as found on disk.
@@ -552,24 +608,14 @@ pub struct Located {
 /// Finds the split's files in the first of `roots` that holds both; on failure returns every
 /// path looked at.
 pub fn locate(kind: IdxDataset, split: Split, roots: &[PathBuf]) -> Result<Located, Vec<PathBuf>> {
-    let mut tried = Vec::new();
-    for root in roots {
-        let [images, labels] = split.file_names().map(|name| {
-            let candidates = candidate_paths(root, kind, name);
-            let found = candidates.iter().position(|p| p.is_file());
-            tried.extend_from_slice(&candidates[..found.map_or(4, |i| i + 1)]);
-            found.map(|i| candidates[i].clone())
-        });
-        if let (Some(images), Some(labels)) = (images, labels) {
-            let dir = images.parent().unwrap_or(root).to_path_buf();
-            return Ok(Located {
-                images,
-                labels,
-                dir,
-            });
-        }
-    }
-    Err(tried)
+    let paths = locate_files(roots, kind.name(), &split.file_names(), true)?;
+    let [images, labels]: [PathBuf; 2] = paths.try_into().expect("two files asked, two found");
+    let dir = images.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Located {
+        images,
+        labels,
+        dir,
+    })
 }
 
 /// Loads a split, looking in `sources` (downloading if allowed), verifying checksums unless
@@ -589,23 +635,27 @@ pub fn load_with_progress(
     sources: &DataSources,
     progress: &dyn DownloadProgress,
 ) -> Result<(ImageSet, PathBuf), DataError> {
-    let located = match locate(kind, split, &sources.roots()) {
-        Ok(located) => located,
-        Err(tried) => match (&sources.cache, sources.download) {
-            (Some(cache), true) => download_missing(kind, split, cache, sources, progress, tried)?,
-            _ => return Err(not_found(kind, split, tried)),
-        },
+    #[cfg(feature = "download")]
+    let fetch = |cache: &Path| download_missing(kind, split, cache, sources, progress);
+    #[cfg(feature = "download")]
+    let fetch: Option<Fetch<'_>> = Some(&fetch);
+    #[cfg(not(feature = "download"))]
+    let fetch: Option<Fetch<'_>> = {
+        let _ = progress;
+        None
     };
+    let located = locate_or_fetch(
+        sources,
+        |roots| locate(kind, split, roots),
+        fetch,
+        |tried| DataError::NotFound {
+            dataset: format!("{kind} {split}"),
+            files: split.file_names().map(str::to_owned).to_vec(),
+            tried,
+        },
+    )?;
     let set = load_files(kind, &located.images, &located.labels, sources.verify)?;
     Ok((set, located.dir))
-}
-
-fn not_found(kind: IdxDataset, split: Split, tried: Vec<PathBuf>) -> DataError {
-    DataError::NotFound {
-        dataset: format!("{kind} {split}"),
-        files: split.file_names().map(str::to_owned).to_vec(),
-        tried,
-    }
 }
 
 /// Downloads the split's files that `cache` lacks into `<cache>/<kind>/`.
@@ -616,12 +666,11 @@ fn download_missing(
     cache: &Path,
     sources: &DataSources,
     progress: &dyn DownloadProgress,
-    _tried: Vec<PathBuf>,
-) -> Result<Located, DataError> {
+) -> Result<(), DataError> {
     let dir = cache.join(kind.name());
     let mirrors = sources.mirrors_for(kind);
     for name in split.file_names() {
-        if !candidate_paths(cache, kind, name)
+        if !candidate_files(cache, kind.name(), name, true)
             .iter()
             .any(|p| p.is_file())
         {
@@ -630,20 +679,7 @@ fn download_missing(
             crate::download::download_file(&dir, &mirrors, &file, progress)?;
         }
     }
-    locate(kind, split, &[cache.to_path_buf()]).map_err(|tried| not_found(kind, split, tried))
-}
-
-/// Without the `download` feature there is nothing to fall back on.
-#[cfg(not(feature = "download"))]
-fn download_missing(
-    kind: IdxDataset,
-    split: Split,
-    _cache: &Path,
-    _sources: &DataSources,
-    _progress: &dyn DownloadProgress,
-    tried: Vec<PathBuf>,
-) -> Result<Located, DataError> {
-    Err(not_found(kind, split, tried))
+    Ok(())
 }
 
 /// Reads, verifies (if `verify`) and parses an image file and a label file of `kind`.

@@ -34,6 +34,11 @@
 //! The SHA-256 of each decompressed file is checked against the canonical value unless
 //! [`DataSources::verify`] is off (for custom data).
 //!
+//! Every dataset's loader follows this route through one function,
+//! [`dataset::locate_or_fetch`], with its own way of locating its files (most with
+//! [`dataset::locate_files`]) and of fetching them (MNIST, Fashion-MNIST and CIFAR-10 download;
+//! smallNORB and SVHN do not).
+//!
 //! # Reproducibility
 //!
 //! The order of epoch `e` is [`epoch_permutation`]`(n, seed, e)` and the augmentation of

@@ -425,36 +425,13 @@ pub fn downscale_area(image: &[u8], dims: Dims, factor: usize) -> Vec<u8> {
     out
 }
 
-/// Where `file` may be under `root`, in the order looked at: `<root>/smallnorb/<file>`,
-/// `<root>/smallnorb/<file>.gz`, `<root>/<file>`, `<root>/<file>.gz`.
-pub fn norb_candidate_paths(root: &Path, file: &str) -> [PathBuf; 4] {
-    let sub = root.join(NORB_SUBDIR);
-    let gz = format!("{file}.gz");
-    [
-        sub.join(file),
-        sub.join(&gz),
-        root.join(file),
-        root.join(gz),
-    ]
-}
-
-/// Finds the `-dat` and `-cat` files of `split` in the first of `roots` that holds both;
+/// Finds the `-dat` and `-cat` files of `split` (raw or `.gz`, in `<root>/smallnorb/` or
+/// `<root>/`; see [`crate::dataset::candidate_files`]) in the first of `roots` that holds both;
 /// returns `[dat, cat]`, or on failure every path looked at.
 pub fn locate_norb(split: Split, roots: &[PathBuf]) -> Result<[PathBuf; 2], Vec<PathBuf>> {
     let files = norb_files(split);
-    let mut tried = Vec::new();
-    for root in roots {
-        let [dat, cat] = [files.dat, files.cat].map(|name| {
-            let candidates = norb_candidate_paths(root, name);
-            let found = candidates.iter().position(|p| p.is_file());
-            tried.extend_from_slice(&candidates[..found.map_or(4, |i| i + 1)]);
-            found.map(|i| candidates[i].clone())
-        });
-        if let (Some(dat), Some(cat)) = (dat, cat) {
-            return Ok([dat, cat]);
-        }
-    }
-    Err(tried)
+    let paths = crate::dataset::locate_files(roots, NORB_SUBDIR, &[files.dat, files.cat], true)?;
+    Ok(paths.try_into().expect("two files asked, two found"))
 }
 
 /// Loads a smallNORB split from `sources` (see the [module docs](self)), shaped by
@@ -464,7 +441,7 @@ pub fn load_smallnorb(
     sources: &DataSources,
     options: NorbOptions,
 ) -> Result<(ImageSet, PathBuf), DataError> {
-    let [dat, cat] = locate_norb(split, &sources.roots()).map_err(|tried| {
+    let not_found = |tried| {
         let files = norb_files(split);
         DataError::DataNotFound {
             dataset: format!("smallnorb {split}"),
@@ -479,7 +456,14 @@ pub fn load_smallnorb(
                  CAPSNET_DATA)"
             ),
         }
-    })?;
+    };
+    // No download (see the module docs).
+    let [dat, cat] = crate::dataset::locate_or_fetch(
+        sources,
+        |roots| locate_norb(split, roots),
+        None,
+        not_found,
+    )?;
     let set = load_norb_files(&dat, &cat, options, sources.verify)?;
     let dir = dat.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((set, dir))

@@ -191,30 +191,18 @@ pub fn load_svhn_file(path: &Path, verify: bool) -> Result<ImageSet, DataError> 
     Ok(set)
 }
 
-/// Where `file` may be under `root`, in the order looked at: `<root>/svhn/<file>`,
-/// `<root>/<file>`.
-pub fn svhn_candidate_paths(root: &Path, file: &str) -> [PathBuf; 2] {
-    [root.join(SVHN_SUBDIR).join(file), root.join(file)]
-}
-
-/// The split's file in the first of `roots` that holds it; on failure, every path looked at.
+/// The split's file (in `<root>/svhn/` or `<root>/`; see
+/// [`crate::dataset::candidate_files`]) in the first of `roots` that holds it; on failure,
+/// every path looked at.
 pub fn locate_svhn(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<PathBuf>> {
-    let mut tried = Vec::new();
-    for root in roots {
-        for path in svhn_candidate_paths(root, svhn_file(split)) {
-            if path.is_file() {
-                return Ok(path);
-            }
-            tried.push(path);
-        }
-    }
-    Err(tried)
+    let mut paths = crate::dataset::locate_files(roots, SVHN_SUBDIR, &[svhn_file(split)], false)?;
+    Ok(paths.remove(0))
 }
 
 /// Loads an SVHN split from `sources` (see the [module docs](self)). Returns the set and
 /// the directory of its file.
 pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
-    let path = locate_svhn(split, &sources.roots()).map_err(|tried| DataError::DataNotFound {
+    let not_found = |tried| DataError::DataNotFound {
         dataset: format!("svhn {split}"),
         files: vec![svhn_file(split).to_owned()],
         tried,
@@ -222,7 +210,14 @@ pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathB
             "Download it (format 2, cropped digits) from http://ufldl.stanford.edu/housenumbers/ \
              into <root>/{SVHN_SUBDIR}/ of a data root (data.root / --data-dir, or CAPSNET_DATA)"
         ),
-    })?;
+    };
+    // No download (see the module docs).
+    let path = crate::dataset::locate_or_fetch(
+        sources,
+        |roots| locate_svhn(split, roots),
+        None,
+        not_found,
+    )?;
     let set = load_svhn_file(&path, sources.verify)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((set, dir))
