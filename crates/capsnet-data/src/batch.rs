@@ -276,9 +276,6 @@ pub struct LoaderConfig {
     pub epoch: u64,
     /// Visit the images in a random order ([`epoch_permutation`]) rather than in order.
     pub shuffle: bool,
-    /// Random translation of up to this many pixels in x and y; 0 disables it (used by
-    /// [`Loader::new`]; other sources carry their own augmentation settings).
-    pub shift_px: u32,
     /// Draw random augmentation (training); off renders every example deterministically.
     pub augment: bool,
     /// Skip a final partial batch.
@@ -297,7 +294,6 @@ impl LoaderConfig {
             seed: 0,
             epoch: 0,
             shuffle: false,
-            shift_px: 0,
             augment: false,
             drop_last: false,
             start_batch: 0,
@@ -321,23 +317,11 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Starts preparing batches `config.start_batch..` of the epoch.
+    /// Starts preparing batches `config.start_batch..` of an epoch over any [`BatchSource`]
+    /// (images as stored with their shifts: [`ShiftedImages`]; crops: [`CroppedImages`]).
     ///
-    /// Fails with [`DataError::Invalid`] if `batch_size` is 0 or the set has more than
-    /// `u32::MAX` images.
-    pub fn new(set: Arc<ImageSet>, config: LoaderConfig) -> Result<Self, DataError> {
-        let source = ShiftedImages {
-            set,
-            shift_px: config.shift_px,
-        };
-        let config = LoaderConfig {
-            augment: config.augment || config.shift_px > 0,
-            ..config
-        };
-        Self::from_source(Arc::new(source), config)
-    }
-
-    /// Starts preparing batches `config.start_batch..` of an epoch over any [`BatchSource`].
+    /// Fails with [`DataError::Invalid`] if `batch_size` is 0 or the source has more than
+    /// `u32::MAX` examples.
     pub fn from_source(set: Arc<dyn BatchSource>, config: LoaderConfig) -> Result<Self, DataError> {
         if config.batch_size == 0 {
             return Err(DataError::Invalid("batch size must be positive".into()));
@@ -487,8 +471,16 @@ mod tests {
             .collect()
     }
 
+    /// The test images as a source: shifted by up to one pixel when `config` augments.
+    fn source(set: &Arc<ImageSet>, config: &LoaderConfig) -> Arc<dyn BatchSource> {
+        Arc::new(ShiftedImages {
+            set: set.clone(),
+            shift_px: u32::from(config.augment),
+        })
+    }
+
     fn collect(set: &Arc<ImageSet>, config: LoaderConfig) -> Vec<Batch> {
-        Loader::new(set.clone(), config)
+        Loader::from_source(source(set, &config), config)
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
@@ -499,7 +491,7 @@ mod tests {
             seed: 17,
             epoch,
             shuffle: true,
-            shift_px: 1,
+            augment: true,
             ..LoaderConfig::new(batch_size)
         }
     }
@@ -599,7 +591,7 @@ mod tests {
         let batches = collect(
             &set,
             LoaderConfig {
-                shift_px: 0,
+                augment: false,
                 ..shuffled(10, 0)
             },
         );
@@ -655,7 +647,7 @@ mod tests {
             prefetch: 2,
             ..shuffled(16, 0)
         };
-        let mut loader = Loader::new(set, config).unwrap();
+        let mut loader = Loader::from_source(source(&set, &config), config).unwrap();
         assert_eq!(loader.len(), 63);
         let mut buffers = std::collections::HashSet::new();
         let mut count = 0;
@@ -671,14 +663,21 @@ mod tests {
     #[test]
     fn dropping_mid_epoch_stops_the_worker_and_bad_configs_fail() {
         let set = indexed_set(100);
-        let mut loader = Loader::new(set.clone(), LoaderConfig::new(1)).unwrap();
+        let plain = LoaderConfig::new(1);
+        let mut loader = Loader::from_source(source(&set, &plain), plain.clone()).unwrap();
         assert_eq!(loader.next().map(|b| b.unwrap().index), Some(0));
         drop(loader); // must not hang
-        assert!(Loader::new(set.clone(), LoaderConfig::new(0)).is_err());
+        let empty = LoaderConfig::new(0);
+        assert!(Loader::from_source(source(&set, &empty), empty).is_err());
         let past_end = LoaderConfig {
             start_batch: 500,
             ..LoaderConfig::new(1)
         };
-        assert_eq!(Loader::new(set, past_end).unwrap().count(), 0);
+        assert_eq!(
+            Loader::from_source(source(&set, &past_end), past_end)
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -290,7 +290,6 @@ impl<'a> Run<'a> {
                 seed: config.seed,
                 epoch: epoch as u64,
                 shuffle: config.data.shuffle,
-                shift_px: 0,
                 augment: true,
                 drop_last: false,
                 start_batch: self.state.next_batch,
