@@ -80,6 +80,8 @@ if [[ ${CAPSNET_GPU_WGPU:-1} == 1 && -x "$wbin" ]]; then
         ldconfig
     fi
     (
+        # Mesa's drivers (a dry run on lavapipe) print an error line per start without it.
+        [[ -n ${XDG_RUNTIME_DIR:-} ]] || export XDG_RUNTIME_DIR="$(mktemp -d)"
         icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
         [[ -f $icd ]] && export VK_DRIVER_FILES=$icd
         timeout 120 "$wbin" backends | tee "$out/backends-wgpu.txt"
