@@ -627,19 +627,6 @@ fn utc_timestamp() -> String {
     capsnet_common::format_utc_rfc3339(capsnet_common::unix_now())
 }
 
-/// `8215568` → `8,215,568`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -831,7 +818,7 @@ fn render_markdown(report: &Value) -> String {
          A training step is forward, loss, backward, Adam step and reading the loss back; \
          inference is a forward pass without autodiff, decoder masked by the longest capsule.\n\n",
         report["batch_size"],
-        thousands(report["model_check"]["params"].as_u64().unwrap_or(0)),
+        capsnet_common::group_thousands(report["model_check"]["params"].as_u64().unwrap_or(0)),
         report["threads"],
         report["warmup"],
         report["steps"],
@@ -967,8 +954,8 @@ mod tests {
         assert!(md.contains("0.10, 0.20, 0.30 when timing started"), "{md}");
         assert!(!md.contains("`null`"));
         assert!(md.contains("8,215,568 parameters"), "{md}");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(capsnet_common::group_thousands(999), "999");
+        assert_eq!(capsnet_common::group_thousands(1000), "1,000");
         assert!(table(&report).contains("capsnet (flex)"));
     }
 

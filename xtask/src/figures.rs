@@ -296,14 +296,7 @@ where
 
 fn tick_label(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        let digits = format!("{}", v.abs() as u64);
-        let mut grouped = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
+        let grouped = capsnet_common::group_thousands(v.abs() as u64);
         format!("{}{grouped}", if v < 0.0 { "-" } else { "" })
     } else {
         format!("{v:.2}")

@@ -62,6 +62,19 @@ pub fn format_utc_rfc3339(secs: u64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// `1234567` → `1,234,567`: thousands separated by commas, as tables and plots print counts.
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Seconds since the Unix epoch now (0 if the clock is before it).
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -93,6 +106,14 @@ mod tests {
         );
         assert_eq!(flat["model.routing.iterations"], toml::Value::Integer(3));
         assert!(flat["train.lr"].is_array());
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(35_445_522), "35,445,522");
     }
 
     #[test]

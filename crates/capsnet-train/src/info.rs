@@ -234,16 +234,8 @@ pub fn render(rows: &[LayerInfo], total: usize) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-pub fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+fn group(n: usize) -> String {
+    capsnet_common::group_thousands(n as u64)
 }
 
 #[cfg(test)]
