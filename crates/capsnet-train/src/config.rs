@@ -201,7 +201,7 @@ pub enum Dataset {
 }
 
 impl Dataset {
-    /// Every dataset, in the order of [`Dataset::VALID`].
+    /// Every dataset; the accepted names are theirs ([`Dataset::name`]).
     pub const ALL: [Self; 7] = [
         Self::Mnist,
         Self::FashionMnist,
@@ -211,10 +211,6 @@ impl Dataset {
         Self::SmallNorb,
         Self::Svhn,
     ];
-
-    /// Every accepted value of `data.dataset`.
-    pub const VALID: &'static str =
-        "mnist, fashion-mnist, cifar10, multimnist, expanded-mnist, smallnorb, svhn";
 
     /// The name used in experiment files and summaries.
     pub fn name(self) -> &'static str {
@@ -276,8 +272,12 @@ impl TryFrom<String> for Dataset {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-            .ok_or_else(|| format!("unknown dataset `{s}`: expected one of {}", Self::VALID))
+        Self::parse(&s).ok_or_else(|| {
+            format!(
+                "unknown dataset `{s}`: expected one of {}",
+                Self::ALL.map(Self::name).join(", ")
+            )
+        })
     }
 }
 
