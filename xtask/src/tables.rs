@@ -492,6 +492,14 @@ mod tests {
         .unwrap();
     }
 
+    /// Three runs at routing 1 (errors 1, 2, 3: mean 2, std 1) and one at routing 3 (0.5).
+    fn write_four_runs(raw: &Path) {
+        write_run(raw, "a", 1.0, 1, true);
+        write_run(raw, "b", 2.0, 1, true);
+        write_run(raw, "c", 3.0, 1, true);
+        write_run(raw, "d", 0.5, 3, true);
+    }
+
     fn setup(tmp: &Path) -> PathBuf {
         let results = tmp.join("results");
         std::fs::create_dir_all(&results).unwrap();
@@ -527,10 +535,7 @@ match = { model = { routing = { iterations = 3 } } }
         let tmp = tempfile_dir();
         let results = setup(&tmp);
         let raw = results.join("raw/t");
-        write_run(&raw, "a", 1.0, 1, true);
-        write_run(&raw, "b", 2.0, 1, true);
-        write_run(&raw, "c", 3.0, 1, true);
-        write_run(&raw, "d", 0.5, 3, true);
+        write_four_runs(&raw);
         let out = render_all(&results).unwrap();
         let md = std::str::from_utf8(&out[0].1).unwrap();
         assert!(
@@ -650,10 +655,7 @@ match = { arch = "capsnet" }
 "#;
         std::fs::write(results.join("tables.toml"), format!("{manifest}{figure}")).unwrap();
         let raw = results.join("raw/t");
-        write_run(&raw, "a", 1.0, 1, true);
-        write_run(&raw, "b", 2.0, 1, true);
-        write_run(&raw, "c", 3.0, 1, true);
-        write_run(&raw, "d", 0.5, 3, true);
+        write_four_runs(&raw);
         let out = render_all(&results).unwrap();
         let file = |name: &str| {
             out.iter()

@@ -6,8 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use capsnet_train::{TrainOptions, load_experiment, train};
-use common::{data_root, first_and_last_loss, options, records, write_experiment};
+use capsnet_train::{load_experiment, train};
+use common::{
+    data_root, first_and_last_loss, options, records, resuming, stop_after, write_experiment,
+};
 
 fn root_override() -> String {
     format!("data.root={:?}", data_root().display().to_string())
@@ -285,23 +287,9 @@ fn expanded_mnist_run_resumes_exactly() {
     let straight = tmp.path().join("straight");
     let a = train(&resolved, &options(&straight)).unwrap();
     let interrupted = tmp.path().join("interrupted");
-    let stopped = train(
-        &resolved,
-        &TrainOptions {
-            stop_after_steps: Some(4),
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
+    let stopped = train(&resolved, &stop_after(&interrupted, 4)).unwrap();
     assert_eq!(stopped.steps, 4);
-    let b = train(
-        &resolved,
-        &TrainOptions {
-            resume: true,
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
+    let b = train(&resolved, &resuming(&interrupted)).unwrap();
     assert!(a.completed && b.completed);
     assert_eq!(a.final_test_accuracy, b.final_test_accuracy);
     assert_eq!(a.final_extra_accuracy, b.final_extra_accuracy);

@@ -3,9 +3,10 @@
 mod common;
 
 use capsnet_train::report::ProgressMode;
-use capsnet_train::{TrainOptions, load_experiment, train};
+use capsnet_train::{load_experiment, train};
 use common::{
-    TINY, data_root, final_weights, first_and_last_loss, options, records, write_experiment,
+    TINY, data_root, final_weights, first_and_last_loss, options, records, resuming, stop_after,
+    write_experiment,
 };
 
 /// The paper's full-size CapsNet (8.2M parameters, r = 3, decoder) on 2,000 real MNIST images
@@ -63,26 +64,12 @@ fn stopped_run_resumes_exactly() {
     let a = train(&resolved, &options(&straight)).unwrap();
 
     let interrupted = tmp.path().join("interrupted");
-    let stopped = train(
-        &resolved,
-        &TrainOptions {
-            stop_after_steps: Some(5),
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
+    let stopped = train(&resolved, &stop_after(&interrupted, 5)).unwrap();
     assert!(!stopped.completed);
     assert_eq!(stopped.steps, 5);
     // Resuming without --resume is refused; with it, the run continues.
     assert!(train(&resolved, &options(&interrupted)).is_err());
-    let b = train(
-        &resolved,
-        &TrainOptions {
-            resume: true,
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
+    let b = train(&resolved, &resuming(&interrupted)).unwrap();
 
     assert!(a.completed && b.completed);
     assert_eq!(a.steps, b.steps);
@@ -152,22 +139,8 @@ fn step_budget_on_a_balanced_subset_with_train_error() {
     assert_eq!(evals[1]["test_images"].as_u64(), Some(50));
 
     let interrupted = tmp.path().join("interrupted");
-    train(
-        &resolved,
-        &TrainOptions {
-            stop_after_steps: Some(3),
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
-    let b = train(
-        &resolved,
-        &TrainOptions {
-            resume: true,
-            ..options(&interrupted)
-        },
-    )
-    .unwrap();
+    train(&resolved, &stop_after(&interrupted, 3)).unwrap();
+    let b = train(&resolved, &resuming(&interrupted)).unwrap();
     assert_eq!(b.steps, 7);
     assert_eq!(a.final_test_loss, b.final_test_loss);
     assert_eq!(a.final_extra_accuracy, b.final_extra_accuracy);
@@ -182,25 +155,11 @@ fn resume_refuses_a_different_experiment() {
     let root = vec![format!("data.root={:?}", data_root().display().to_string())];
     let run = tmp.path().join("run");
     let resolved = load_experiment(&exp, &root).unwrap();
-    train(
-        &resolved,
-        &TrainOptions {
-            stop_after_steps: Some(2),
-            ..options(&run)
-        },
-    )
-    .unwrap();
+    train(&resolved, &stop_after(&run, 2)).unwrap();
     let mut changed = root.clone();
     changed.push("train.lr=0.01".into());
     let resolved = load_experiment(&exp, &changed).unwrap();
-    let err = train(
-        &resolved,
-        &TrainOptions {
-            resume: true,
-            ..options(&run)
-        },
-    )
-    .unwrap_err();
+    let err = train(&resolved, &resuming(&run)).unwrap_err();
     assert!(err.to_string().contains("train.lr"), "{err}");
     // More epochs is allowed and continues from the checkpoint, on another device index too
     // (a sweep's `--devices` hands an interrupted job to whichever device is free).
@@ -208,14 +167,7 @@ fn resume_refuses_a_different_experiment() {
     longer.push("train.epochs=3".into());
     longer.push("runtime.device=1".into());
     let resolved = load_experiment(&exp, &longer).unwrap();
-    let summary = train(
-        &resolved,
-        &TrainOptions {
-            resume: true,
-            ..options(&run)
-        },
-    )
-    .unwrap();
+    let summary = train(&resolved, &resuming(&run)).unwrap();
     assert_eq!(summary.epochs_completed, 3);
     assert_eq!(summary.steps, 30);
 }
@@ -291,14 +243,7 @@ fn figures_from_a_checkpoint() {
     let root = vec![format!("data.root={:?}", data_root().display().to_string())];
     let resolved = load_experiment(&exp, &root).unwrap();
     let run = tmp.path().join("run");
-    train(
-        &resolved,
-        &TrainOptions {
-            stop_after_steps: Some(3),
-            ..options(&run)
-        },
-    )
-    .unwrap();
+    train(&resolved, &stop_after(&run, 3)).unwrap();
     let ckpt = capsnet_train::checkpoint::latest(&run).unwrap().unwrap();
     let device = capsnet_train::backend::BackendKind::Flex
         .device(Default::default())

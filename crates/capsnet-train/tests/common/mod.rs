@@ -68,6 +68,22 @@ pub fn final_weights(run: &Path) -> Vec<f32> {
     capsnet_train::net::parameter_values(&net)
 }
 
+/// [`options`] for a run that stops (with a checkpoint) after `steps` steps.
+pub fn stop_after(run_dir: &Path, steps: u64) -> capsnet_train::TrainOptions {
+    capsnet_train::TrainOptions {
+        stop_after_steps: Some(steps),
+        ..options(run_dir)
+    }
+}
+
+/// [`options`] resuming the run in `run_dir`.
+pub fn resuming(run_dir: &Path) -> capsnet_train::TrainOptions {
+    capsnet_train::TrainOptions {
+        resume: true,
+        ..options(run_dir)
+    }
+}
+
 /// Quiet training options for a fresh run in `run_dir`.
 pub fn options(run_dir: &Path) -> capsnet_train::TrainOptions {
     capsnet_train::TrainOptions {
