@@ -1,11 +1,14 @@
-//! Criterion benchmarks: routing forward+backward (r = 1, 3, 5), a full training step and
-//! inference of the paper's MNIST CapsNet at batch 32.
+//! Criterion benchmarks: routing forward+backward (dynamic r = 1, 3, 5 and self-attention, on
+//! the paper's votes), a full training step and inference of the paper's MNIST CapsNet at
+//! batch 32.
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Tensor};
 use capsnet_bench::{device, mnist_batch};
-use capsnet_model::{CapsNetConfig, LossConfig, RoutingConfig, route};
+use capsnet_model::{
+    CapsNetConfig, DynamicRouting, LossConfig, RoutingConfig, SelfAttentionRouting, Squash, route,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const BATCH: usize = 32;
@@ -19,15 +22,26 @@ fn routing(c: &mut Criterion) {
         Distribution::Normal(0.0, 0.05),
         &device,
     );
-    for iterations in [1, 3, 5] {
-        let config = RoutingConfig {
-            iterations,
-            ..Default::default()
+    let priors: Tensor<2> = Tensor::zeros([10, 1152], &device);
+    let configs = [1, 3, 5]
+        .map(|iterations| {
+            RoutingConfig::Dynamic(DynamicRouting {
+                iterations,
+                ..Default::default()
+            })
+        })
+        .into_iter()
+        .chain([RoutingConfig::SelfAttention(SelfAttentionRouting::default())]);
+    for config in configs {
+        let name = match config.iterations() {
+            Some(r) => format!("r{r}"),
+            None => config.algorithm().name().to_string(),
         };
-        group.bench_function(format!("r{iterations}"), |b| {
+        let p = config.priors_shape(10, 1152).map(|_| priors.clone());
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let u = votes.clone().require_grad();
-                let v = route(u.clone(), None, &config).parents;
+                let v = route(u.clone(), None, p.as_ref(), &config, &Squash::default()).parents;
                 let grads = v.sum().backward();
                 let _ = u.grad(&grads).expect("gradient").into_data();
             })

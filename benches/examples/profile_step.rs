@@ -11,9 +11,21 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use capsnet_model::capsnet::conv_forward;
-use capsnet_model::{CapsNetConfig, DigitCaps, LossConfig, RoutingConfig};
+use capsnet_model::{CapsNetConfig, DigitCaps, Kernels, LossConfig, RoutingConfig, Squash};
 use std::time::Instant;
+
+/// The kernels on (`fused`) or off.
+fn kernels(fused: bool) -> Kernels {
+    Kernels {
+        fused,
+        ..Kernels::default()
+    }
+}
+
+/// `conv` through the model's kernel seam.
+fn conv_forward(conv: &Conv2d, x: Tensor<4>, fused: bool) -> Tensor<4> {
+    capsnet_model::kernels::conv2d(conv, x, kernels(fused))
+}
 
 /// Median wall time of `reps` runs of `f` (after one warm-up run), in milliseconds.
 fn median_ms<F: FnMut()>(reps: usize, mut f: F) -> f64 {
@@ -145,12 +157,12 @@ fn main() {
     // DigitCaps: votes û = W u and routing (r = 3).
     let routing = RoutingConfig::default();
     let weight = Tensor::<3>::random([1152, 8, 160], Distribution::Normal(0.0, 0.01), &ad);
-    let mut digit = DigitCaps::from_weight(weight, None, 16);
+    let digit = DigitCaps::from_weight(weight, None, None, 16);
+    let squash = Squash::default();
     let u = Tensor::<3>::random([b, 1152, 8], Distribution::Normal(0.0, 0.2), &ad).require_grad();
     both("votes + routing r=3 forward", None, &mut |fused| {
-        digit.set_fused(fused);
         let _ = digit
-            .forward(u.clone().inner(), &routing)
+            .forward(u.clone().inner(), &routing, &squash, kernels(fused))
             .parents
             .into_data();
     });
@@ -158,8 +170,9 @@ fn main() {
         "votes + routing r=3 forward + backward",
         None,
         &mut |fused| {
-            digit.set_fused(fused);
-            let v = digit.forward(u.clone(), &routing).parents;
+            let v = digit
+                .forward(u.clone(), &routing, &squash, kernels(fused))
+                .parents;
             let g = v.sum().backward();
             let _ = digit.weight.val().grad(&g).unwrap().into_data();
             let _ = u.grad(&g).unwrap().into_data();
@@ -167,15 +180,15 @@ fn main() {
     );
 
     // The whole network and its loss.
-    let mut net = CapsNetConfig::paper_mnist().init(&ad).unwrap();
-    let mut net_inner = net.valid();
+    let net = CapsNetConfig::paper_mnist().init(&ad).unwrap();
+    let net_inner = net.valid();
     let labels = Tensor::<1, Int>::from_data(
         TensorData::new((0..b as i64).map(|i| i % 10).collect::<Vec<_>>(), [b]),
         &ad,
     );
     let loss = LossConfig::default();
     both("whole network, inference", None, &mut |fused| {
-        net_inner.set_fused_ops(fused);
+        let net_inner = net_inner.clone().with_kernels(kernels(fused));
         let o = net_inner.forward(images.clone().inner(), None);
         let _ = o.lengths.into_data();
     });
@@ -183,7 +196,7 @@ fn main() {
         "whole network + loss, forward + backward",
         None,
         &mut |fused| {
-            net.set_fused_ops(fused);
+            let net = net.clone().with_kernels(kernels(fused));
             let o = net.forward(images.clone(), Some(labels.clone()));
             let l = net.loss(&o, images.clone(), labels.clone(), &loss).total;
             let g = l.backward();

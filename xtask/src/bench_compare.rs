@@ -1,11 +1,16 @@
 //! `cargo xtask bench-compare`: our `capsnet bench` against the PyTorch reference
 //! (`scripts/reference/capsnet_torch.py`, the same network) on this machine, in one invocation.
 //!
+//! `--network capsnet` (default) compares the paper's CapsNet (`experiments/mnist.toml`),
+//! `--network efficient-capsnet` Efficient-CapsNet (`experiments/efficient_capsnet.toml`); the
+//! reference script gets the same `--network`.
+//!
 //! Builds the workspace the way the tests do (`cargo build --release --workspace --all-targets`),
 //! checks that both implementations report the same layer table (`info --json`), runs both
 //! benchmarks with the same batch size, steps and thread count, prints a table and writes
-//! `results/bench/<machine>-b<batch>.json` (both raw results, ratios, versions, exact commands,
-//! machine, load average) and a `.md` rendering of it next to it.
+//! `results/bench/<machine>-b<batch>.json` (`<machine>-b<batch>-efficient-capsnet.json` for
+//! Efficient-CapsNet; both raw results, ratios, network, versions, exact commands, machine, load
+//! average) and a `.md` rendering of it next to it.
 //!
 //! The machine's speed drifts, so the pair runs `--rounds` times (default 3), alternating which
 //! of the two goes first; the reported figures are medians over the rounds and the ratios are
@@ -18,17 +23,36 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-const USAGE: &str = "usage: cargo xtask bench-compare [--batch-size 32] [--steps 10] [--warmup 2]
+const USAGE: &str = "usage: cargo xtask bench-compare [--network capsnet|efficient-capsnet]
+       [--batch-size 32] [--steps 10] [--warmup 2]
        [--rounds 3] [--threads N (default: all cores)] [--python python3] [--out results/bench]
-       [--experiment experiments/mnist.toml] [--no-build]
+       [--experiment PATH (default: the network's, see below)] [--no-build]
        [--backend flex] [--binary PATH (a capsnet built elsewhere, e.g. with --features tch; implies --no-build)]
 
 Runs `capsnet bench` (RAYON_NUM_THREADS=N) and the PyTorch reference
-(scripts/reference/capsnet_torch.py, torch.set_num_threads(N)) one after the other on this
-machine, --rounds times, alternating which goes first (capsnet in rounds 1, 3, ..., PyTorch in
-rounds 2, 4, ...), and writes results/bench/<machine>-b<batch>.{json,md}: the median over rounds
-of each side's figures, the ratios of those medians, and every round's raw results and ratios
-with their min/max. --rounds 1 runs each once, capsnet first. Take timings on an idle machine.";
+(scripts/reference/capsnet_torch.py --network <network>, torch.set_num_threads(N)) one after the
+other on this machine, --rounds times, alternating which goes first (capsnet in rounds 1, 3, ...,
+PyTorch in rounds 2, 4, ...), and writes results/bench/<machine>-b<batch>.{json,md}: the median
+over rounds of each side's figures, the ratios of those medians, and every round's raw results
+and ratios with their min/max. --rounds 1 runs each once, capsnet first. Take timings on an idle
+machine.
+
+--network capsnet (default) is the paper's CapsNet, experiment experiments/mnist.toml;
+--network efficient-capsnet is Efficient-CapsNet, experiment experiments/efficient_capsnet.toml,
+and adds -efficient-capsnet to the file names (<machine>-b<batch>-efficient-capsnet.{json,md}).
+--experiment overrides the experiment; its network must still be the reference's.";
+
+/// The networks the reference script implements (`--network`) and the experiment each compares
+/// against by default. The first is the default network.
+const NETWORKS: [(&str, &str); 2] = [
+    ("capsnet", "experiments/mnist.toml"),
+    ("efficient-capsnet", "experiments/efficient_capsnet.toml"),
+];
+
+/// The network of a report (`capsnet` for records written before `--network` existed).
+fn report_network(report: &Value) -> &str {
+    report["network"].as_str().unwrap_or(NETWORKS[0].0)
+}
 
 /// The burn version the workspace pins (`Cargo.toml`).
 const BURN_VERSION: &str = "0.22.1";
@@ -52,6 +76,9 @@ struct Args {
     threads: usize,
     python: String,
     out: PathBuf,
+    /// `--network`: one of [`NETWORKS`].
+    network: String,
+    /// `--experiment`, or the network's default experiment.
     experiment: String,
     build: bool,
     backend: String,
@@ -68,11 +95,13 @@ impl Args {
             threads: available_threads(),
             python: "python3".into(),
             out: PathBuf::from("results/bench"),
-            experiment: "experiments/mnist.toml".into(),
+            network: NETWORKS[0].0.into(),
+            experiment: String::new(),
             build: true,
             backend: "flex".into(),
             binary: None,
         };
+        let mut experiment = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = |name: &str| {
@@ -99,7 +128,15 @@ impl Args {
                 "--threads" => out.threads = positive(arg, value(arg)?)?,
                 "--python" => out.python = value(arg)?,
                 "--out" => out.out = PathBuf::from(value(arg)?),
-                "--experiment" => out.experiment = value(arg)?,
+                "--network" => {
+                    let v = value(arg)?;
+                    if !NETWORKS.iter().any(|(n, _)| *n == v) {
+                        let names: Vec<&str> = NETWORKS.iter().map(|(n, _)| *n).collect();
+                        bail!("--network takes {}, got `{v}`", names.join(" or "));
+                    }
+                    out.network = v;
+                }
+                "--experiment" => experiment = Some(value(arg)?),
                 "--no-build" => out.build = false,
                 "--backend" => out.backend = value(arg)?,
                 "--binary" => {
@@ -113,6 +150,14 @@ impl Args {
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
         }
+        out.experiment = match experiment {
+            Some(e) => e,
+            None => NETWORKS
+                .iter()
+                .find(|(n, _)| *n == out.network)
+                .map(|(_, e)| e.to_string())
+                .expect("the network was checked"),
+        };
         Ok(Some(out))
     }
 }
@@ -188,13 +233,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let ref_info = run_json(
         Command::new(&args.python)
             .arg(&script)
-            .args(["info", "--json"])
+            .args(["info", "--json", "--network", &args.network])
             .current_dir(&root),
         "capsnet_torch.py info",
     )?;
     if ours_info["layers"] != ref_info["layers"] || ours_info["params"] != ref_info["params"] {
         bail!(
-            "the PyTorch reference is not the network of {}:\ncapsnet: {}\npytorch: {}",
+            "the PyTorch reference (--network {}) is not the network of {}:\ncapsnet: {}\npytorch: {}",
+            args.network,
             args.experiment,
             ours_info["layers"],
             ref_info["layers"]
@@ -228,8 +274,9 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let script_shown = "scripts/reference/capsnet_torch.py";
     let ref_cmd = format!(
-        "OMP_NUM_THREADS={threads} {} {script_shown} bench {} --threads {threads} --device cpu",
+        "OMP_NUM_THREADS={threads} {} {script_shown} bench --network {} {} --threads {threads} --device cpu",
         args.python,
+        args.network,
         bench_args.join(" ")
     );
     let run_ours = || {
@@ -250,7 +297,7 @@ pub fn run(args: &[String]) -> Result<()> {
         run_json(
             Command::new(&args.python)
                 .arg(&script)
-                .arg("bench")
+                .args(["bench", "--network", &args.network])
                 .args(&bench_args)
                 .args(["--threads", &threads, "--device", "cpu"])
                 .env("OMP_NUM_THREADS", &threads)
@@ -290,6 +337,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut report = json!({
         "what": "capsnet bench vs the PyTorch reference (scripts/reference/capsnet_torch.py), same machine, one invocation",
         "date_utc": started,
+        "network": args.network,
         "batch_size": args.batch_size,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -332,13 +380,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let mut stem = format!("{}-b{}", machine_slug(&machine), args.batch_size);
-    if args.backend != "flex" {
-        stem.push_str(&format!("-{}", args.backend));
-    }
-    if Some(args.threads) != machine["cores"].as_u64().map(|c| c as usize) {
-        stem.push_str(&format!("-t{}", args.threads));
-    }
+    let stem = record_stem(&machine, &args);
     let json_path = out_dir.join(format!("{stem}.json"));
     let md_path = out_dir.join(format!("{stem}.md"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
@@ -346,6 +388,23 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(())
+}
+
+/// The file name of the record without its extension:
+/// `<machine>-b<batch>[-<network>][-<backend>][-t<threads>]`, the network only when it is not
+/// `capsnet`, the backend only when it is not `flex`, the threads only when they are not all cores.
+fn record_stem(machine: &Value, args: &Args) -> String {
+    let mut stem = format!("{}-b{}", machine_slug(machine), args.batch_size);
+    if args.network != NETWORKS[0].0 {
+        stem.push_str(&format!("-{}", args.network));
+    }
+    if args.backend != "flex" {
+        stem.push_str(&format!("-{}", args.backend));
+    }
+    if Some(args.threads) != machine["cores"].as_u64().map(|c| c as usize) {
+        stem.push_str(&format!("-t{}", args.threads));
+    }
+    stem
 }
 
 /// One of the two implementations being compared.
@@ -749,7 +808,8 @@ fn table(report: &Value) -> String {
     let (ours, theirs) = headers(report);
     let rounds = report_rounds(report);
     let mut out = format!(
-        "batch {}, {} threads, {} timed steps{} — {}\n",
+        "{}, batch {}, {} threads, {} timed steps{} — {}\n",
+        report_network(report),
         report["batch_size"],
         report["threads"],
         report["steps"],
@@ -810,13 +870,24 @@ fn render_markdown(report: &Value) -> String {
             r.len()
         ),
     };
+    let (title, network, batch_norm) = match report_network(report) {
+        "efficient-capsnet" => (
+            "Efficient-CapsNet".to_string(),
+            "Efficient-CapsNet's MNIST network (Mazzia et al. 2021; `--network efficient-capsnet`)"
+                .to_string(),
+            " Batch norm uses batch statistics in training and running statistics in inference.",
+        ),
+        "capsnet" => ("CapsNet".into(), "the paper's MNIST CapsNet".into(), ""),
+        other => (other.to_string(), format!("the `{other}` network"), ""),
+    };
     let mut md = format!(
-        "# CapsNet throughput: capsnet vs the PyTorch reference, batch {}\n\n\
+        "# {title} throughput: capsnet vs the PyTorch reference, batch {}\n\n\
          Generated by `cargo xtask bench-compare` (do not edit by hand): both implementations of \
-         the paper's MNIST CapsNet ({} parameters, layer tables checked equal) on random inputs, \
+         {network} ({} parameters, layer tables checked equal) on random inputs, \
          {how}, {} threads each, {} warm-up + {} timed steps. \
          A training step is forward, loss, backward, Adam step and reading the loss back; \
-         inference is a forward pass without autodiff, decoder masked by the longest capsule.\n\n",
+         inference is a forward pass without autodiff, decoder masked by the longest \
+         capsule.{batch_norm}\n\n",
         report["batch_size"],
         capsnet_common::group_thousands(report["model_check"]["params"].as_u64().unwrap_or(0)),
         report["threads"],
@@ -917,6 +988,78 @@ mod tests {
     }
 
     #[test]
+    fn network_sets_the_default_experiment() {
+        let parse =
+            |args: &[&str]| Args::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(
+            (a.network.as_str(), a.experiment.as_str()),
+            ("capsnet", "experiments/mnist.toml")
+        );
+        let a = parse(&["--network", "efficient-capsnet"]).unwrap().unwrap();
+        assert_eq!(
+            (a.network.as_str(), a.experiment.as_str()),
+            ("efficient-capsnet", "experiments/efficient_capsnet.toml")
+        );
+        // An explicit --experiment wins, before or after --network.
+        for args in [
+            ["--experiment", "x.toml", "--network", "efficient-capsnet"],
+            ["--network", "efficient-capsnet", "--experiment", "x.toml"],
+        ] {
+            let a = parse(&args).unwrap().unwrap();
+            assert_eq!(
+                (a.network.as_str(), a.experiment.as_str()),
+                ("efficient-capsnet", "x.toml")
+            );
+        }
+        let a = parse(&["--experiment", "y.toml"]).unwrap().unwrap();
+        assert_eq!(
+            (a.network.as_str(), a.experiment.as_str()),
+            ("capsnet", "y.toml")
+        );
+        let err = parse(&["--network", "resnet"]).unwrap_err().to_string();
+        assert!(err.contains("capsnet or efficient-capsnet"), "{err}");
+        assert!(parse(&["--network"]).is_err());
+    }
+
+    #[test]
+    fn record_names_keep_capsnet_and_add_other_networks() {
+        let m = json!({"hostname": "vm", "cpu": "AMD EPYC", "cores": 2});
+        let parse = |args: &[&str]| {
+            // All 2 cores unless the case says otherwise (a later --threads wins).
+            let mut a: Vec<String> = ["--threads", "2"].map(String::from).to_vec();
+            a.extend(args.iter().map(|s| s.to_string()));
+            Args::parse(&a).unwrap().unwrap()
+        };
+        assert_eq!(record_stem(&m, &parse(&[])), "vm-amd-epyc-b32");
+        assert_eq!(
+            record_stem(&m, &parse(&["--network", "capsnet", "--backend", "tch"])),
+            "vm-amd-epyc-b32-tch"
+        );
+        assert_eq!(
+            record_stem(
+                &m,
+                &parse(&["--network", "efficient-capsnet", "--batch-size", "16"])
+            ),
+            "vm-amd-epyc-b16-efficient-capsnet"
+        );
+        assert_eq!(
+            record_stem(
+                &m,
+                &parse(&[
+                    "--network",
+                    "efficient-capsnet",
+                    "--backend",
+                    "tch",
+                    "--threads",
+                    "1"
+                ])
+            ),
+            "vm-amd-epyc-b32-efficient-capsnet-tch-t1"
+        );
+    }
+
+    #[test]
     fn slug_is_filename_safe() {
         let m = json!({"hostname": "vm", "cpu": "AMD EPYC 7B13 64-Core Processor"});
         assert_eq!(machine_slug(&m), "vm-amd-epyc-7b13-64-core-processor");
@@ -954,9 +1097,34 @@ mod tests {
         assert!(md.contains("0.10, 0.20, 0.30 when timing started"), "{md}");
         assert!(!md.contains("`null`"));
         assert!(md.contains("8,215,568 parameters"), "{md}");
+        assert!(
+            md.starts_with("# CapsNet throughput") && md.contains("the paper's MNIST CapsNet"),
+            "a report without `network` is CapsNet's: {md}"
+        );
+        assert!(!md.contains("Batch norm"), "{md}");
         assert_eq!(capsnet_common::group_thousands(999), "999");
         assert_eq!(capsnet_common::group_thousands(1000), "1,000");
         assert!(table(&report).contains("capsnet (flex)"));
+        assert!(table(&report).starts_with("capsnet, batch 32"));
+
+        report["network"] = json!("efficient-capsnet");
+        report["model_check"]["params"] = json!(1_573_168);
+        let md = render_markdown(&report);
+        assert!(
+            md.starts_with(
+                "# Efficient-CapsNet throughput: capsnet vs the PyTorch reference, batch 32"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Efficient-CapsNet's MNIST network (Mazzia et al. 2021; `--network efficient-capsnet`) (1,573,168 parameters"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Batch norm uses batch statistics in training"),
+            "{md}"
+        );
+        assert!(table(&report).starts_with("efficient-capsnet, batch 32"));
     }
 
     /// A bench result with the fields the renderer reads (and a few it copies through).
@@ -1186,7 +1354,11 @@ mod tests {
     /// bench call and report its call number as the training throughput; returns the call log
     /// and the written report.
     #[cfg(unix)]
-    fn run_with_fakes(tag: &str, rounds: &str) -> (Vec<String>, Value, String) {
+    fn run_with_fakes(
+        tag: &str,
+        rounds: &str,
+        extra: &[&str],
+    ) -> (Vec<String>, Value, String, String) {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!(
             "xtask-bench-compare-{tag}-{}-{}",
@@ -1200,14 +1372,16 @@ mod tests {
         std::fs::create_dir_all(&out).unwrap();
         let calls = dir.join("calls");
         let info = r#"{"layers": [["conv1", [256, 20, 20]]], "params": 42}"#;
-        // `$1`/`$2`: the command for capsnet, the script and the command for python.
-        let fake = |name: &str, side: &str, command: &str| {
+        // `$1`/`$2`: the command for capsnet, the script and the command for python. `check`: a
+        // shell test the arguments must pass.
+        let fake = |name: &str, side: &str, command: &str, check: &str| {
             let path = dir.join(name);
             std::fs::write(
                 &path,
                 format!(
                     "#!/usr/bin/env bash
 if [ \"$1\" = -c ]; then echo 9.9.9; echo 3.0.0; exit 0; fi
+{check} || exit 4
 case \"{command}\" in
   info) echo '{info}' ;;
   bench) echo {side} >> '{calls}'; n=$(( $(wc -l < '{calls}') ))
@@ -1223,9 +1397,15 @@ esac
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
             path.display().to_string()
         };
-        let capsnet = fake("capsnet", "capsnet", "$1");
-        let python = fake("python", "pytorch", "$2");
-        let args = [
+        let capsnet = fake("capsnet", "capsnet", "$1", "true");
+        // The reference gets `--network <network>` right after its command.
+        let python = fake(
+            "python",
+            "pytorch",
+            "$2",
+            r#"[ "$3 $4" = "--network capsnet" ] || [ "$3 $4" = "--network efficient-capsnet" ] || [ "$4 $5" = "--network capsnet" ] || [ "$4 $5" = "--network efficient-capsnet" ]"#,
+        );
+        let mut args: Vec<String> = [
             "--binary",
             &capsnet,
             "--python",
@@ -1237,7 +1417,9 @@ esac
             "--steps",
             "1",
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
         run(&args).unwrap();
         let log: Vec<String> = std::fs::read_to_string(&calls)
             .unwrap()
@@ -1250,17 +1432,19 @@ esac
                 .map(|e| e.unwrap().path())
                 .find(|p| p.extension().is_some_and(|e| e == ext))
                 .unwrap();
-            std::fs::read_to_string(file).unwrap()
+            let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+            (std::fs::read_to_string(file).unwrap(), stem)
         };
-        let (json, md) = (written("json"), written("md"));
+        let ((json, stem), (md, md_stem)) = (written("json"), written("md"));
+        assert_eq!(stem, md_stem);
         std::fs::remove_dir_all(&dir).unwrap();
-        (log, serde_json::from_str(&json).unwrap(), md)
+        (log, serde_json::from_str(&json).unwrap(), md, stem)
     }
 
     #[cfg(unix)]
     #[test]
     fn run_alternates_the_order_and_writes_every_round() {
-        let (log, report, md) = run_with_fakes("rounds", "3");
+        let (log, report, md, _) = run_with_fakes("rounds", "3", &[]);
         assert_eq!(
             log,
             [
@@ -1294,7 +1478,7 @@ esac
     #[cfg(unix)]
     #[test]
     fn run_with_one_round_writes_the_single_run_report() {
-        let (log, report, md) = run_with_fakes("single", "1");
+        let (log, report, md, stem) = run_with_fakes("single", "1", &[]);
         assert_eq!(log, ["capsnet", "pytorch"]);
         let keys: Vec<&str> = report
             .as_object()
@@ -1313,6 +1497,7 @@ esac
                 "load_average_start",
                 "machine",
                 "model_check",
+                "network",
                 "pytorch",
                 "ratios_capsnet_over_pytorch",
                 "steps",
@@ -1333,5 +1518,36 @@ esac
             "{md}"
         );
         assert!(!md.contains("round"), "{md}");
+        assert_eq!(report["network"], json!("capsnet"));
+        assert!(md.starts_with("# CapsNet throughput"), "{md}");
+        assert!(!stem.contains("capsnet"), "{stem}");
+        let pytorch = report["commands"]["pytorch"].as_str().unwrap();
+        assert!(
+            pytorch.contains(" bench --network capsnet --batch-size 32 "),
+            "{pytorch}"
+        );
+        let ours = report["commands"]["capsnet"].as_str().unwrap();
+        assert!(ours.contains(" bench experiments/mnist.toml "), "{ours}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_with_efficient_capsnet_records_the_network() {
+        let (log, report, md, stem) =
+            run_with_fakes("efficient", "1", &["--network", "efficient-capsnet"]);
+        assert_eq!(log, ["capsnet", "pytorch"]);
+        assert_eq!(report["network"], json!("efficient-capsnet"));
+        assert!(stem.contains("-b32-efficient-capsnet"), "{stem}");
+        assert!(md.starts_with("# Efficient-CapsNet throughput"), "{md}");
+        let pytorch = report["commands"]["pytorch"].as_str().unwrap();
+        assert!(
+            pytorch.contains(" bench --network efficient-capsnet "),
+            "{pytorch}"
+        );
+        let ours = report["commands"]["capsnet"].as_str().unwrap();
+        assert!(
+            ours.contains(" bench experiments/efficient_capsnet.toml "),
+            "{ours}"
+        );
     }
 }

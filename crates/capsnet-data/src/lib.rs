@@ -12,6 +12,8 @@
 //! - [`rng`]: a small seedable RNG ([`Rng`], xoshiro256**) whose state can be saved, and
 //!   per-epoch permutations.
 //! - [`augment`]: random translation with zero padding.
+//! - [`efficient_augment`]: Efficient-CapsNet's MNIST training augmentation (rotate, shift
+//!   within the margins, squish, erase) and its batch source [`EfficientAugmented`].
 //! - [`batch`]: [`fill_batch`] into reused `f32` buffers, and a prefetching [`Loader`].
 //! - [`multimnist`]: MultiMNIST (overlapping digit pairs, on the fly) and two-target accuracy.
 //! - [`affnist`]: expanded MNIST, affNIST-like affine warps and the real affNIST `.mat` files.
@@ -53,6 +55,7 @@ pub mod batch;
 pub mod cifar;
 pub mod dataset;
 pub mod download;
+pub mod efficient_augment;
 mod error;
 pub mod idx;
 pub mod mat;
@@ -76,5 +79,6 @@ pub use dataset::{
 pub use download::{DownloadProgress, NoProgress};
 #[cfg(feature = "download")]
 pub use download::{download_file, download_files};
+pub use efficient_augment::EfficientAugmented;
 pub use error::DataError;
 pub use rng::{Rng, STREAM_AUGMENT, STREAM_SHUFFLE, epoch_permutation, shuffle};

@@ -1,20 +1,19 @@
 //! The CapsNet layers (Sabour et al. 2017, Fig. 1 and 2) and the whole network.
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor};
-use capsnet_ops::RouteOptions;
 
 use crate::config::{CapsNetConfig, DecoderConfig};
 use crate::error::ModelConfigError;
+use crate::kernels::{self, Kernels};
 use crate::loss::{
     LossConfig, LossParts, label_column, margin_loss, multi_hot, reconstruction_sse,
 };
 use crate::routing::{Routed, RoutingConfig, route};
-use crate::squash::{capsule_lengths, squash};
+use crate::squash::Squash;
 
 /// PrimaryCaps: a convolution whose channels are grouped into capsules, then squashed.
 #[derive(Module, Debug)]
@@ -22,10 +21,6 @@ pub struct PrimaryCaps {
     conv: Conv2d,
     types: usize,
     dim: usize,
-    squash_eps: f64,
-    /// Run the convolution as capsnet-ops' fused kernel where the backend has one.
-    #[module(skip)]
-    fused: bool,
 }
 
 impl PrimaryCaps {
@@ -33,18 +28,19 @@ impl PrimaryCaps {
     ///
     /// Channel `t·dim + d` of the convolution is dimension `d` of a capsule of type `t`
     /// (the official code's grouping); capsules are ordered type-major, then row, then column.
-    pub fn forward(&self, features: Tensor<4>) -> Tensor<3> {
-        let out = conv_forward(&self.conv, features, self.fused);
+    pub fn forward(&self, features: Tensor<4>, squash: &Squash, kernels: Kernels) -> Tensor<3> {
+        let out = kernels::conv2d(&self.conv, features, kernels);
         let [batch, _, h, w] = out.dims();
         let caps = out
             .reshape([batch, self.types, self.dim, h, w])
             .permute([0, 1, 3, 4, 2])
             .reshape([batch, self.types * h * w, self.dim]);
-        squash(caps, 2, self.squash_eps)
+        squash.apply(caps, 2)
     }
 }
 
-/// DigitCaps: votes `û_{j|i} = W_ij u_i` for every (child, parent) pair, then routing.
+/// DigitCaps (Efficient-CapsNet: FCCaps): votes `û_{j|i} = W_ij u_i` for every (child, parent)
+/// pair, then routing.
 #[derive(Module, Debug)]
 pub struct DigitCaps {
     /// `W` stored as `[children, child_dim, parents · parent_dim]`, so that all votes are one
@@ -52,23 +48,57 @@ pub struct DigitCaps {
     pub weight: Param<Tensor<3>>,
     /// Optional `[parents, parent_dim]` bias (official-code option, off in the paper counts).
     pub bias: Option<Param<Tensor<2>>>,
+    /// The routing algorithm's learned priors `[parents, children]`, for algorithms that have
+    /// them ([`RoutingConfig::priors_shape`]).
+    pub priors: Option<Param<Tensor<2>>>,
     parents: usize,
     parent_dim: usize,
-    /// Run votes and routing as capsnet-ops' fused kernel where the backend has one.
-    #[module(skip)]
-    fused: bool,
 }
 
 impl DigitCaps {
-    /// Builds the layer from an explicit weight `[children, child_dim, parents · parent_dim]`.
-    pub fn from_weight(weight: Tensor<3>, bias: Option<Tensor<2>>, parent_dim: usize) -> Self {
+    /// Builds the layer from an explicit weight `[children, child_dim, parents · parent_dim]`
+    /// (and priors `[parents, children]` for routing algorithms that have them).
+    pub fn from_weight(
+        weight: Tensor<3>,
+        bias: Option<Tensor<2>>,
+        priors: Option<Tensor<2>>,
+        parent_dim: usize,
+    ) -> Self {
         let [_, _, out] = weight.dims();
         Self {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
+            priors: priors.map(Param::from_tensor),
             parents: out / parent_dim,
             parent_dim,
-            fused: true,
+        }
+    }
+
+    /// Initialises the layer: `W` from a normal distribution of standard deviation `init_std`,
+    /// the bias (when on) and the routing priors (when the algorithm has them) at zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn init(
+        children: usize,
+        child_dim: usize,
+        parents: usize,
+        parent_dim: usize,
+        bias: bool,
+        routing: &RoutingConfig,
+        init_std: f64,
+        device: &Device,
+    ) -> Self {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: init_std,
+        };
+        Self {
+            weight: init.init([children, child_dim, parents * parent_dim], device),
+            bias: bias.then(|| Initializer::Zeros.init([parents, parent_dim], device)),
+            priors: routing
+                .priors_shape(parents, children)
+                .map(|shape| Initializer::Zeros.init(shape, device)),
+            parents,
+            parent_dim,
         }
     }
 
@@ -84,39 +114,37 @@ impl DigitCaps {
 
     /// Votes then routing: `[batch, children, child_dim]` → parents `[batch, parents, dim]`.
     ///
-    /// With fused operations on (the default) and a backend that has them, votes and routing
-    /// run as one kernel with a hand-written backward pass (`capsnet_ops::digit_caps`), which
-    /// computes the same function as [`DigitCaps::votes`] followed by [`route`].
-    pub fn forward(&self, children: Tensor<3>, routing: &RoutingConfig) -> Routed {
+    /// Where [`crate::kernels`] has a fused kernel for the routing (dynamic routing with
+    /// Sabour's squash, on flex and tch), votes and routing run as one kernel with a
+    /// hand-written backward pass computing the same function as [`DigitCaps::votes`] followed
+    /// by [`route`], which runs otherwise.
+    pub fn forward(
+        &self,
+        children: Tensor<3>,
+        routing: &RoutingConfig,
+        squash: &Squash,
+        kernels: Kernels,
+    ) -> Routed {
         let bias = self.bias.as_ref().map(|b| b.val());
-        if self.fused {
-            let options = RouteOptions {
-                parents: self.parents,
-                iterations: routing.iterations,
-                stop_gradient: routing.stop_gradient,
-                leaky: routing.leaky,
-                eps: routing.squash_eps,
-            };
-            if let Some((parents, history)) =
-                capsnet_ops::digit_caps(children.clone(), self.weight.val(), bias.clone(), options)
-            {
-                let iterations = history.dims()[1];
-                let coupling_history: Vec<Tensor<3>> = (0..iterations)
-                    .map(|t| history.clone().narrow(1, t, 1).squeeze_dim::<3>(1))
-                    .collect();
-                return Routed {
-                    parents,
-                    couplings: coupling_history[iterations - 1].clone(),
-                    coupling_history,
-                };
-            }
+        let priors = self.priors.as_ref().map(|p| p.val());
+        if let Some(routed) = kernels::votes_and_routing(
+            &children,
+            &self.weight.val(),
+            bias.as_ref(),
+            self.parents,
+            routing,
+            squash,
+            kernels,
+        ) {
+            return routed;
         }
-        route(self.votes(children), bias.as_ref(), routing)
-    }
-
-    /// Whether [`DigitCaps::forward`] may use the fused kernel.
-    pub fn set_fused(&mut self, fused: bool) {
-        self.fused = fused;
+        route(
+            self.votes(children),
+            bias.as_ref(),
+            priors.as_ref(),
+            routing,
+            squash,
+        )
     }
 }
 
@@ -127,7 +155,12 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    fn new(config: &DecoderConfig, input: usize, output: usize, device: &Device) -> Self {
+    pub(crate) fn new(
+        config: &DecoderConfig,
+        input: usize,
+        output: usize,
+        device: &Device,
+    ) -> Self {
         let mut widths = vec![input];
         widths.extend(&config.hidden);
         widths.push(output);
@@ -147,6 +180,14 @@ impl Decoder {
             x = if i == last { sigmoid(x) } else { relu(x) };
         }
         x
+    }
+
+    /// Decodes class capsules `[batch, classes, dim]` masked to the capsule of `labels`: every
+    /// other capsule is zeroed before the decoder.
+    pub fn masked(&self, capsules: Tensor<3>, labels: Tensor<1, Int>) -> Tensor<2> {
+        let [batch, classes, dim] = capsules.dims();
+        let mask = labels.one_hot::<2>(classes).float().unsqueeze_dim::<3>(2);
+        self.forward((capsules * mask).reshape([batch, classes * dim]))
     }
 }
 
@@ -175,11 +216,23 @@ pub struct CapsNet {
     decoder: Option<Decoder>,
     #[module(skip)]
     config: CapsNetConfig,
+    #[module(skip)]
+    kernels: Kernels,
 }
 
 impl CapsNetConfig {
-    /// Validates the configuration and initialises a network on `device`.
+    /// Validates the configuration and initialises a network on `device` that uses the fused
+    /// kernels where the backend has them ([`Kernels::default`]).
     pub fn init(&self, device: &Device) -> Result<CapsNet, ModelConfigError> {
+        self.init_with(device, Kernels::default())
+    }
+
+    /// [`CapsNetConfig::init`] with the network's kernel setting.
+    pub fn init_with(
+        &self,
+        device: &Device,
+        kernels: Kernels,
+    ) -> Result<CapsNet, ModelConfigError> {
         self.validate()?;
         let conv1 = Conv2dConfig::new(
             [self.input_channels, self.conv1_channels],
@@ -195,29 +248,17 @@ impl CapsNetConfig {
             .init(device),
             types: self.primary_types,
             dim: self.primary_dim,
-            squash_eps: self.routing.squash_eps,
-            fused: true,
         };
-        let init = Initializer::Normal {
-            mean: 0.0,
-            std: self.weight_init_std,
-        };
-        let digit = DigitCaps {
-            weight: init.init(
-                [
-                    self.primary_capsules(),
-                    self.primary_dim,
-                    self.classes * self.class_dim,
-                ],
-                device,
-            ),
-            bias: self
-                .digit_bias
-                .then(|| Initializer::Zeros.init([self.classes, self.class_dim], device)),
-            parents: self.classes,
-            parent_dim: self.class_dim,
-            fused: true,
-        };
+        let digit = DigitCaps::init(
+            self.primary_capsules(),
+            self.primary_dim,
+            self.classes,
+            self.class_dim,
+            self.digit_bias,
+            &self.routing,
+            self.weight_init_std,
+            device,
+        );
         let decoder = self.decoder.enabled.then(|| {
             Decoder::new(
                 &self.decoder,
@@ -232,6 +273,7 @@ impl CapsNetConfig {
             digit,
             decoder,
             config: self.clone(),
+            kernels,
         })
     }
 }
@@ -242,21 +284,23 @@ impl CapsNet {
         &self.config
     }
 
-    /// Replaces the routing settings (e.g. to evaluate a trained model with other iterations).
-    pub fn set_routing(&mut self, routing: RoutingConfig) {
+    /// Replaces the routing options (e.g. to evaluate a trained model with other iterations).
+    /// The algorithm must stay the same: its learned parameters belong to the trained network.
+    pub fn set_routing(&mut self, routing: RoutingConfig) -> Result<(), ModelConfigError> {
+        check_same_algorithm(&self.config.routing, &routing)?;
         self.config.routing = routing;
+        Ok(())
     }
 
-    /// Turns capsnet-ops' fused kernels (convolutions, votes + routing) on or off; on by default.
-    /// Off, or on a backend without them, the network runs burn's generic operations.
-    pub fn set_fused_ops(&mut self, fused: bool) {
-        self.primary.fused = fused;
-        self.digit.fused = fused;
+    /// The same network with another kernel setting (the whole network switches at once).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
-    /// Whether the fused kernels are turned on (see [`CapsNet::set_fused_ops`]).
-    pub fn fused_ops(&self) -> bool {
-        self.primary.fused
+    /// The network's kernel setting.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Whether the network has a reconstruction decoder.
@@ -280,14 +324,17 @@ impl CapsNet {
     /// The forward pass up to the class capsules, without the decoder (`reconstruction` is
     /// `None`): for losses that decode several capsules themselves (MultiMNIST).
     pub fn encode(&self, images: Tensor<4>) -> CapsNetOutput {
-        let features = relu(conv_forward(&self.conv1, images, self.primary.fused));
-        let primary = self.primary.forward(features);
+        let squash = self.config.squash();
+        let features = relu(kernels::conv2d(&self.conv1, images, self.kernels));
+        let primary = self.primary.forward(features, &squash, self.kernels);
         let Routed {
             parents,
             couplings,
             coupling_history,
-        } = self.digit.forward(primary, &self.config.routing);
-        let lengths = capsule_lengths(parents.clone(), self.config.routing.squash_eps);
+        } = self
+            .digit
+            .forward(primary, &self.config.routing, &squash, self.kernels);
+        let lengths = squash.lengths(parents.clone());
         CapsNetOutput {
             capsules: parents,
             lengths,
@@ -300,10 +347,7 @@ impl CapsNet {
     /// Decodes class capsules `[batch, classes, dim]` masked to the capsule of `labels`: every
     /// other capsule is zeroed before the decoder. `None` without a decoder.
     pub fn reconstruct(&self, capsules: Tensor<3>, labels: Tensor<1, Int>) -> Option<Tensor<2>> {
-        let decoder = self.decoder.as_ref()?;
-        let [batch, classes, dim] = capsules.dims();
-        let mask = labels.one_hot::<2>(classes).float().unsqueeze_dim::<3>(2);
-        Some(decoder.forward((capsules * mask).reshape([batch, classes * dim])))
+        Some(self.decoder.as_ref()?.masked(capsules, labels))
     }
 
     /// Margin loss plus (when the decoder exists) the weighted reconstruction loss.
@@ -365,29 +409,23 @@ impl CapsNet {
     }
 }
 
-/// `conv.forward(x)`, through capsnet-ops' fused convolution when `fused` is on and the backend,
-/// float type and layer (no groups, no dilation, symmetric padding) allow it.
-pub fn conv_forward(conv: &Conv2d, x: Tensor<4>, fused: bool) -> Tensor<4> {
-    // Symmetric zero padding only (`Same` may be asymmetric: generic path).
-    let padding = match conv.padding {
-        PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            Some([top, left])
-        }
-        _ => None,
-    };
-    if let Some(padding) = padding.filter(|_| fused && conv.groups == 1 && conv.dilation == [1, 1])
-        && let Some(out) = capsnet_ops::conv2d(x.clone(), conv.weight.val(), conv.stride, padding)
-    {
-        return match &conv.bias {
-            Some(bias) => {
-                let [co] = bias.dims();
-                out + bias.val().reshape([1, co, 1, 1])
-            }
-            None => out,
-        };
+/// A routing that may replace `built`'s in a trained network: same algorithm (its learned
+/// parameters belong to the network), valid options.
+pub(crate) fn check_same_algorithm(
+    built: &RoutingConfig,
+    routing: &RoutingConfig,
+) -> Result<(), ModelConfigError> {
+    if routing.algorithm() != built.algorithm() {
+        return Err(ModelConfigError::Invalid {
+            key: "routing.algorithm",
+            value: routing.algorithm().name().into(),
+            reason: format!(
+                "the network was built for \"{}\" routing",
+                built.algorithm().name()
+            ),
+        });
     }
-    conv.forward(x)
+    routing.validate()
 }
 
 /// Predicted class: index of the longest capsule (or highest score). `[batch, classes]` → `[batch]`.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelConfigError;
 use crate::routing::RoutingConfig;
+use crate::squash::{DEFAULT_EPS, Squash, SquashKind};
 
 /// Reconstruction decoder configuration (paper Fig. 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,8 +58,16 @@ pub struct CapsNetConfig {
     pub digit_bias: bool,
     /// Standard deviation of the normal initialisation of `W_ij` (official code: 0.01).
     pub weight_init_std: f64,
-    /// Routing between PrimaryCaps and DigitCaps.
+    /// Routing between PrimaryCaps and DigitCaps: `algorithm = "dynamic"` (default) or
+    /// `"self-attention"`, and that algorithm's options.
     pub routing: RoutingConfig,
+    /// The squashing function of PrimaryCaps, the routing and the lengths: `"sabour"` (Eq. 1,
+    /// default) or `"efficient"` (Efficient-CapsNet's).
+    pub squash: SquashKind,
+    /// ε under the square roots of the squash and the capsule lengths (deviation from the
+    /// paper, see [`DEFAULT_EPS`]). Files written before it was a network setting had it as
+    /// `routing.squash_eps`; the loader moves it here.
+    pub squash_eps: f64,
     /// Reconstruction decoder.
     pub decoder: DecoderConfig,
 }
@@ -87,7 +96,17 @@ impl CapsNetConfig {
             digit_bias: false,
             weight_init_std: 0.01,
             routing: RoutingConfig::default(),
+            squash: SquashKind::Sabour,
+            squash_eps: DEFAULT_EPS,
             decoder: DecoderConfig::default(),
+        }
+    }
+
+    /// The network's squashing function.
+    pub fn squash(&self) -> Squash {
+        Squash {
+            kind: self.squash,
+            eps: self.squash_eps,
         }
     }
 
@@ -150,20 +169,8 @@ impl CapsNetConfig {
                 reason: "need at least 2 classes".into(),
             });
         }
-        if self.routing.iterations > MAX_ROUTING_ITERATIONS {
-            return Err(ModelConfigError::Invalid {
-                key: "routing.iterations",
-                value: self.routing.iterations.to_string(),
-                reason: format!("must be between 0 and {MAX_ROUTING_ITERATIONS}"),
-            });
-        }
-        if !(self.routing.squash_eps >= 0.0 && self.routing.squash_eps.is_finite()) {
-            return Err(ModelConfigError::Invalid {
-                key: "routing.squash_eps",
-                value: self.routing.squash_eps.to_string(),
-                reason: "must be a finite number ≥ 0".into(),
-            });
-        }
+        self.routing.validate()?;
+        validate_squash_eps(self.squash_eps)?;
         if !(self.weight_init_std > 0.0 && self.weight_init_std.is_finite()) {
             return Err(ModelConfigError::Invalid {
                 key: "weight_init_std",
@@ -188,8 +195,18 @@ impl CapsNetConfig {
     }
 }
 
-/// Largest accepted number of routing iterations.
-pub const MAX_ROUTING_ITERATIONS: usize = 10;
+/// `squash_eps` must be a finite number ≥ 0.
+pub(crate) fn validate_squash_eps(eps: f64) -> Result<(), ModelConfigError> {
+    if eps >= 0.0 && eps.is_finite() {
+        Ok(())
+    } else {
+        Err(ModelConfigError::Invalid {
+            key: "squash_eps",
+            value: eps.to_string(),
+            reason: "must be a finite number ≥ 0".into(),
+        })
+    }
+}
 
 /// The paper's MNIST baseline CNN (Table 1): three 5×5 SAME convolutions of 256, 256 and 128
 /// channels, fully connected 328 → 192, dropout, 10-way softmax (35,445,522 parameters).

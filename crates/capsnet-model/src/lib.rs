@@ -1,6 +1,8 @@
-//! CapsNet (Sabour, Frosst & Hinton, "Dynamic Routing Between Capsules", NIPS 2017) on burn.
+//! CapsNet (Sabour, Frosst & Hinton, "Dynamic Routing Between Capsules", NIPS 2017) on burn,
+//! with Efficient-CapsNet (Mazzia et al. 2021) and its self-attention routing beside it.
 //!
-//! Pure math: layers, routing-by-agreement, losses and the paper's baseline CNN. No I/O, no
+//! Pure math: layers, the routing algorithms ([`routing`]), losses and the paper's baseline
+//! CNN. The fused kernels of capsnet-ops are reached through [`kernels`] only. No I/O, no
 //! logging setup, no CLI. Everything runs on any burn [`Device`](burn::tensor::Device); the
 //! backend is chosen by the binary at run time.
 //!
@@ -12,7 +14,9 @@
 pub mod baseline;
 pub mod capsnet;
 pub mod config;
+pub mod efficient;
 pub mod error;
+pub mod kernels;
 pub mod loss;
 pub mod routing;
 pub mod squash;
@@ -20,10 +24,15 @@ pub mod squash;
 pub use baseline::BaselineCnn;
 pub use capsnet::{CapsNet, CapsNetOutput, DigitCaps, PrimaryCaps, predictions};
 pub use config::{BaselineCnnConfig, CapsNetConfig, DecoderConfig};
+pub use efficient::{EfficientCapsNet, EfficientCapsNetConfig, StemConv};
 pub use error::ModelConfigError;
+pub use kernels::{ConvAlgorithm, Kernels};
 pub use loss::{
     LossConfig, LossParts, cross_entropy, label_column, margin_loss, multi_hot, reconstruction_sse,
     sigmoid_cross_entropy,
 };
-pub use routing::{Routed, RoutingConfig, couplings_from_logits, route};
-pub use squash::{capsule_lengths, squash};
+pub use routing::{
+    Algorithm, DynamicRouting, MAX_ROUTING_ITERATIONS, Routed, RoutingConfig, SelfAttentionRouting,
+    couplings_from_logits, route,
+};
+pub use squash::{Squash, SquashKind, capsule_lengths, squash};

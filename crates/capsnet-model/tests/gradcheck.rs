@@ -5,9 +5,10 @@ mod common;
 
 use burn::module::Param;
 use burn::tensor::{Int, Tensor, TensorData};
+use capsnet_model::squash::squash_efficient;
 use capsnet_model::{
-    CapsNetConfig, LossConfig, RoutingConfig, capsule_lengths, cross_entropy, margin_loss,
-    reconstruction_sse, route, squash,
+    CapsNetConfig, DynamicRouting, LossConfig, RoutingConfig, SelfAttentionRouting, Squash,
+    SquashKind, capsule_lengths, cross_entropy, margin_loss, reconstruction_sse, route, squash,
 };
 use common::{f64_device, gradcheck, pseudo_random, tensor, values, weighted_sum};
 
@@ -49,29 +50,66 @@ fn squash_keeps_direction_and_bounds_length() {
 }
 
 #[test]
-fn routing_gradient_three_iterations() {
+fn efficient_squash_gradient_and_values() {
     let device = f64_device();
-    let votes = pseudo_random(2 * 3 * 5 * 4, 12, 1.0);
-    let config = RoutingConfig {
-        iterations: 3,
-        ..Default::default()
-    };
-    gradcheck("routing r=3", &votes, [2, 3, 5, 4], &device, 120, |u| {
-        weighted_sum(route(u, None, &config).parents, 2)
+    let x = pseudo_random(3 * 4 * 5, 21, 2.0);
+    gradcheck("efficient squash", &x, [3, 4, 5], &device, 60, |s| {
+        weighted_sum(squash_efficient(s, 2, 1e-8), 1)
     });
+    // ‖(3,4,0)‖ = 5 → length 1 − e^−5, direction (0.6, 0.8); finite gradient at zero.
+    let s = tensor(vec![3.0, 4.0, 0.0], [1, 1, 3], &device);
+    let v = values(squash_efficient(s, 2, 0.0));
+    let long = 1.0 - (-5.0f64).exp();
+    assert!((v[0] - 0.6 * long).abs() < 1e-12 && (v[1] - 0.8 * long).abs() < 1e-12);
+    let zero = tensor(vec![0.0; 6], [1, 2, 3], &device).require_grad();
+    let grads = squash_efficient(zero.clone(), 2, 1e-8).sum().backward();
+    assert!(
+        values(zero.grad(&grads).unwrap())
+            .iter()
+            .all(|g| g.is_finite())
+    );
 }
 
+/// Finite-difference check of the votes' gradient for every routing algorithm × option of the
+/// generated grid (`RoutingConfig::option_grid`), under both squash functions.
 #[test]
-fn routing_gradient_leaky() {
+fn routing_gradient_for_every_algorithm_and_option() {
     let device = f64_device();
-    let votes = pseudo_random(2 * 3 * 5 * 4, 13, 1.0);
-    let config = RoutingConfig {
-        iterations: 2,
-        leaky: true,
-        ..Default::default()
+    let votes = pseudo_random(2 * 3 * 5 * 4, 12, 1.0);
+    let priors = tensor(pseudo_random(3 * 5, 16, 0.1), [3, 5], &device);
+    for config in RoutingConfig::option_grid() {
+        // Iterations 0 and 1 compute the same function (tested in paper_facts). Stop-gradient
+        // is by design not the gradient of the forward function (tested below).
+        if config.iterations() == Some(0) || config.dynamic().is_some_and(|d| d.stop_gradient) {
+            continue;
+        }
+        for kind in [SquashKind::Sabour, SquashKind::Efficient] {
+            let squash = Squash { kind, eps: 1e-8 };
+            let p = config.priors_shape(3, 5).map(|_| priors.clone());
+            let name = format!("{config:?} {kind:?}");
+            gradcheck(&name, &votes, [2, 3, 5, 4], &device, 40, |u| {
+                weighted_sum(route(u, None, p.as_ref(), &config, &squash).parents, 2)
+            });
+        }
+    }
+}
+
+/// The priors of self-attention routing get the finite-difference gradient too.
+#[test]
+fn self_attention_priors_gradient() {
+    let device = f64_device();
+    let votes = tensor(pseudo_random(2 * 3 * 5 * 4, 17, 1.0), [2, 3, 5, 4], &device);
+    let priors = pseudo_random(3 * 5, 18, 0.1);
+    let config = RoutingConfig::SelfAttention(SelfAttentionRouting { priors: true });
+    let squash = Squash {
+        kind: SquashKind::Efficient,
+        eps: 1e-8,
     };
-    gradcheck("leaky routing", &votes, [2, 3, 5, 4], &device, 120, |u| {
-        weighted_sum(route(u, None, &config).parents, 3)
+    gradcheck("self-attention priors", &priors, [3, 5], &device, 15, |p| {
+        weighted_sum(
+            route(votes.clone(), None, Some(&p), &config, &squash).parents,
+            5,
+        )
     });
 }
 
@@ -80,13 +118,13 @@ fn stop_gradient_keeps_forward_and_changes_backward() {
     let device = f64_device();
     let data = pseudo_random(2 * 3 * 5 * 4, 14, 1.0);
     let run = |stop_gradient: bool| {
-        let config = RoutingConfig {
+        let config = RoutingConfig::Dynamic(DynamicRouting {
             iterations: 3,
             stop_gradient,
             ..Default::default()
-        };
+        });
         let u = tensor(data.clone(), [2, 3, 5, 4], &device).require_grad();
-        let v = route(u.clone(), None, &config).parents;
+        let v = route(u.clone(), None, None, &config, &Squash::default()).parents;
         let grads = weighted_sum(v.clone(), 4).backward();
         (values(v), values(u.grad(&grads).unwrap()))
     };

@@ -5,10 +5,76 @@ mod common;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use capsnet_model::{
-    BaselineCnnConfig, CapsNetConfig, LossConfig, ModelConfigError, RoutingConfig,
+    BaselineCnnConfig, CapsNetConfig, DynamicRouting, EfficientCapsNetConfig, LossConfig,
+    ModelConfigError, RoutingConfig, SelfAttentionRouting, Squash, SquashKind,
     couplings_from_logits, margin_loss, route,
 };
 use common::{f32_device, pseudo_random, tensor, values};
+
+/// Dynamic routing with `r` iterations and the other options at their defaults.
+fn dynamic(iterations: usize) -> RoutingConfig {
+    RoutingConfig::Dynamic(DynamicRouting {
+        iterations,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn efficient_capsnet_parameter_counts_match_the_paper() {
+    let device = f32_device();
+    // Mazzia et al. 2021: 161,824 trainable parameters (the decoder excluded); batch norm's
+    // running statistics are state, not parameters.
+    let mut config = EfficientCapsNetConfig::paper_mnist();
+    config.decoder.enabled = false;
+    let net = config.init(&device).unwrap();
+    assert_eq!(net.trainable_params(), 161_824);
+    // burn's count includes the running mean and variance of the four batch norms.
+    assert_eq!(net.num_params(), 161_824 + 2 * (32 + 64 + 64 + 128));
+    let with_decoder = EfficientCapsNetConfig::paper_mnist().init(&device).unwrap();
+    assert_eq!(with_decoder.trainable_params(), 161_824 + 1_411_344);
+    assert_eq!(config.primary_capsules(), 16);
+    assert_eq!(config.stem_shapes().last(), Some(&(128, 9, 9)));
+    let images = tensor(pseudo_random(2 * 784, 30, 1.0), [2, 1, 28, 28], &device).abs();
+    let out = with_decoder.forward(images, None);
+    assert_eq!(out.capsules.dims(), [2, 10, 16]);
+    assert_eq!(out.couplings.dims(), [2, 10, 16]);
+    assert_eq!(out.reconstruction.unwrap().dims(), [2, 784]);
+    // The quickstart-style CapsNet with self-attention routing: the priors [10, 288] are its
+    // only extra parameters.
+    let mut caps = CapsNetConfig::paper_mnist();
+    caps.routing = RoutingConfig::SelfAttention(SelfAttentionRouting::default());
+    let with_priors = caps.init(&device).unwrap().num_params();
+    assert_eq!(with_priors, 8_215_568 + 10 * 1152);
+}
+
+#[test]
+fn self_attention_couplings_are_a_softmax_over_parents_plus_the_priors() {
+    let device = f32_device();
+    let votes = tensor(pseudo_random(2 * 4 * 6 * 3, 31, 1.0), [2, 4, 6, 3], &device);
+    let squash = Squash {
+        kind: SquashKind::Efficient,
+        eps: 1e-8,
+    };
+    let priors = tensor(pseudo_random(4 * 6, 32, 0.1), [4, 6], &device);
+    let plain = RoutingConfig::SelfAttention(SelfAttentionRouting { priors: false });
+    let with = RoutingConfig::SelfAttention(SelfAttentionRouting { priors: true });
+    let a = route(votes.clone(), None, None, &plain, &squash);
+    assert_eq!(a.parents.dims(), [2, 4, 3]);
+    assert_eq!(a.coupling_history.len(), 1, "one pass");
+    for sum in values(a.couplings.clone().sum_dim(1)) {
+        assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+    }
+    let b = route(votes, None, Some(&priors), &with, &squash);
+    let prior_sums: Vec<f64> = values(priors.sum_dim(0));
+    let sums = values(b.couplings.sum_dim(1));
+    for (k, sum) in sums.iter().enumerate() {
+        let expected = 1.0 + prior_sums[k % 6];
+        assert!((sum - expected).abs() < 1e-5, "{sum} vs {expected}");
+    }
+    // Agreement with the summed votes: the votes closest to the consensus weigh most.
+    let lengths = values(a.parents.square().sum_dim(2).sqrt());
+    assert!(lengths.iter().all(|&l| l > 0.0 && l < 1.0));
+}
 
 #[test]
 fn parameter_counts_match_the_paper() {
@@ -63,11 +129,8 @@ fn couplings_are_a_distribution_over_parents() {
 fn routed_couplings_sum_to_one_after_agreement_updates() {
     let device = f32_device();
     let votes = tensor(pseudo_random(2 * 4 * 6 * 3, 3, 1.0), [2, 4, 6, 3], &device);
-    let config = RoutingConfig {
-        iterations: 3,
-        ..RoutingConfig::default()
-    };
-    let routed = route(votes, None, &config);
+    let config = dynamic(3);
+    let routed = route(votes, None, None, &config, &Squash::default());
     assert_eq!(routed.parents.dims(), [2, 4, 3]);
     let c = values(routed.couplings.clone());
     assert!(c.iter().all(|&v| v >= 0.0));
@@ -82,22 +145,8 @@ fn routed_couplings_sum_to_one_after_agreement_updates() {
 fn zero_iterations_is_uniform_coupling_and_equals_one_iteration() {
     let device = f32_device();
     let votes = tensor(pseudo_random(2 * 4 * 6 * 3, 4, 1.0), [2, 4, 6, 3], &device);
-    let r0 = route(
-        votes.clone(),
-        None,
-        &RoutingConfig {
-            iterations: 0,
-            ..Default::default()
-        },
-    );
-    let r1 = route(
-        votes,
-        None,
-        &RoutingConfig {
-            iterations: 1,
-            ..Default::default()
-        },
-    );
+    let r0 = route(votes.clone(), None, None, &dynamic(0), &Squash::default());
+    let r1 = route(votes, None, None, &dynamic(1), &Squash::default());
     assert!(
         values(r0.couplings)
             .iter()
@@ -110,7 +159,7 @@ fn zero_iterations_is_uniform_coupling_and_equals_one_iteration() {
 fn batch_of_one_equals_the_same_image_inside_a_batch() {
     let device = f32_device();
     let mut config = small_config();
-    config.routing.iterations = 3;
+    config.routing = dynamic(3);
     let model = config.init(&device).unwrap();
     let batch = tensor(pseudo_random(4 * 16 * 16, 5, 1.0), [4, 1, 16, 16], &device).abs();
     let all = model.forward(batch.clone(), None);
@@ -147,7 +196,7 @@ fn margin_loss_golden_values() {
 fn reconstruction_loss_is_weighted_per_image_sse() {
     let device = f32_device();
     let mut config = small_config();
-    config.routing.iterations = 1;
+    config.routing = dynamic(1);
     let model = config.init(&device).unwrap();
     let images = tensor(pseudo_random(2 * 256, 6, 1.0), [2, 1, 16, 16], &device).abs();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
@@ -224,9 +273,26 @@ fn invalid_configs_are_rejected_with_the_key() {
     ));
 
     let mut config = CapsNetConfig::paper_mnist();
-    config.routing.iterations = 11;
+    config.routing = dynamic(11);
     let err = config.validate().unwrap_err();
     assert!(err.to_string().contains("routing.iterations"), "{err}");
+    let self_attention = RoutingConfig::SelfAttention(SelfAttentionRouting::default());
+    let err = self_attention.with_iterations(3).unwrap_err().to_string();
+    assert!(
+        err.contains("does not iterate") && err.contains("priors"),
+        "{err}"
+    );
+
+    let mut config = EfficientCapsNetConfig::paper_mnist();
+    config.input_height = 20;
+    assert!(matches!(
+        config.validate(),
+        Err(ModelConfigError::InputTooSmall { needed: 27, .. })
+    ));
+    let mut config = EfficientCapsNetConfig::paper_mnist();
+    config.primary_dim = 7;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("primary_dim") && err.contains("128"), "{err}");
 
     let mut config = CapsNetConfig::paper_mnist();
     config.primary_dim = 0;

@@ -30,11 +30,12 @@ pub struct RouteOptions {
     pub eps: f64,
 }
 
-/// How the convolution runs (same function, different arithmetic order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the convolution runs (same function, different arithmetic order): the experiment key
+/// `runtime.conv_algorithm` (`"auto"`, `"blocked"`, `"spectral"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConvAlgorithm {
-    /// The backend's choice per layer (flex: the one with fewer estimated FLOPs; the
-    /// environment variable `CAPSNET_CONV=blocked|spectral` forces one, for A/B measurements).
+    /// The backend's choice per layer (flex: the one with fewer estimated FLOPs).
     #[default]
     Auto,
     /// GEMMs over blocks of the input (an im2col never built whole).

@@ -14,7 +14,8 @@
 //!
 //! Each function returns `None` when the tensors' backend and float type have no kernels here
 //! (today: everything but `flex` and `tch` in f32/f64): the caller then runs its generic path, which stays
-//! the reference the fused kernels are tested against. [`fused_available`] says which.
+//! the reference the fused kernels are tested against. [`kernel_available`] says which, per
+//! operation and float type, so a backend may speed up some operations and not others.
 
 // The extension macro names burn-tch's `LibTorch`, which burn deprecates (see src/tch.rs).
 #[cfg_attr(feature = "tch", allow(deprecated))]
@@ -29,18 +30,38 @@ pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions,
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
 
-/// Whether this crate has kernels for tensors of `dtype` on `device` (with or without autodiff).
-pub fn fused_available(device: &Device, dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F64) && backend_has_kernels(device)
+/// The operations this crate has kernels for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOp {
+    /// [`conv2d`].
+    Conv2d,
+    /// [`digit_caps`]: votes and dynamic routing (Procedure 1, Sabour's squash).
+    DynamicRouting,
+    /// [`adam`].
+    Adam,
 }
 
-fn backend_has_kernels(device: &Device) -> bool {
+impl KernelOp {
+    /// Every operation.
+    pub const ALL: [KernelOp; 3] = [KernelOp::Conv2d, KernelOp::DynamicRouting, KernelOp::Adam];
+}
+
+/// Whether this crate has a kernel for `op` on tensors of `dtype` on `device` (with or without
+/// autodiff). Today flex and tch have every operation in f32 and f64, and nothing else has any;
+/// the table is per operation so that a backend can gain one kernel at a time.
+pub fn kernel_available(op: KernelOp, device: &Device, dtype: DType) -> bool {
     use burn::backend::DispatchDevice;
-    match device.clone().without_autodiff().as_dispatch() {
+    let float = matches!(dtype, DType::F32 | DType::F64);
+    match (device.clone().without_autodiff().as_dispatch(), op) {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        (DispatchDevice::Flex(_), KernelOp::Conv2d | KernelOp::DynamicRouting | KernelOp::Adam) => {
+            float
+        }
         #[cfg(feature = "tch")]
-        DispatchDevice::LibTorch(_) => true,
+        (
+            DispatchDevice::LibTorch(_),
+            KernelOp::Conv2d | KernelOp::DynamicRouting | KernelOp::Adam,
+        ) => float,
         _ => false,
     }
 }
@@ -74,7 +95,10 @@ pub fn conv2d_with(
         && stride[1] > 0
         && h + 2 * padding[0] >= kh
         && w + 2 * padding[1] >= kw;
-    if !shapes_ok || !fused_available(&x.device(), x.dtype()) || weight.dtype() != x.dtype() {
+    if !shapes_ok
+        || !kernel_available(KernelOp::Conv2d, &x.device(), x.dtype())
+        || weight.dtype() != x.dtype()
+    {
         return None;
     }
     let out = <Dispatch as CapsOps>::caps_conv2d(
@@ -109,7 +133,10 @@ pub fn digit_caps(
             .as_ref()
             .is_none_or(|b| b.dims() == [parents, width / parents]);
     let device = u.device();
-    if !shapes_ok || !fused_available(&device, u.dtype()) || weight.dtype() != u.dtype() {
+    if !shapes_ok
+        || !kernel_available(KernelOp::DynamicRouting, &device, u.dtype())
+        || weight.dtype() != u.dtype()
+    {
         return None;
     }
     let bias =
@@ -140,7 +167,7 @@ pub fn adam<const D: usize>(
     let same = [&grad, &moment_1, &moment_2]
         .iter()
         .all(|t| t.dtype() == dtype && t.dims() == param.dims());
-    if !same || step.time == 0 || !fused_available(&param.device(), dtype) {
+    if !same || step.time == 0 || !kernel_available(KernelOp::Adam, &param.device(), dtype) {
         return Err(Box::new((param, grad, moment_1, moment_2)));
     }
     let (p, m1, m2) = <Dispatch as CapsOps>::caps_adam(

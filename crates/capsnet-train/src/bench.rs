@@ -8,7 +8,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::Serialize;
 
-use crate::config::{Arch, ExperimentConfig};
+use crate::config::ExperimentConfig;
 use crate::error::TrainError;
 use crate::machine::MachineInfo;
 use crate::net::{Net, Targets};
@@ -125,16 +125,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
 }
 
 fn random_batch(config: &ExperimentConfig, batch: usize, device: &Device) -> (Tensor<4>, Targets) {
-    let (c, h, w, classes) = match config.arch {
-        Arch::Capsnet => {
-            let m = &config.model;
-            (m.input_channels, m.input_height, m.input_width, m.classes)
-        }
-        Arch::BaselineCnn => {
-            let b = &config.baseline;
-            (b.input_channels, b.input_height, b.input_width, b.classes)
-        }
-    };
+    let (c, h, w, classes) = config.network_input();
     let images = Tensor::random([batch, c, h, w], Distribution::Uniform(0.0, 1.0), device);
     let count = config.data.dataset.targets();
     // Example i has classes i, i + 1, … (mod classes): distinct when count ≤ classes.

@@ -22,13 +22,16 @@ use crate::load::Resolved;
 use crate::net::{Net, batch_tensors};
 use crate::report::{EvalRecord, TrainRecord};
 
-/// Keys always shown in the HPARAMS tab (besides every overridden key).
+/// Keys always shown in the HPARAMS tab (besides every overridden key); `{net}` is the section
+/// of the network `arch` selects (`model`, `efficient`, `baseline`), and keys it does not have
+/// (the routing of the CNN, the iterations of self-attention routing) are left out.
 const CORE_HPARAMS: &[&str] = &[
     "arch",
     "seed",
     "data.dataset",
-    "model.routing.iterations",
-    "model.decoder.enabled",
+    "{net}.routing.algorithm",
+    "{net}.routing.iterations",
+    "{net}.decoder.enabled",
     "train.lr",
     "train.batch_size",
     "train.epochs",
@@ -60,7 +63,11 @@ impl RunBoard {
                 .text("config", 0, &format!("```toml\n{toml}\n```"))
                 .map_err(tb_err)?;
             let flat = crate::load::flatten_toml(&toml);
-            let mut keys: Vec<String> = CORE_HPARAMS.iter().map(|k| k.to_string()).collect();
+            let section = resolved.config.network_section();
+            let mut keys: Vec<String> = CORE_HPARAMS
+                .iter()
+                .map(|k| k.replace("{net}", section))
+                .collect();
             for o in &resolved.overrides {
                 if let Some((key, _)) = o.split_once('=') {
                     let key = key.trim().to_string();
@@ -129,9 +136,9 @@ impl RunBoard {
         ] {
             self.writer.scalar(tag, step, value).map_err(tb_err)?;
         }
-        let Net::Capsnet(caps) = net else {
+        if net.routing().is_none() {
             return self.writer.flush().map_err(tb_err);
-        };
+        }
         let n = GRID_IMAGES.min(test.len());
         let Some(batch) = Loader::from_source(test.clone(), LoaderConfig::new(n))?.next() else {
             return Ok(());
@@ -139,7 +146,9 @@ impl RunBoard {
         let batch = batch?;
         let dims = batch.dims;
         let (images, _) = batch_tensors(batch, device);
-        let out = caps.forward(images.clone(), None);
+        let (out, w, classes) = net
+            .capsule_forward(images.clone())
+            .expect("a capsule network (checked above)");
         self.writer
             .histogram("capsules/lengths", step, &values(out.lengths.clone()))
             .map_err(tb_err)?;
@@ -149,11 +158,9 @@ impl RunBoard {
                 .histogram(&tag, step, &values(c.clone()))
                 .map_err(tb_err)?;
         }
-        let w = caps.digit.weight.val();
-        let [children, child_dim, _] = w.dims();
-        let config = caps.config();
+        let [children, child_dim, width] = w.dims();
         let norms = w
-            .reshape([children, child_dim, config.classes, config.class_dim])
+            .reshape([children, child_dim, classes, width / classes])
             .square()
             .sum_dims_squeeze::<2, usize>(&[1, 3])
             .sqrt();

@@ -97,6 +97,11 @@ pub fn save(
         path: tmp.clone(),
         reason: format!("cannot write {what}: {e}"),
     };
+    // burn's `RunningState` (batch norm's running statistics) holds its latest update aside
+    // until it is read again, and a record reads the value before it: `valid()` merges the
+    // pending update into the shared state first, so the checkpoint holds what the next step
+    // would use and resume stays exact.
+    drop(net.valid());
     net.clone()
         .save_file(tmp.join("model.bpk"))
         .map_err(|e| ckpt_err("model", &e))?;

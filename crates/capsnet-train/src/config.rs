@@ -8,7 +8,10 @@
 use std::path::PathBuf;
 
 use capsnet_data::norb::NORB_PAPER_SIDE;
-use capsnet_model::{BaselineCnnConfig, CapsNetConfig, LossConfig};
+use capsnet_model::{
+    BaselineCnnConfig, CapsNetConfig, ConvAlgorithm, EfficientCapsNetConfig, Kernels, LossConfig,
+    ModelConfigError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -21,14 +24,17 @@ pub enum Arch {
     Capsnet,
     /// The paper's baseline CNN, configured by `[baseline]`.
     BaselineCnn,
+    /// Efficient-CapsNet (Mazzia et al. 2021), configured by `[efficient]`.
+    EfficientCapsnet,
 }
 
 impl Arch {
-    /// The name used in experiment files (`capsnet`, `baseline-cnn`).
+    /// The name used in experiment files (`capsnet`, `baseline-cnn`, `efficient-capsnet`).
     pub fn name(self) -> &'static str {
         match self {
             Arch::Capsnet => "capsnet",
             Arch::BaselineCnn => "baseline-cnn",
+            Arch::EfficientCapsnet => "efficient-capsnet",
         }
     }
 }
@@ -49,7 +55,9 @@ pub struct ExperimentConfig {
     pub model: CapsNetConfig,
     /// Baseline CNN architecture (used when `arch = "baseline-cnn"`).
     pub baseline: BaselineCnnConfig,
-    /// CapsNet loss.
+    /// Efficient-CapsNet architecture (used when `arch = "efficient-capsnet"`).
+    pub efficient: EfficientCapsNetConfig,
+    /// Capsule networks' loss (CapsNet and Efficient-CapsNet).
     pub loss: LossConfig,
     /// Optimisation and schedule.
     pub train: TrainConfig,
@@ -66,11 +74,23 @@ impl Default for ExperimentConfig {
             data: DataConfig::default(),
             model: CapsNetConfig::paper_mnist(),
             baseline: BaselineCnnConfig::default(),
+            efficient: EfficientCapsNetConfig::default(),
             loss: LossConfig::default(),
             train: TrainConfig::default(),
             runtime: RuntimeConfig::default(),
         }
     }
+}
+
+/// Training augmentation of stored images (see [`DataConfig::augmentation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augmentation {
+    /// Random shifts of up to `data.shift_pixels` (or random crops with `data.crop`).
+    #[default]
+    Shift,
+    /// Efficient-CapsNet's: rotation, margin shift, squish, erase.
+    EfficientCapsnet,
 }
 
 /// Dataset and input pipeline.
@@ -105,6 +125,11 @@ pub struct DataConfig {
     pub eval_train: bool,
     /// Random shift augmentation of up to this many pixels, zero padded (paper: 2).
     pub shift_pixels: usize,
+    /// Training augmentation: `"shift"` (the random shift of `shift_pixels`, default) or
+    /// `"efficient-capsnet"` (Efficient-CapsNet's MNIST pipeline: rotation, a shift within the
+    /// digit's empty margin, a horizontal squish and a 4×4 erase; `capsnet_data::efficient_augment`;
+    /// needs `shift_pixels = 0`, whole images).
+    pub augmentation: Augmentation,
     /// Shuffle the training set every epoch.
     pub shuffle: bool,
     /// Square crop side: a uniformly random crop when training, the central crop when testing
@@ -327,6 +352,7 @@ impl Default for DataConfig {
             train_subset_seed: None,
             eval_train: false,
             shift_pixels: 2,
+            augmentation: Augmentation::Shift,
             shuffle: true,
             crop: None,
             flip: false,
@@ -439,6 +465,20 @@ pub struct RuntimeConfig {
     /// f32/f64); elsewhere, or with `false`, burn's generic operations run (the reference the
     /// fused kernels are tested against). Default `true`.
     pub fused_ops: bool,
+    /// How the fused convolution runs: `"auto"` (the backend's choice per layer, default),
+    /// `"blocked"` (GEMMs over blocks of the input) or `"spectral"` (frequency domain); same
+    /// function, other arithmetic order. For A/B measurements; no effect on generic paths.
+    pub conv_algorithm: ConvAlgorithm,
+}
+
+impl RuntimeConfig {
+    /// The networks' kernel setting.
+    pub fn kernels(&self) -> Kernels {
+        Kernels {
+            fused: self.fused_ops,
+            conv: self.conv_algorithm,
+        }
+    }
 }
 
 /// Float precision of a run (see [`RuntimeConfig::precision`]).
@@ -484,6 +524,7 @@ impl Default for RuntimeConfig {
             device: crate::backend::DeviceSelector::Default,
             precision: Precision::F32,
             fused_ops: true,
+            conv_algorithm: ConvAlgorithm::Auto,
         }
     }
 }
@@ -527,29 +568,70 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The network (`[model]` or `[baseline]`) is valid and takes the data's image shape.
-    fn validate_network_input(&self) -> Result<(), ConfigError> {
-        let (section, input, classes) = match self.arch {
+    /// The section of the network `arch` selects: `model`, `baseline` or `efficient`.
+    pub fn network_section(&self) -> &'static str {
+        match self.arch {
+            Arch::Capsnet => "model",
+            Arch::BaselineCnn => "baseline",
+            Arch::EfficientCapsnet => "efficient",
+        }
+    }
+
+    /// A model error in the network's section, as a configuration error naming the section.
+    pub fn model_error(&self, source: ModelConfigError) -> ConfigError {
+        ConfigError::Model {
+            section: self.network_section(),
+            source,
+        }
+    }
+
+    /// `(channels, height, width, classes)` of the network `arch` selects.
+    pub fn network_input(&self) -> (usize, usize, usize, usize) {
+        match self.arch {
             Arch::Capsnet => {
-                self.model.validate().map_err(ConfigError::Model)?;
                 let m = &self.model;
-                (
-                    "model",
-                    (m.input_channels, m.input_height, m.input_width),
-                    m.classes,
-                )
+                (m.input_channels, m.input_height, m.input_width, m.classes)
             }
             Arch::BaselineCnn => {
-                self.baseline.validate().map_err(ConfigError::Model)?;
                 let b = &self.baseline;
-                (
-                    "baseline",
-                    (b.input_channels, b.input_height, b.input_width),
-                    b.classes,
-                )
+                (b.input_channels, b.input_height, b.input_width, b.classes)
             }
-        };
+            Arch::EfficientCapsnet => {
+                let e = &self.efficient;
+                (e.input_channels, e.input_height, e.input_width, e.classes)
+            }
+        }
+    }
+
+    /// The routing of the capsule network `arch` selects (`None` for the CNN).
+    pub fn routing(&self) -> Option<&capsnet_model::RoutingConfig> {
+        match self.arch {
+            Arch::Capsnet => Some(&self.model.routing),
+            Arch::BaselineCnn => None,
+            Arch::EfficientCapsnet => Some(&self.efficient.routing),
+        }
+    }
+
+    /// The network (`[model]`, `[baseline]` or `[efficient]`) is valid and takes the data's
+    /// image shape.
+    fn validate_network_input(&self) -> Result<(), ConfigError> {
+        let section = self.network_section();
+        match self.arch {
+            Arch::Capsnet => self.model.validate(),
+            Arch::BaselineCnn => self.baseline.validate(),
+            Arch::EfficientCapsnet => self.efficient.validate(),
+        }
+        .map_err(|e| self.model_error(e))?;
+        let (c, h, w, classes) = self.network_input();
+        let input = (c, h, w);
         let dataset = self.data.dataset;
+        if self.arch == Arch::EfficientCapsnet && dataset == Dataset::MultiMnist {
+            return invalid(
+                "arch",
+                self.arch.name(),
+                "two-target datasets (multimnist) are implemented for capsnet and baseline-cnn only",
+            );
+        }
         if classes != dataset.classes() {
             return invalid(
                 &format!("{section}.classes"),
@@ -613,6 +695,25 @@ impl DataConfig {
                 true,
                 "flips are applied to crops; set data.crop",
             );
+        }
+        if self.augmentation == Augmentation::EfficientCapsnet {
+            if self.shift_pixels > 0 || self.crop.is_some() {
+                return invalid(
+                    "data.augmentation",
+                    "efficient-capsnet",
+                    "brings its own shift: set data.shift_pixels = 0 and no data.crop",
+                );
+            }
+            if matches!(self.dataset, Dataset::MultiMnist | Dataset::ExpandedMnist) {
+                return invalid(
+                    "data.augmentation",
+                    "efficient-capsnet",
+                    format!(
+                        "applies to datasets of stored images, not data.dataset = {:?}",
+                        self.dataset.name()
+                    ),
+                );
+            }
         }
         match self.dataset {
             Dataset::MultiMnist => self.validate_multimnist()?,

@@ -23,10 +23,11 @@ use capsnet_data::affnist::{
 use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
 use capsnet_data::norb::NorbOptions;
 use capsnet_data::{
-    BatchSource, CroppedImages, DataSources, IdxDataset, ImageSet, ShiftedImages, Split,
+    BatchSource, CroppedImages, DataSources, EfficientAugmented, IdxDataset, ImageSet,
+    ShiftedImages, Split,
 };
 
-use crate::config::{DataConfig, Dataset, ExperimentConfig};
+use crate::config::{Augmentation, DataConfig, Dataset, ExperimentConfig};
 use crate::error::TrainError;
 use crate::report::{DownloadBars, RunLog};
 
@@ -96,15 +97,17 @@ fn train_eval_sets(train: &Arc<ImageSet>, data: &DataConfig) -> Result<Vec<EvalS
     })
 }
 
-/// Images as they are, or cropped (random crops when training).
+/// Images as they are, or cropped (random crops when training), or with Efficient-CapsNet's
+/// augmentation when training.
 fn plain(
     set: Arc<ImageSet>,
     data: &DataConfig,
     train: bool,
 ) -> Result<Arc<dyn BatchSource>, TrainError> {
-    Ok(match data.crop {
-        Some(crop) => Arc::new(CroppedImages::new(set, crop, data.flip && train)?),
-        None => Arc::new(ShiftedImages {
+    Ok(match (data.crop, data.augmentation) {
+        (Some(crop), _) => Arc::new(CroppedImages::new(set, crop, data.flip && train)?),
+        (None, Augmentation::EfficientCapsnet) if train => Arc::new(EfficientAugmented { set }),
+        (None, _) => Arc::new(ShiftedImages {
             set,
             shift_px: if train { data.shift_pixels as u32 } else { 0 },
         }),

@@ -68,9 +68,15 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
-    /// The model section is inconsistent.
-    #[error(transparent)]
-    Model(#[from] capsnet_model::ModelConfigError),
+    /// A network section (`model`, `efficient`, `baseline`) is inconsistent.
+    #[error("{section}.{source}")]
+    Model {
+        /// The section.
+        section: &'static str,
+        /// What is wrong in it.
+        #[source]
+        source: capsnet_model::ModelConfigError,
+    },
     /// A backend that is unknown or not compiled into this binary.
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -1,6 +1,5 @@
 //! Layer shapes and parameter counts of an experiment's network (`capsnet info`).
 
-use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;
 
@@ -25,8 +24,9 @@ pub fn layers(config: &ExperimentConfig) -> Result<(Vec<LayerInfo>, usize), Conf
     let rows = match config.arch {
         Arch::Capsnet => capsnet_layers(&config.model),
         Arch::BaselineCnn => cnn_layers(&config.baseline),
+        Arch::EfficientCapsnet => efficient_layers(&config.efficient),
     };
-    let built = Net::init(config, &Device::flex())?.num_params();
+    let built = Net::init(config, &Device::flex())?.trainable_params();
     let counted: usize = rows.iter().map(|r| r.params).sum();
     assert_eq!(built, counted, "layer table out of sync with the model");
     Ok((rows, built))
@@ -68,21 +68,61 @@ fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
             vec![m.primary_capsules(), m.primary_dim],
             dense(m.conv1_channels * k2, primary_channels),
         ),
-        row(
-            format!("digitcaps r={}", m.routing.iterations),
-            vec![m.classes, m.class_dim],
-            m.primary_capsules() * m.primary_dim * m.classes * m.class_dim
-                + if m.digit_bias {
-                    m.classes * m.class_dim
-                } else {
-                    0
-                },
+        capsules_row(
+            "digitcaps",
+            &m.routing,
+            m.primary_capsules(),
+            m.primary_dim,
+            m.classes,
+            m.class_dim,
+            m.digit_bias,
         ),
     ];
-    if m.decoder.enabled {
-        let mut widths = vec![m.classes * m.class_dim];
-        widths.extend(&m.decoder.hidden);
-        widths.push(m.input_len());
+    decoder_rows(
+        &mut rows,
+        &m.decoder,
+        m.classes * m.class_dim,
+        m.input_len(),
+    );
+    rows
+}
+
+/// The row of a capsule layer: votes `W`, the bias and the routing's priors.
+fn capsules_row(
+    name: &str,
+    routing: &capsnet_model::RoutingConfig,
+    children: usize,
+    child_dim: usize,
+    parents: usize,
+    parent_dim: usize,
+    bias: bool,
+) -> LayerInfo {
+    let label = match routing.iterations() {
+        Some(r) if routing.algorithm() == capsnet_model::Algorithm::Dynamic => format!("r={r}"),
+        _ => routing.describe(),
+    };
+    let priors = routing
+        .priors_shape(parents, children)
+        .map_or(0, |[a, b]| a * b);
+    row(
+        format!("{name} {label}"),
+        vec![parents, parent_dim],
+        children * child_dim * parents * parent_dim
+            + if bias { parents * parent_dim } else { 0 }
+            + priors,
+    )
+}
+
+fn decoder_rows(
+    rows: &mut Vec<LayerInfo>,
+    decoder: &capsnet_model::DecoderConfig,
+    input: usize,
+    output: usize,
+) {
+    if decoder.enabled {
+        let mut widths = vec![input];
+        widths.extend(&decoder.hidden);
+        widths.push(output);
         for (i, w) in widths.windows(2).enumerate() {
             rows.push(row(
                 format!("decoder fc{}", i + 1),
@@ -91,6 +131,49 @@ fn capsnet_layers(m: &capsnet_model::CapsNetConfig) -> Vec<LayerInfo> {
             ));
         }
     }
+}
+
+fn efficient_layers(e: &capsnet_model::EfficientCapsNetConfig) -> Vec<LayerInfo> {
+    let mut rows = vec![row(
+        "input",
+        vec![e.input_channels, e.input_height, e.input_width],
+        0,
+    )];
+    let mut channels = e.input_channels;
+    for (i, (conv, (c, h, w))) in e.stem.iter().zip(e.stem_shapes()).enumerate() {
+        rows.push(row(
+            format!(
+                "conv{} {k}x{k} s{} relu bn",
+                i + 1,
+                conv.stride,
+                k = conv.kernel
+            ),
+            vec![c, h, w],
+            // Convolution with bias, batch norm's γ and β (its running statistics are state).
+            dense(channels * conv.kernel.pow(2), c) + 2 * c,
+        ));
+        channels = c;
+    }
+    rows.push(row(
+        format!("primarycaps depthwise {k}x{k} squash", k = e.primary_kernel),
+        vec![e.primary_capsules(), e.primary_dim],
+        dense(e.primary_kernel.pow(2), channels),
+    ));
+    rows.push(capsules_row(
+        "fccaps",
+        &e.routing,
+        e.primary_capsules(),
+        e.primary_dim,
+        e.classes,
+        e.class_dim,
+        false,
+    ));
+    decoder_rows(
+        &mut rows,
+        &e.decoder,
+        e.classes * e.class_dim,
+        e.input_len(),
+    );
     rows
 }
 
@@ -177,20 +260,29 @@ pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
                 * m.conv1_channels
                 * m.primary_kernel.pow(2);
             let n = m.primary_capsules();
-            let per_pass = m.classes * n * m.class_dim;
-            let r = m.routing.iterations.max(1);
-            let mut dense = 0;
-            if m.decoder.enabled {
-                let mut widths = vec![m.classes * m.class_dim];
-                widths.extend(&m.decoder.hidden);
-                widths.push(m.input_len());
-                dense = widths.windows(2).map(|w| w[0] * w[1]).sum();
-            }
             ForwardMacs {
                 convolutions: (conv1 + primary) as u64,
                 votes: (n * m.primary_dim * m.classes * m.class_dim) as u64,
-                routing: (per_pass * (2 * r - 1)) as u64,
-                dense: dense as u64,
+                routing: m.routing.forward_macs(n, m.classes, m.class_dim),
+                dense: decoder_macs(&m.decoder, m.classes * m.class_dim, m.input_len()),
+            }
+        }
+        Arch::EfficientCapsnet => {
+            let e = &config.efficient;
+            let mut channels = e.input_channels;
+            let mut conv = 0;
+            for (c, (oc, h, w)) in e.stem.iter().zip(e.stem_shapes()) {
+                conv += h * w * oc * channels * c.kernel.pow(2);
+                channels = oc;
+            }
+            let (dc, dh, dw) = e.primary_grid();
+            conv += dc * dh * dw * e.primary_kernel.pow(2);
+            let n = e.primary_capsules();
+            ForwardMacs {
+                convolutions: conv as u64,
+                votes: (n * e.primary_dim * e.classes * e.class_dim) as u64,
+                routing: e.routing.forward_macs(n, e.classes, e.class_dim),
+                dense: decoder_macs(&e.decoder, e.classes * e.class_dim, e.input_len()),
             }
         }
         Arch::BaselineCnn => {
@@ -217,6 +309,16 @@ pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
             }
         }
     }
+}
+
+fn decoder_macs(decoder: &capsnet_model::DecoderConfig, input: usize, output: usize) -> u64 {
+    if !decoder.enabled {
+        return 0;
+    }
+    let mut widths = vec![input];
+    widths.extend(&decoder.hidden);
+    widths.push(output);
+    widths.windows(2).map(|w| (w[0] * w[1]) as u64).sum()
 }
 
 /// Renders the layer table as text.
@@ -254,6 +356,46 @@ mod tests {
             ..ExperimentConfig::default()
         };
         assert_eq!(layers(&cnn).unwrap().1, 35_445_522);
+    }
+
+    #[test]
+    fn efficient_capsnet_table_has_the_papers_counts() {
+        let config = ExperimentConfig {
+            arch: Arch::EfficientCapsnet,
+            ..ExperimentConfig::default()
+        };
+        let (rows, total) = layers(&config).unwrap();
+        // Mazzia et al. 2021: 161,824 trainable parameters without the decoder.
+        let decoder: usize = rows
+            .iter()
+            .filter(|r| r.name.starts_with("decoder"))
+            .map(|r| r.params)
+            .sum();
+        assert_eq!(total - decoder, 161_824);
+        assert_eq!(total, 1_573_168);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "input",
+                "conv1 5x5 s1 relu bn",
+                "conv2 3x3 s1 relu bn",
+                "conv3 3x3 s1 relu bn",
+                "conv4 3x3 s2 relu bn",
+                "primarycaps depthwise 9x9 squash",
+                "fccaps self-attention",
+                "decoder fc1",
+                "decoder fc2",
+                "decoder fc3",
+            ]
+        );
+        assert_eq!(rows[4].output, vec![128, 9, 9]);
+        assert_eq!(rows[5].output, vec![16, 8]);
+        let macs = forward_macs(&config);
+        assert_eq!(macs.routing, 2 * 16 * 10 * 16);
+        // ≈ 0.19 GFLOP per trained image (the CapsNet's is 1.2).
+        let gflop = macs.train_flops() / 1e9;
+        assert!((0.17..0.21).contains(&gflop), "{gflop}");
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub const ENV_SEPARATOR: &str = "__";
 /// Top-level keys that are not experiment keys: layered like the rest, but outside figment.
 const SWEEP_KEYS: [&str; 2] = ["sweep", "seeds"];
 
+/// The variable that chose the convolution algorithm inside the kernels before it was the
+/// experiment key `runtime.conv_algorithm`: refused, so that an A/B script that still sets it
+/// does not silently measure the default.
+const RETIRED_CONV_VARIABLE: &str = "CAPSNET_CONV";
+
 /// Name of the environment layer in figment's metadata.
 const ENV_LAYER: &str = "environment";
 
@@ -64,17 +69,29 @@ pub struct Resolved {
 /// Loads `path` with its `extends` chain, the `CAPSNET_` environment and `overrides`, and
 /// validates the result.
 pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, ConfigError> {
+    if let Some(value) = std::env::var_os(RETIRED_CONV_VARIABLE) {
+        return Err(ConfigError::Invalid {
+            key: "runtime.conv_algorithm".into(),
+            value: value.to_string_lossy().into_owned(),
+            reason: format!(
+                "the environment variable {RETIRED_CONV_VARIABLE} is no longer read: the \
+                 convolution algorithm is the experiment key runtime.conv_algorithm (\"auto\", \
+                 \"blocked\" or \"spectral\"; in the environment \
+                 {ENV_PREFIX}RUNTIME{ENV_SEPARATOR}CONV_ALGORITHM); unset {RETIRED_CONV_VARIABLE}"
+            ),
+        });
+    }
     let mut files = Vec::new();
     let mut layers = Vec::new();
     read_file(path, &mut Vec::new(), &mut files, &mut layers)?;
-    let mut figment = Figment::from(Layer::defaults());
+    let mut stack = vec![Layer::defaults()];
     let mut sweep_table = Table::new();
     for (file, (config, sweep)) in files.iter().zip(layers) {
-        figment = figment.merge(Layer::file(file, config));
+        stack.push(Layer::file(file, config));
         merge(&mut sweep_table, sweep);
     }
     let env_vars = env_vars(&env_source())?;
-    figment = figment.merge(Layer::env(&env_vars)?);
+    stack.push(Layer::env(&env_vars)?);
     for text in overrides {
         let (key, value) = parse_override(text)?;
         if SWEEP_KEYS.contains(&key[0].as_str()) {
@@ -83,9 +100,13 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
                 reason,
             })?;
         } else {
-            figment = figment.merge(Layer::cli_override(text, &key, value));
+            stack.push(Layer::cli_override(text, &key, value));
         }
     }
+    restart_switched_routing(&mut stack);
+    let figment = stack
+        .into_iter()
+        .fold(Figment::new(), |figment, layer| figment.merge(layer));
     let sweep =
         crate::sweep::SweepSpec::parse(sweep_table.remove("sweep"), sweep_table.remove("seeds"))?;
     let config = extract(&figment, &env_vars)?;
@@ -112,8 +133,65 @@ pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigErr
             path: source.into(),
             message: e.to_string(),
         })?;
-    let figment = Figment::from(Layer::defaults()).merge(Layer::named(source, &table));
+    let mut table = table;
+    move_renamed_keys(&mut table);
+    let mut stack = [Layer::defaults(), Layer::named(source, &table)];
+    restart_switched_routing(&mut stack);
+    let [defaults, stored] = stack;
+    let figment = Figment::from(defaults).merge(stored);
     extract(&figment, &BTreeMap::new())
+}
+
+/// The network sections whose `routing` table is a choice of algorithm.
+const ROUTING_SECTIONS: [&str; 2] = ["model", "efficient"];
+
+/// A layer that sets `<section>.routing.algorithm` starts that routing table afresh: the
+/// options lower layers gave it (which belong to whatever algorithm they meant) are dropped, so
+/// `model.routing.algorithm = "self-attention"` in an experiment that extends a file with
+/// `model.routing.iterations = 3`, or an override `model.routing={ algorithm = "self-attention" }`
+/// in a sweep, switches the algorithm. Options set in the same layer as the algorithm, or in a
+/// later one, are kept and checked against it.
+fn restart_switched_routing(layers: &mut [Layer]) {
+    use figment::value::Value as FValue;
+    fn routing_mut<'a>(dict: &'a mut Dict, section: &str) -> Option<&'a mut Dict> {
+        match dict.get_mut(section)? {
+            FValue::Dict(_, section) => match section.get_mut("routing")? {
+                FValue::Dict(_, routing) => Some(routing),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    for section in ROUTING_SECTIONS {
+        for i in 1..layers.len() {
+            let (lower, rest) = layers.split_at_mut(i);
+            let switches = routing_mut(&mut rest[0].dict, section)
+                .is_some_and(|routing| routing.contains_key("algorithm"));
+            if switches {
+                for layer in lower {
+                    if let Some(routing) = routing_mut(&mut layer.dict, section) {
+                        routing.retain(|key, _| key == "algorithm");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves keys renamed since files were first written to their current place, so that older
+/// experiment files and the `config.resolved.toml` of older runs load unchanged:
+/// `model.routing.squash_eps` (routing options before routing algorithms were a choice) is
+/// the network setting `model.squash_eps`. A value already at the new place wins.
+fn move_renamed_keys(table: &mut Table) {
+    if let Some(Value::Table(model)) = table.get_mut("model") {
+        let eps = match model.get_mut("routing") {
+            Some(Value::Table(routing)) => routing.remove("squash_eps"),
+            _ => None,
+        };
+        if let Some(eps) = eps {
+            model.entry("squash_eps").or_insert(eps);
+        }
+    }
 }
 
 /// Serialises a configuration as TOML (the `config.resolved.toml` of a run).
@@ -311,6 +389,7 @@ fn read_file(
             });
         }
     };
+    move_renamed_keys(&mut table);
     stack.push(canonical);
     let dir = path.parent().unwrap_or(Path::new("."));
     for parent in parents {

@@ -1,11 +1,12 @@
-//! The trainable network of an experiment: CapsNet or the baseline CNN, behind one interface.
+//! The trainable network of an experiment: CapsNet, Efficient-CapsNet or the baseline CNN,
+//! behind one interface.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use capsnet_data::Batch;
 use capsnet_model::{
-    BaselineCnn, CapsNet, LossConfig, cross_entropy, label_column, multi_hot, predictions,
-    sigmoid_cross_entropy,
+    BaselineCnn, CapsNet, CapsNetOutput, EfficientCapsNet, Kernels, LossConfig, RoutingConfig,
+    cross_entropy, label_column, multi_hot, predictions, sigmoid_cross_entropy,
 };
 
 use crate::config::{Arch, ExperimentConfig};
@@ -19,6 +20,8 @@ pub enum Net {
     Capsnet(CapsNet),
     /// The paper's baseline CNN.
     BaselineCnn(BaselineCnn),
+    /// Efficient-CapsNet (Mazzia et al. 2021).
+    EfficientCapsnet(EfficientCapsNet),
 }
 
 /// Loss and scores of one forward pass on a batch.
@@ -68,23 +71,85 @@ impl Targets {
 }
 
 impl Net {
-    /// Initialises the network of `config.arch` on `device`, with the fused kernels on or off
-    /// as `runtime.fused_ops` says.
+    /// Initialises the network of `config.arch` on `device`, with the kernel setting of
+    /// `runtime.fused_ops` and `runtime.conv_algorithm`.
     pub fn init(config: &ExperimentConfig, device: &Device) -> Result<Self, ConfigError> {
+        let kernels = config.runtime.kernels();
+        let error = |e| config.model_error(e);
         Ok(match config.arch {
-            Arch::Capsnet => {
-                let mut net = config.model.init(device)?;
-                net.set_fused_ops(config.runtime.fused_ops);
-                Net::Capsnet(net)
+            Arch::Capsnet => Net::Capsnet(config.model.init_with(device, kernels).map_err(error)?),
+            Arch::BaselineCnn => Net::BaselineCnn(config.baseline.init(device).map_err(error)?),
+            Arch::EfficientCapsnet => {
+                Net::EfficientCapsnet(config.efficient.init_with(device, kernels).map_err(error)?)
             }
-            Arch::BaselineCnn => Net::BaselineCnn(config.baseline.init(device)?),
         })
     }
 
-    /// Turns the fused kernels on or off (CapsNet; the baseline CNN has none).
-    pub fn set_fused_ops(&mut self, fused: bool) {
-        if let Net::Capsnet(net) = self {
-            net.set_fused_ops(fused);
+    /// The same network with another kernel setting (the baseline CNN has no fused kernels).
+    pub fn with_kernels(self, kernels: Kernels) -> Self {
+        match self {
+            Net::Capsnet(net) => Net::Capsnet(net.with_kernels(kernels)),
+            Net::EfficientCapsnet(net) => Net::EfficientCapsnet(net.with_kernels(kernels)),
+            cnn @ Net::BaselineCnn(_) => cnn,
+        }
+    }
+
+    /// Trainable parameters (batch norm's running statistics are state, not parameters).
+    pub fn trainable_params(&self) -> usize {
+        match self {
+            Net::EfficientCapsnet(net) => net.trainable_params(),
+            other => other.num_params(),
+        }
+    }
+
+    /// A capsule network's inference forward pass (decoder masked by the longest capsule) with
+    /// its capsule layer's weight `[children, child_dim, classes · class_dim]` and `classes`,
+    /// for diagnostics; `None` for the CNN.
+    pub fn capsule_forward(&self, images: Tensor<4>) -> Option<(CapsNetOutput, Tensor<3>, usize)> {
+        match self {
+            Net::Capsnet(net) => Some((
+                net.forward(images, None),
+                net.digit.weight.val(),
+                net.config().classes,
+            )),
+            Net::EfficientCapsnet(net) => Some((
+                net.forward(images, None),
+                net.capsules.weight.val(),
+                net.config().classes,
+            )),
+            Net::BaselineCnn(_) => None,
+        }
+    }
+
+    /// Evaluates with `iterations` routing iterations instead of the trained setting, for
+    /// algorithms that iterate; an error naming the algorithm otherwise.
+    pub fn set_routing_iterations(
+        &mut self,
+        iterations: usize,
+    ) -> Result<(), capsnet_model::ModelConfigError> {
+        match self {
+            Net::Capsnet(net) => {
+                let routing = net.config().routing.with_iterations(iterations)?;
+                net.set_routing(routing)
+            }
+            Net::EfficientCapsnet(net) => {
+                let routing = net.config().routing.with_iterations(iterations)?;
+                net.set_routing(routing)
+            }
+            Net::BaselineCnn(_) => Err(capsnet_model::ModelConfigError::Invalid {
+                key: "routing.iterations",
+                value: iterations.to_string(),
+                reason: "the baseline CNN has no routing".into(),
+            }),
+        }
+    }
+
+    /// The routing of a capsule network (`None` for the CNN).
+    pub fn routing(&self) -> Option<&RoutingConfig> {
+        match self {
+            Net::Capsnet(net) => Some(&net.config().routing),
+            Net::EfficientCapsnet(net) => Some(&net.config().routing),
+            Net::BaselineCnn(_) => None,
         }
     }
 
@@ -120,6 +185,20 @@ impl Net {
                     let parts = net.loss(&out, images, labels, loss);
                     (out, parts)
                 };
+                StepOutput {
+                    total: parts.total,
+                    margin: Some(parts.margin),
+                    reconstruction: parts.reconstruction,
+                    scores: out.lengths,
+                    reconstructions: out.reconstruction,
+                }
+            }
+            Net::EfficientCapsnet(net) => {
+                // Validation refuses two-target datasets for this network.
+                let labels = targets.first();
+                let mask = teacher_forcing.then(|| labels.clone());
+                let out = net.forward(images.clone(), mask);
+                let parts = net.loss(&out, images, labels, loss);
                 StepOutput {
                     total: parts.total,
                     margin: Some(parts.margin),

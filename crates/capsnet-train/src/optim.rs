@@ -47,7 +47,11 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if !capsnet_ops::fused_available(&tensor.device(), tensor.dtype()) {
+        if !capsnet_ops::kernel_available(
+            capsnet_ops::KernelOp::Adam,
+            &tensor.device(),
+            tensor.dtype(),
+        ) {
             return self.generic.step(lr, tensor, grad, state);
         }
         let (time, m1, m2) = match state {
@@ -142,7 +146,8 @@ mod tests {
             }
             values(&model)
         };
-        assert!(capsnet_ops::fused_available(
+        assert!(capsnet_ops::kernel_available(
+            capsnet_ops::KernelOp::Adam,
             device,
             burn::tensor::DType::F32
         ));

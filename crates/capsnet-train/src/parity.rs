@@ -123,10 +123,7 @@ struct HostBatch {
 
 fn host_batch(config: &ExperimentConfig, batch: usize) -> HostBatch {
     let (c, h, w) = config.data.input_dims();
-    let classes = match config.arch {
-        crate::Arch::Capsnet => config.model.classes,
-        crate::Arch::BaselineCnn => config.baseline.classes,
-    };
+    let (_, _, _, classes) = config.network_input();
     let count = config.data.dataset.targets();
     let mut rng = capsnet_data::Rng::derive(config.seed, &[0x5041_5249]); // "PARI"
     let images = (0..batch * c * h * w).map(|_| rng.f32()).collect();
@@ -270,10 +267,16 @@ pub fn check_sides(
         .map_err(crate::ConfigError::from)?
         .autodiff();
     ref_device.seed(config.seed);
-    let mut net = Net::init(config, &ref_device)?;
-    let mut forked = net.clone().fork(&other_device);
-    net.set_fused_ops(reference_side.fused);
-    forked.set_fused_ops(other_side.fused);
+    let net = Net::init(config, &ref_device)?;
+    let kernels = |fused| capsnet_model::Kernels {
+        fused,
+        ..config.runtime.kernels()
+    };
+    let forked = net
+        .clone()
+        .fork(&other_device)
+        .with_kernels(kernels(other_side.fused));
+    let net = net.with_kernels(kernels(reference_side.fused));
     let input = host_batch(config, batch);
     let a = run_on(&net, &input, config, &ref_device);
     let b = run_on(&forked, &input, config, &other_device);

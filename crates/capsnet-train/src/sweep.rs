@@ -247,8 +247,17 @@ fn flatten_axes(
     Ok(())
 }
 
-/// `routing.iterations=3, decoder.enabled=false, seed=0` → `iterations-3_decoder-false_seed-0`.
+/// `routing.iterations=3, decoder.enabled=false, seed=0` → `iterations-3_decoder-false_seed-0`;
+/// a table value is its values in order: `routing={ algorithm = "dynamic", iterations = 1 }` →
+/// `routing-dynamic-1`.
 fn job_name(row: &[(String, Value)], keys: &[&str]) -> String {
+    fn text(value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            Value::Table(table) => table.values().map(text).collect::<Vec<_>>().join("-"),
+            other => other.to_string(),
+        }
+    }
     let short = |key: &str| -> String {
         let parts: Vec<&str> = key.split('.').collect();
         let mut name = parts[parts.len() - 1];
@@ -266,13 +275,7 @@ fn job_name(row: &[(String, Value)], keys: &[&str]) -> String {
         }
     };
     row.iter()
-        .map(|(k, v)| {
-            let value = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            sanitize(&format!("{}-{value}", short(k)))
-        })
+        .map(|(k, v)| sanitize(&format!("{}-{}", short(k), text(v))))
         .collect::<Vec<_>>()
         .join("_")
 }

@@ -46,10 +46,14 @@ pub struct TrainOptions {
 pub struct Summary {
     /// Experiment name.
     pub name: String,
-    /// `capsnet` or `baseline-cnn`.
+    /// `capsnet`, `efficient-capsnet` or `baseline-cnn`.
     pub arch: String,
     /// Dataset name.
     pub dataset: String,
+    /// The capsule network's routing, as [`capsnet_model::RoutingConfig::describe`] writes it
+    /// (`dynamic r=3`, `self-attention`); absent for the CNN and in older summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
     /// Whether all configured epochs ran.
     pub completed: bool,
     /// Epochs configured.
@@ -66,6 +70,10 @@ pub struct Summary {
     pub test_images: usize,
     /// Trainable parameters.
     pub params: usize,
+    /// Training FLOPs per image of the network's FLOP model (`capsnet info`); absent in older
+    /// summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_gflop_per_image: Option<f64>,
     /// Epoch of the last evaluation (the final epoch for a completed run; never the best one).
     pub final_eval_epoch: Option<usize>,
     /// Test error (%) at `final_eval_epoch`.
@@ -266,7 +274,7 @@ impl<'a> Run<'a> {
             options,
             log,
             device,
-            params: net.num_params(),
+            params: net.trainable_params(),
             data,
             optim,
             state,
@@ -500,6 +508,7 @@ impl<'a> Run<'a> {
             name: config.name.clone(),
             arch: config.arch.name().into(),
             dataset: config.data.dataset.name().into(),
+            routing: config.routing().map(|r| r.describe()),
             completed: state.epoch == self.epochs,
             epochs: self.epochs,
             epochs_completed: state.epoch,
@@ -508,6 +517,7 @@ impl<'a> Run<'a> {
             train_images: self.data.train.len(),
             test_images: self.data.test.source.len(),
             params: self.params,
+            train_gflop_per_image: Some(crate::info::forward_macs(config).train_flops() / 1e9),
             final_eval_epoch: last.map(|l| l.epoch),
             final_test_error_pct: last.map(|l| 100.0 - l.test.accuracy),
             final_test_accuracy: last.map(|l| l.test.accuracy),

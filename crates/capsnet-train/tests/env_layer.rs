@@ -75,7 +75,7 @@ fn env_sits_between_the_file_and_the_overrides() {
             "the file still sets what env does not"
         );
         assert_eq!(c.train.lr, 5e-4, "values read as TOML literals");
-        assert_eq!(c.model.routing.iterations, 1);
+        assert_eq!(c.model.routing.iterations().unwrap(), 1);
         assert_eq!(c.model.decoder.hidden, vec![64, 128]);
         assert_eq!(c.data.dataset, capsnet_train::config::Dataset::FashionMnist);
         assert_eq!(c.seed, 11, "a top-level key without `__`");
@@ -100,7 +100,7 @@ fn env_sits_between_the_file_and_the_overrides() {
         )
         .unwrap();
         assert_eq!(resolved.config.train.epochs, 9);
-        assert_eq!(resolved.config.model.routing.iterations, 2);
+        assert_eq!(resolved.config.model.routing.iterations().unwrap(), 2);
         assert_eq!(resolved.config.train.lr, 5e-4);
     });
 }

@@ -51,7 +51,7 @@ fn overrides_are_toml_literals_and_win() {
     ];
     let resolved = load_experiment(&dir.join("mnist.toml"), &overrides).unwrap();
     let c = resolved.config;
-    assert_eq!(c.model.routing.iterations, 5);
+    assert_eq!(c.model.routing.iterations().unwrap(), 5);
     assert_eq!(c.train.lr, 5e-4);
     assert_eq!(c.data.dataset, capsnet_train::config::Dataset::FashionMnist);
     assert!(!c.model.decoder.enabled);

@@ -19,9 +19,9 @@ fn routing_iters_is_six_iterations_by_decoder_by_stop_gradient_by_three_seeds() 
         let c = &job.resolved.config;
         assert_eq!(c.model.conv1_channels, 256, "paper model");
         assert!(seen.insert((
-            c.model.routing.iterations,
+            c.model.routing.iterations().unwrap(),
             c.model.decoder.enabled,
-            c.model.routing.stop_gradient,
+            c.model.routing.dynamic().unwrap().stop_gradient,
             c.seed
         )));
         assert_eq!(job.run_dir, p.dir.join(&job.job.name));
@@ -48,9 +48,11 @@ fn table1_is_the_papers_grid() {
                 capsnet_train::Arch::Capsnet => {
                     format!(
                         "r{}-{}",
-                        c.model.routing.iterations, c.model.decoder.enabled
+                        c.model.routing.iterations().unwrap(),
+                        c.model.decoder.enabled
                     )
                 }
+                capsnet_train::Arch::EfficientCapsnet => "efficient".to_string(),
             }
         })
         .collect();

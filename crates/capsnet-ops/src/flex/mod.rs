@@ -51,26 +51,17 @@ const NATIVE_FORWARD_BELOW: usize = 256;
 
 /// The algorithm for one convolution. `Auto` is the spectral one where its estimated FLOPs
 /// are under [`SPECTRAL_BELOW`] of the direct product's (its transforms are smaller, less
-/// efficient GEMMs), unless `CAPSNET_CONV=blocked|spectral` forces one (for A/B measurements).
+/// efficient GEMMs); the experiment's `runtime.conv_algorithm` may force one.
 fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
-    static FORCED: std::sync::OnceLock<Option<ConvAlgorithm>> = std::sync::OnceLock::new();
     if requested != ConvAlgorithm::Auto {
         return requested;
     }
-    let forced = FORCED.get_or_init(|| match std::env::var("CAPSNET_CONV").as_deref() {
-        Ok("blocked") => Some(ConvAlgorithm::Blocked),
-        Ok("spectral") => Some(ConvAlgorithm::Spectral),
-        Ok("") | Err(_) => None,
-        Ok(other) => panic!("CAPSNET_CONV={other:?}: expected \"blocked\" or \"spectral\""),
-    });
-    forced.unwrap_or_else(|| {
-        let (spectral, direct) = spectral::forward_flops(g);
-        if (spectral as f64) < SPECTRAL_BELOW * direct as f64 {
-            ConvAlgorithm::Spectral
-        } else {
-            ConvAlgorithm::Blocked
-        }
-    })
+    let (spectral, direct) = spectral::forward_flops(g);
+    if (spectral as f64) < SPECTRAL_BELOW * direct as f64 {
+        ConvAlgorithm::Spectral
+    } else {
+        ConvAlgorithm::Blocked
+    }
 }
 
 /// See [`conv_algorithm`].

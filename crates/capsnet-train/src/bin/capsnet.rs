@@ -226,7 +226,8 @@ struct EvalArgs {
     /// Backend to evaluate on (default: the run's).
     #[arg(long)]
     backend: Option<String>,
-    /// Evaluate with this many routing iterations instead of the trained setting.
+    /// Evaluate with this many routing iterations instead of the trained setting (routing
+    /// algorithms that iterate: dynamic).
     #[arg(long)]
     routing_iterations: Option<usize>,
     /// Evaluate only the first N test images (source images for generated test sets).
@@ -439,14 +440,8 @@ fn eval(args: EvalArgs) -> Result<()> {
     for (ckpt, member_config) in &members {
         let mut net = checkpoint::load_net(ckpt, member_config, &device)?;
         if let Some(r) = args.routing_iterations {
-            match &mut net {
-                capsnet_train::net::Net::Capsnet(caps) => {
-                    let mut routing = caps.config().routing.clone();
-                    routing.iterations = r;
-                    caps.set_routing(routing);
-                }
-                _ => bail!("--routing-iterations only applies to CapsNet runs"),
-            }
+            net.set_routing_iterations(r)
+                .with_context(|| format!("--routing-iterations {r} for {}", ckpt.display()))?;
         }
         nets.push(net);
     }
@@ -492,9 +487,24 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
     let overrides = with_shorthands(args.overrides, args.backend, None);
     let resolved = load::load_experiment(&args.experiment, &overrides)?;
     let (rows, total) = info::layers(&resolved.config)?;
+    let macs = info::forward_macs(&resolved.config);
+    let routing = resolved.config.routing();
     if args.json {
-        let json =
-            serde_json::json!({ "name": resolved.config.name, "layers": rows, "params": total });
+        let json = serde_json::json!({
+            "name": resolved.config.name,
+            "arch": resolved.config.arch.name(),
+            "layers": rows,
+            "params": total,
+            "routing": routing.map(|r| serde_json::json!({
+                "algorithm": r.algorithm().name(),
+                "options": r,
+                "description": r.describe(),
+                "forward_macs": macs.routing,
+            })),
+            "forward_macs": macs,
+            "train_gflop_per_image": macs.train_flops() / 1e9,
+            "inference_gflop_per_image": macs.inference_flops() / 1e9,
+        });
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         outln!(
@@ -503,6 +513,27 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
             resolved.files.len()
         );
         print!("{}", info::render(&rows, total));
+        if let Some(r) = routing {
+            let options = serde_json::to_value(r)?;
+            let options: Vec<String> = options
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "algorithm")
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            outln!(
+                "routing: {} ({}), {:.2} MFLOP per image forward",
+                r.algorithm().name(),
+                options.join(", "),
+                2.0 * macs.routing as f64 / 1e6
+            );
+        }
+        outln!(
+            "FLOPs per image: {:.3} GFLOP forward, {:.3} GFLOP per trained image (forward + backward ≈ 3 × forward)",
+            macs.inference_flops() / 1e9,
+            macs.train_flops() / 1e9
+        );
     }
     Ok(())
 }

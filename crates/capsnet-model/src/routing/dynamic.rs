@@ -1,14 +1,13 @@
 //! Routing-by-agreement (Sabour et al. 2017, Procedure 1).
 
 use burn::tensor::{Tensor, activation::softmax};
-use serde::{Deserialize, Serialize};
 
-use crate::squash::{DEFAULT_EPS, squash};
+use super::Routed;
+use crate::squash::Squash;
 
-/// Configuration of dynamic routing between a child and a parent capsule layer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RoutingConfig {
+/// Dynamic routing's options (`model.routing.algorithm = "dynamic"`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicRouting {
     /// Number of routing iterations `r` (paper: 3).
     ///
     /// `r = 1` is one pass with uniform couplings (no agreement update). `r = 0` is accepted as
@@ -22,40 +21,57 @@ pub struct RoutingConfig {
     /// Leaky routing: an extra zero logit in the softmax ("none of the above"), as in the
     /// official code's CIFAR-10 setup. Couplings then sum to less than one.
     pub leaky: bool,
-    /// ε inside the square root of [`squash`] (deviation from the paper, see [`DEFAULT_EPS`]).
-    pub squash_eps: f64,
 }
 
-impl Default for RoutingConfig {
+impl Default for DynamicRouting {
     fn default() -> Self {
         Self {
             iterations: 3,
             stop_gradient: false,
             leaky: false,
-            squash_eps: DEFAULT_EPS,
         }
     }
 }
 
-/// Result of routing: parent capsules and the final coupling coefficients.
-#[derive(Debug, Clone)]
-pub struct Routed {
-    /// Parent capsules `v_j`: `[batch, parents, dim]`.
-    pub parents: Tensor<3>,
-    /// Coupling coefficients `c_ij` used in the last iteration: `[batch, parents, children]`.
-    pub couplings: Tensor<3>,
-    /// Coupling coefficients of every iteration, first to last (diagnostics).
-    pub coupling_history: Vec<Tensor<3>>,
+impl DynamicRouting {
+    /// Every combination of options the parity and gradient tests run: each field takes at
+    /// least two values. The pattern names every field, so a new option does not compile until
+    /// it is added here (and `routing::tests` checks that each serialised key varies).
+    pub fn option_grid() -> Vec<Self> {
+        let Self {
+            iterations: _,
+            stop_gradient: _,
+            leaky: _,
+        } = Self::default();
+        let mut grid = Vec::new();
+        for iterations in [0, 1, 3, 5] {
+            for stop_gradient in [false, true] {
+                for leaky in [false, true] {
+                    grid.push(Self {
+                        iterations,
+                        stop_gradient,
+                        leaky,
+                    });
+                }
+            }
+        }
+        grid
+    }
 }
 
-/// Routes `votes` û_{j|i} from children to parents.
+/// Routes `votes` û_{j|i} from children to parents by Procedure 1.
 ///
 /// `votes`: `[batch, parents, children, dim]` (parents first, so that the weighted sum and the
 /// agreement are batched matrix products and no `[batch, children, parents, dim]` broadcast is
 /// materialised). The routing logits `b_ij` are per example: nothing is shared across the batch.
 /// The softmax runs over the parents (dimension 1), so `Σ_j c_ij = 1` for every child `i`.
 /// `bias` (`[parents, dim]`, optional, official-code option) is added to `s_j` before squashing.
-pub fn route(votes: Tensor<4>, bias: Option<&Tensor<2>>, config: &RoutingConfig) -> Routed {
+pub fn route_dynamic(
+    votes: Tensor<4>,
+    bias: Option<&Tensor<2>>,
+    config: &DynamicRouting,
+    squash: &Squash,
+) -> Routed {
     let [batch, parents, children, _dim] = votes.dims();
     let device = votes.device();
     let iterations = config.iterations.max(1);
@@ -88,7 +104,7 @@ pub fn route(votes: Tensor<4>, bias: Option<&Tensor<2>>, config: &RoutingConfig)
         if let Some(bias) = bias {
             weighted = weighted + bias.clone().unsqueeze_dim::<3>(0);
         }
-        let parents_v = squash(weighted, 2, config.squash_eps);
+        let parents_v = squash.apply(weighted, 2);
         if last {
             return Routed {
                 parents: parents_v,
