@@ -39,7 +39,98 @@ struct TableSpec {
     /// Extra evaluation sets (e.g. `affine`) whose final error gets its own column.
     #[serde(default)]
     extra: Vec<String>,
+    /// Cost columns from the run summaries, after the error columns.
+    #[serde(default)]
+    columns: Vec<Column>,
     row: Vec<RowSpec>,
+}
+
+/// A cost column of a table (`columns = ["params", …]` in tables.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Column {
+    /// Trainable parameters (the same in every run of a row).
+    Params,
+    /// Training GFLOP per image of the FLOP model (the same in every run of a row).
+    TrainGflopPerImage,
+    /// Training images per second, mean ± std over the row's runs.
+    TrainImagesPerSec,
+}
+
+impl Column {
+    fn header(self) -> &'static str {
+        match self {
+            Column::Params => "parameters",
+            Column::TrainGflopPerImage => "train GFLOP / image",
+            Column::TrainImagesPerSec => "train img/s",
+        }
+    }
+
+    fn csv_header(self) -> &'static str {
+        match self {
+            Column::Params => ",params",
+            Column::TrainGflopPerImage => ",train_gflop_per_image",
+            Column::TrainImagesPerSec => ",train_images_per_sec_mean,train_images_per_sec_std",
+        }
+    }
+
+    /// The Markdown cell and the CSV values of `runs`.
+    fn cells(self, label: &str, runs: &[&Run]) -> Result<(String, String)> {
+        let missing = |what: &str, run: &Run| {
+            anyhow::anyhow!(
+                "row `{label}`: run {} has no {what} in its summary",
+                run.name
+            )
+        };
+        let same = |values: Vec<f64>, what: &str| -> Result<f64> {
+            if values.windows(2).any(|w| w[0] != w[1]) {
+                bail!("row `{label}` mixes runs with different {what}: {values:?}");
+            }
+            Ok(values[0])
+        };
+        Ok(match self {
+            Column::Params => {
+                let values = runs
+                    .iter()
+                    .map(|r| {
+                        r.summary
+                            .params
+                            .map(|p| p as f64)
+                            .ok_or_else(|| missing("params", r))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let p = same(values, "parameter counts")? as u64;
+                (capsnet_common::group_thousands(p), format!(",{p}"))
+            }
+            Column::TrainGflopPerImage => {
+                let values = runs
+                    .iter()
+                    .map(|r| {
+                        r.summary
+                            .train_gflop_per_image
+                            .ok_or_else(|| missing("train_gflop_per_image", r))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let g = same(values, "FLOP models")?;
+                (format!("{g:.3}"), format!(",{g:.6}"))
+            }
+            Column::TrainImagesPerSec => {
+                let values = runs
+                    .iter()
+                    .map(|r| {
+                        r.summary
+                            .train_images_per_sec
+                            .ok_or_else(|| missing("train_images_per_sec", r))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let (m, s) = mean_std(&values);
+                match s {
+                    Some(s) => (format!("{m:.0} ± {s:.0}"), format!(",{m:.2},{s:.2}")),
+                    None => (format!("{m:.0}"), format!(",{m:.2},")),
+                }
+            }
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +164,12 @@ pub(crate) struct Summary {
     train_images: u64,
     backend: String,
     machine: Machine,
+    #[serde(default)]
+    params: Option<u64>,
+    #[serde(default)]
+    train_gflop_per_image: Option<f64>,
+    #[serde(default)]
+    train_images_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,15 +292,21 @@ fn render(
         .iter()
         .map(|set| format!(",{set}_mean_error_pct,{set}_std_error_pct"))
         .collect();
+    let columns_md: String = table
+        .columns
+        .iter()
+        .map(|c| format!(" {} |", c.header()))
+        .collect();
+    let columns_csv: String = table.columns.iter().map(|c| c.csv_header()).collect();
     md += &format!(
-        "| Method | ours: test error % |{extra_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
+        "| Method | ours: test error % |{extra_md}{columns_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
     );
     md += &format!(
         "|---|---|{}---|---|---|---|---|---|---|---|\n",
-        "---|".repeat(table.extra.len())
+        "---|".repeat(table.extra.len() + table.columns.len())
     );
     let mut csv = format!(
-        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs{extra_csv}\n",
+        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs{extra_csv}{columns_csv}\n",
     );
     for row in &table.row {
         let matched: Vec<&Run> = runs.iter().filter(|r| matches(r, &row.matches)).collect();
@@ -309,6 +412,11 @@ fn render(
                 ",{m:.4},{}",
                 s.map(|s| format!("{s:.4}")).unwrap_or_default()
             );
+        }
+        for column in &table.columns {
+            let (cell, values) = column.cells(&row.label, &matched)?;
+            extra_cells += &format!(" {cell} |");
+            extra_values += &values;
         }
         md += &format!(
             "| {} | {} |{extra_cells} {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -602,6 +710,68 @@ match = { model = { routing = { iterations = 3 } } }
             err.contains("only 2 of 3 runs were evaluated on `affine`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cost_columns_report_parameters_flops_and_speed() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            manifest.replace(
+                "paper = \"t\"\n[[",
+                "paper = \"t\"\ncolumns = [\"params\", \"train_gflop_per_image\", \"train_images_per_sec\"]\n[[",
+            ),
+        )
+        .unwrap();
+        let raw = results.join("raw/t");
+        for (name, iterations, params, speed) in [
+            ("a", 1, 2_117_072u64, 300.0),
+            ("b", 1, 2_117_072, 320.0),
+            ("d", 3, 2_117_072, 250.0),
+        ] {
+            write_run(&raw, name, 1.0, iterations, true);
+            let path = raw.join(name).join("summary.json");
+            let mut summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            summary["params"] = serde_json::json!(params);
+            summary["train_gflop_per_image"] = serde_json::json!(0.25);
+            summary["train_images_per_sec"] = serde_json::json!(speed);
+            std::fs::write(&path, summary.to_string()).unwrap();
+        }
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(
+            md.contains(
+                "| ours: test error % | parameters | train GFLOP / image | train img/s | n |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r1 | 1.00 ± 0.00 | 2,117,072 | 0.250 | 310 ± 14 | 2 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r3 | 1.00 | 2,117,072 | 0.250 | 250 | 1 |"),
+            "{md}"
+        );
+        let csv = std::str::from_utf8(&out[1].1).unwrap();
+        assert!(
+            csv.lines().next().unwrap().ends_with(
+                ",runs,params,train_gflop_per_image,train_images_per_sec_mean,train_images_per_sec_std"
+            ),
+            "{csv}"
+        );
+        assert!(csv.contains(",a b,2117072,0.250000,310.00,14.14"), "{csv}");
+        // Runs of one row with different parameter counts are not one method.
+        let path = raw.join("b/summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        summary["params"] = serde_json::json!(5);
+        std::fs::write(&path, summary.to_string()).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("different parameter counts"), "{err}");
     }
 
     #[test]
