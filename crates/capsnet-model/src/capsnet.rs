@@ -146,6 +146,64 @@ impl DigitCaps {
             squash,
         )
     }
+
+    /// [`DigitCaps::forward`] and the class scores (capsule lengths): a capsule network's
+    /// output before reconstruction.
+    pub fn classify(
+        &self,
+        children: Tensor<3>,
+        routing: &RoutingConfig,
+        squash: &Squash,
+        kernels: Kernels,
+    ) -> CapsNetOutput {
+        let Routed {
+            parents,
+            couplings,
+            coupling_history,
+        } = self.forward(children, routing, squash, kernels);
+        CapsNetOutput {
+            lengths: squash.lengths(parents.clone()),
+            capsules: parents,
+            couplings,
+            coupling_history,
+            reconstruction: None,
+        }
+    }
+}
+
+/// Reconstructs the input from the class capsules of `out` when there is a decoder, masked by
+/// `targets` (training) or else the longest capsule (test).
+pub(crate) fn reconstruct_into(
+    decoder: Option<&Decoder>,
+    out: &mut CapsNetOutput,
+    targets: Option<Tensor<1, Int>>,
+) {
+    if let Some(decoder) = decoder {
+        let labels = targets.unwrap_or_else(|| predictions(out.lengths.clone()));
+        out.reconstruction = Some(decoder.masked(out.capsules.clone(), labels));
+    }
+}
+
+/// Margin loss over `classes` plus, when `output` has a reconstruction, the weighted
+/// reconstruction SSE against `images` (one label per example).
+pub(crate) fn single_target_loss(
+    output: &CapsNetOutput,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    classes: usize,
+    config: &LossConfig,
+) -> LossParts {
+    let margin = margin_loss(
+        output.lengths.clone(),
+        targets.one_hot(classes).float(),
+        config,
+    );
+    let reconstruction = output.reconstruction.clone().map(|recon| {
+        let [batch, ..] = images.dims();
+        let [_, pixels] = recon.dims();
+        reconstruction_sse(recon, images.reshape([batch, pixels]))
+    });
+    LossParts::combine(margin, reconstruction, config)
 }
 
 /// Fully connected reconstruction network: masked class capsules → image.
@@ -314,10 +372,7 @@ impl CapsNet {
     /// longest capsule (at test time).
     pub fn forward(&self, images: Tensor<4>, targets: Option<Tensor<1, Int>>) -> CapsNetOutput {
         let mut out = self.encode(images);
-        if self.decoder.is_some() {
-            let mask_labels = targets.unwrap_or_else(|| predictions(out.lengths.clone()));
-            out.reconstruction = self.reconstruct(out.capsules.clone(), mask_labels);
-        }
+        reconstruct_into(self.decoder.as_ref(), &mut out, targets);
         out
     }
 
@@ -327,21 +382,8 @@ impl CapsNet {
         let squash = self.config.squash();
         let features = relu(kernels::conv2d(&self.conv1, images, self.kernels));
         let primary = self.primary.forward(features, &squash, self.kernels);
-        let Routed {
-            parents,
-            couplings,
-            coupling_history,
-        } = self
-            .digit
-            .forward(primary, &self.config.routing, &squash, self.kernels);
-        let lengths = squash.lengths(parents.clone());
-        CapsNetOutput {
-            capsules: parents,
-            lengths,
-            couplings,
-            coupling_history,
-            reconstruction: None,
-        }
+        self.digit
+            .classify(primary, &self.config.routing, &squash, self.kernels)
     }
 
     /// Decodes class capsules `[batch, classes, dim]` masked to the capsule of `labels`: every
@@ -360,17 +402,7 @@ impl CapsNet {
         targets: Tensor<1, Int>,
         config: &LossConfig,
     ) -> LossParts {
-        let classes = self.config.classes;
-        let margin = margin_loss(
-            output.lengths.clone(),
-            targets.one_hot(classes).float(),
-            config,
-        );
-        let reconstruction = output.reconstruction.clone().map(|recon| {
-            let [batch, ..] = images.dims();
-            reconstruction_sse(recon, images.reshape([batch, self.config.input_len()]))
-        });
-        LossParts::combine(margin, reconstruction, config)
+        single_target_loss(output, images, targets, self.config.classes, config)
     }
 }
 

@@ -24,12 +24,12 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::capsnet::{CapsNetOutput, Decoder, DigitCaps, predictions};
+use crate::capsnet::{CapsNetOutput, Decoder, DigitCaps, reconstruct_into, single_target_loss};
 use crate::config::{DecoderConfig, validate_squash_eps};
 use crate::error::ModelConfigError;
 use crate::kernels::{self, Kernels};
-use crate::loss::{LossConfig, LossParts, margin_loss, reconstruction_sse};
-use crate::routing::{Routed, RoutingConfig, SelfAttentionRouting};
+use crate::loss::{LossConfig, LossParts};
+use crate::routing::{RoutingConfig, SelfAttentionRouting};
 use crate::squash::{DEFAULT_EPS, Squash, SquashKind};
 
 /// One convolution of the stem (valid padding, bias, then ReLU and batch norm).
@@ -401,32 +401,20 @@ impl EfficientCapsNet {
 
     /// Forward pass up to the class capsules (no decoder).
     pub fn encode(&self, images: Tensor<4>) -> CapsNetOutput {
-        let squash = self.config.squash();
         let primary = self.primary_capsules(images);
-        let Routed {
-            parents,
-            couplings,
-            coupling_history,
-        } = self
-            .capsules
-            .forward(primary, &self.config.routing, &squash, self.kernels);
-        CapsNetOutput {
-            lengths: squash.lengths(parents.clone()),
-            capsules: parents,
-            couplings,
-            coupling_history,
-            reconstruction: None,
-        }
+        self.capsules.classify(
+            primary,
+            &self.config.routing,
+            &self.config.squash(),
+            self.kernels,
+        )
     }
 
     /// Forward pass; the decoder is masked by `targets` when given (training), else by the
     /// longest capsule.
     pub fn forward(&self, images: Tensor<4>, targets: Option<Tensor<1, Int>>) -> CapsNetOutput {
         let mut out = self.encode(images);
-        if let Some(decoder) = &self.decoder {
-            let labels = targets.unwrap_or_else(|| predictions(out.lengths.clone()));
-            out.reconstruction = Some(decoder.masked(out.capsules.clone(), labels));
-        }
+        reconstruct_into(self.decoder.as_ref(), &mut out, targets);
         out
     }
 
@@ -439,15 +427,6 @@ impl EfficientCapsNet {
         targets: Tensor<1, Int>,
         config: &LossConfig,
     ) -> LossParts {
-        let margin = margin_loss(
-            output.lengths.clone(),
-            targets.one_hot(self.config.classes).float(),
-            config,
-        );
-        let reconstruction = output.reconstruction.clone().map(|recon| {
-            let [batch, ..] = images.dims();
-            reconstruction_sse(recon, images.reshape([batch, self.config.input_len()]))
-        });
-        LossParts::combine(margin, reconstruction, config)
+        single_target_loss(output, images, targets, self.config.classes, config)
     }
 }
