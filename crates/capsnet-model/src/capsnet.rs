@@ -457,6 +457,18 @@ pub(crate) fn check_same_algorithm(
             ),
         });
     }
+    // Learned parameters (self-attention's priors) cannot be added or removed after training.
+    let shape = |r: &RoutingConfig| r.priors_shape(1, 1).is_some();
+    if shape(routing) != shape(built) {
+        return Err(ModelConfigError::Invalid {
+            key: "routing.priors",
+            value: shape(routing).to_string(),
+            reason: format!(
+                "the network was built with priors = {} (they are learned parameters)",
+                shape(built)
+            ),
+        });
+    }
     routing.validate()
 }
 

@@ -186,13 +186,21 @@ impl EfficientCapsNetConfig {
                 return Err(ModelConfigError::NotPositive { key });
             }
         }
-        if self.stem.is_empty()
-            || self
-                .stem
-                .iter()
-                .any(|c| c.channels == 0 || c.kernel == 0 || c.stride == 0)
+        if self.stem.is_empty() {
+            return Err(ModelConfigError::Invalid {
+                key: "stem",
+                value: "[]".into(),
+                reason: "needs at least one convolution".into(),
+            });
+        }
+        if self
+            .stem
+            .iter()
+            .any(|c| c.channels == 0 || c.kernel == 0 || c.stride == 0)
         {
-            return Err(ModelConfigError::NotPositive { key: "stem" });
+            return Err(ModelConfigError::NotPositive {
+                key: "stem (channels, kernel and stride of every convolution)",
+            });
         }
         if self.classes < 2 {
             return Err(ModelConfigError::Invalid {

@@ -81,6 +81,32 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>, kernels: Kernels) -> Tensor<4> {
     conv.forward(x)
 }
 
+/// The fused kernel's options for `routing` and `squash`, or `None` where it has none: the one
+/// place that decides which routing runs fused. Every option is destructured, so a new one
+/// does not compile here until the kernel handles it (or declines it).
+fn fused_route_options(
+    routing: &RoutingConfig,
+    squash: &Squash,
+    parents: usize,
+) -> Option<capsnet_ops::RouteOptions> {
+    let Squash { kind, eps } = *squash;
+    match *routing {
+        RoutingConfig::Dynamic(DynamicRouting {
+            iterations,
+            stop_gradient,
+            leaky,
+        }) => (kind == SquashKind::Sabour).then_some(capsnet_ops::RouteOptions {
+            parents,
+            iterations,
+            stop_gradient,
+            leaky,
+            eps,
+        }),
+        // No fused kernel yet: the generic path runs.
+        RoutingConfig::SelfAttention(SelfAttentionRouting { priors: _ }) => None,
+    }
+}
+
 /// Votes `û = u W` and routing in one fused kernel, when there is one for this routing and
 /// squash: `children` `[batch, I, Din]`, `weight` `[I, Din, J·D]`, `bias` `[J, D]`. `None`:
 /// the caller runs the generic votes and [`crate::routing::route`].
@@ -94,46 +120,25 @@ pub fn votes_and_routing(
     kernels: Kernels,
 ) -> Option<Routed> {
     let Kernels { fused, conv: _ } = kernels;
-    let Squash { kind, eps } = *squash;
     if !fused {
         return None;
     }
-    match *routing {
-        RoutingConfig::Dynamic(DynamicRouting {
-            iterations,
-            stop_gradient,
-            leaky,
-        }) => {
-            // The kernel implements Sabour's squash only.
-            if kind != SquashKind::Sabour {
-                return None;
-            }
-            let options = capsnet_ops::RouteOptions {
-                parents,
-                iterations,
-                stop_gradient,
-                leaky,
-                eps,
-            };
-            let (parents, history) =
-                capsnet_ops::digit_caps(children.clone(), weight.clone(), bias.cloned(), options)?;
-            let iterations = history.dims()[1];
-            let coupling_history: Vec<Tensor<3>> = (0..iterations)
-                .map(|t| history.clone().narrow(1, t, 1).squeeze_dim::<3>(1))
-                .collect();
-            Some(Routed {
-                parents,
-                couplings: coupling_history[iterations - 1].clone(),
-                coupling_history,
-            })
-        }
-        // No fused kernel yet: the generic path runs.
-        RoutingConfig::SelfAttention(SelfAttentionRouting { priors: _ }) => None,
-    }
+    let options = fused_route_options(routing, squash, parents)?;
+    let (parents, history) =
+        capsnet_ops::digit_caps(children.clone(), weight.clone(), bias.cloned(), options)?;
+    let iterations = history.dims()[1];
+    let coupling_history: Vec<Tensor<3>> = (0..iterations)
+        .map(|t| history.clone().narrow(1, t, 1).squeeze_dim::<3>(1))
+        .collect();
+    Some(Routed {
+        parents,
+        couplings: coupling_history[iterations - 1].clone(),
+        coupling_history,
+    })
 }
 
 /// Whether a fused kernel would run for `routing` and `squash` on tensors of this device and
-/// float type (for `capsnet info` and the parity report).
+/// float type (for `capsnet info` and the parity tests).
 pub fn routing_fused(
     routing: &RoutingConfig,
     squash: &Squash,
@@ -142,7 +147,6 @@ pub fn routing_fused(
     dtype: burn::tensor::DType,
 ) -> bool {
     kernels.fused
-        && squash.kind == SquashKind::Sabour
-        && matches!(routing, RoutingConfig::Dynamic(_))
+        && fused_route_options(routing, squash, 1).is_some()
         && capsnet_ops::kernel_available(KernelOp::DynamicRouting, device, dtype)
 }

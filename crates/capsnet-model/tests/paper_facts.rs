@@ -47,6 +47,59 @@ fn efficient_capsnet_parameter_counts_match_the_paper() {
     assert_eq!(with_priors, 8_215_568 + 10 * 1152);
 }
 
+/// Self-attention routing against the paper's equations written out as loops (child capsules,
+/// parent capsules and dimensions all of different sizes).
+#[test]
+fn self_attention_routing_matches_its_equations_written_as_loops() {
+    let device = common::f64_device();
+    let (batch, parents, children, dim) = (2, 3, 4, 5);
+    let u = pseudo_random(batch * parents * children * dim, 33, 1.0);
+    let b = pseudo_random(parents * children, 34, 0.2);
+    let votes = tensor(u.clone(), [batch, parents, children, dim], &device);
+    let priors = tensor(b.clone(), [parents, children], &device);
+    let config = RoutingConfig::SelfAttention(SelfAttentionRouting { priors: true });
+    let squash = Squash {
+        kind: SquashKind::Efficient,
+        eps: 0.0,
+    };
+    let got = values(route(votes, None, Some(&priors), &config, &squash).parents);
+    let at =
+        |n: usize, j: usize, i: usize, d: usize| u[((n * parents + j) * children + i) * dim + d];
+    for n in 0..batch {
+        // a_ij = û_{j|i} · Σ_k û_{j|k} / √d
+        let mut a = vec![vec![0.0; children]; parents];
+        for (j, row) in a.iter_mut().enumerate() {
+            for (i, a_ji) in row.iter_mut().enumerate() {
+                *a_ji = (0..dim)
+                    .map(|d| at(n, j, i, d) * (0..children).map(|k| at(n, j, k, d)).sum::<f64>())
+                    .sum::<f64>()
+                    / (dim as f64).sqrt();
+            }
+        }
+        for j in 0..parents {
+            // c_ij = softmax over parents of a_ij, plus the prior b_ij; s_j = Σ_i c_ij û_{j|i}.
+            let mut s = vec![0.0; dim];
+            for i in 0..children {
+                let z: f64 = (0..parents).map(|p| a[p][i].exp()).sum();
+                let c = a[j][i].exp() / z + b[j * children + i];
+                for (d, s_d) in s.iter_mut().enumerate() {
+                    *s_d += c * at(n, j, i, d);
+                }
+            }
+            // v_j = (1 − e^−‖s‖) s / ‖s‖
+            let norm = s.iter().map(|x| x * x).sum::<f64>().sqrt();
+            for d in 0..dim {
+                let want = (1.0 - (-norm).exp()) * s[d] / norm;
+                let have = got[(n * parents + j) * dim + d];
+                assert!(
+                    (want - have).abs() < 1e-12,
+                    "v[{n},{j},{d}]: {have} vs {want}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn self_attention_couplings_are_a_softmax_over_parents_plus_the_priors() {
     let device = f32_device();
@@ -71,7 +124,6 @@ fn self_attention_couplings_are_a_softmax_over_parents_plus_the_priors() {
         let expected = 1.0 + prior_sums[k % 6];
         assert!((sum - expected).abs() < 1e-5, "{sum} vs {expected}");
     }
-    // Agreement with the summed votes: the votes closest to the consensus weigh most.
     let lengths = values(a.parents.square().sum_dim(2).sqrt());
     assert!(lengths.iter().all(|&l| l > 0.0 && l < 1.0));
 }

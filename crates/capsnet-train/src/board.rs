@@ -68,6 +68,13 @@ impl RunBoard {
                 .iter()
                 .map(|k| k.replace("{net}", section))
                 .collect();
+            // Every option of the routing in force (sweeps vary it as a whole table).
+            let routing_prefix = format!("{section}.routing.");
+            for key in flat.keys().filter(|k| k.starts_with(&routing_prefix)) {
+                if !keys.contains(key) {
+                    keys.push(key.clone());
+                }
+            }
             for o in &resolved.overrides {
                 if let Some((key, _)) = o.split_once('=') {
                     let key = key.trim().to_string();

@@ -581,7 +581,7 @@ impl ExperimentConfig {
     pub fn model_error(&self, source: ModelConfigError) -> ConfigError {
         ConfigError::Model {
             section: self.network_section(),
-            source,
+            error: source,
         }
     }
 

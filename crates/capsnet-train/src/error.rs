@@ -69,13 +69,12 @@ pub enum ConfigError {
         reason: String,
     },
     /// A network section (`model`, `efficient`, `baseline`) is inconsistent.
-    #[error("{section}.{source}")]
+    #[error("{section}.{error}")]
     Model {
         /// The section.
         section: &'static str,
-        /// What is wrong in it.
-        #[source]
-        source: capsnet_model::ModelConfigError,
+        /// What is wrong in it (its message is this error's, so it is not also a source).
+        error: capsnet_model::ModelConfigError,
     },
     /// A backend that is unknown or not compiled into this binary.
     #[error(transparent)]

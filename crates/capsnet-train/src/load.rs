@@ -69,18 +69,7 @@ pub struct Resolved {
 /// Loads `path` with its `extends` chain, the `CAPSNET_` environment and `overrides`, and
 /// validates the result.
 pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, ConfigError> {
-    if let Some(value) = std::env::var_os(RETIRED_CONV_VARIABLE) {
-        return Err(ConfigError::Invalid {
-            key: "runtime.conv_algorithm".into(),
-            value: value.to_string_lossy().into_owned(),
-            reason: format!(
-                "the environment variable {RETIRED_CONV_VARIABLE} is no longer read: the \
-                 convolution algorithm is the experiment key runtime.conv_algorithm (\"auto\", \
-                 \"blocked\" or \"spectral\"; in the environment \
-                 {ENV_PREFIX}RUNTIME{ENV_SEPARATOR}CONV_ALGORITHM); unset {RETIRED_CONV_VARIABLE}"
-            ),
-        });
-    }
+    reject_retired_variables()?;
     let mut files = Vec::new();
     let mut layers = Vec::new();
     read_file(path, &mut Vec::new(), &mut files, &mut layers)?;
@@ -103,7 +92,7 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
             stack.push(Layer::cli_override(text, &key, value));
         }
     }
-    restart_switched_routing(&mut stack);
+    restart_switched_routing(&mut stack)?;
     let figment = stack
         .into_iter()
         .fold(Figment::new(), |figment, layer| figment.merge(layer));
@@ -123,10 +112,29 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
     })
 }
 
+/// Refuses the environment variables that chose settings before they were experiment keys, so
+/// that a script that still sets them does not silently measure the default.
+fn reject_retired_variables() -> Result<(), ConfigError> {
+    if let Some(value) = std::env::var_os(RETIRED_CONV_VARIABLE) {
+        return Err(ConfigError::Invalid {
+            key: "runtime.conv_algorithm".into(),
+            value: value.to_string_lossy().into_owned(),
+            reason: format!(
+                "the environment variable {RETIRED_CONV_VARIABLE} is no longer read: the \
+                 convolution algorithm is the experiment key runtime.conv_algorithm (\"auto\", \
+                 \"blocked\" or \"spectral\"; in the environment \
+                 {ENV_PREFIX}RUNTIME{ENV_SEPARATOR}CONV_ALGORITHM); unset {RETIRED_CONV_VARIABLE}"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Parses TOML text into an experiment over the code defaults (no `extends`, no environment,
 /// no validation): for stored configurations, tests and tools. `source` names the text in
 /// errors.
 pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigError> {
+    reject_retired_variables()?;
     let table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Syntax {
@@ -136,7 +144,7 @@ pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigErr
     let mut table = table;
     move_renamed_keys(&mut table);
     let mut stack = [Layer::defaults(), Layer::named(source, &table)];
-    restart_switched_routing(&mut stack);
+    restart_switched_routing(&mut stack)?;
     let [defaults, stored] = stack;
     let figment = Figment::from(defaults).merge(stored);
     extract(&figment, &BTreeMap::new())
@@ -145,13 +153,16 @@ pub fn parse_str(text: &str, source: &str) -> Result<ExperimentConfig, ConfigErr
 /// The network sections whose `routing` table is a choice of algorithm.
 const ROUTING_SECTIONS: [&str; 2] = ["model", "efficient"];
 
-/// A layer that sets `<section>.routing.algorithm` starts that routing table afresh: the
-/// options lower layers gave it (which belong to whatever algorithm they meant) are dropped, so
-/// `model.routing.algorithm = "self-attention"` in an experiment that extends a file with
-/// `model.routing.iterations = 3`, or an override `model.routing={ algorithm = "self-attention" }`
-/// in a sweep, switches the algorithm. Options set in the same layer as the algorithm, or in a
-/// later one, are kept and checked against it.
-fn restart_switched_routing(layers: &mut [Layer]) {
+/// A layer that switches `<section>.routing.algorithm` to another algorithm than the layers
+/// below it selected starts that routing table afresh: the options the files below gave it
+/// (which belong to the algorithm they meant) are dropped, so `model.routing.algorithm =
+/// "self-attention"` in an experiment that extends a file with `model.routing.iterations = 3`,
+/// or a sweep's `model.routing={ algorithm = "self-attention" }`, switches the algorithm.
+/// Setting the algorithm already in force drops nothing. An option that came from the
+/// environment or a command-line override is never dropped silently: the switch is an error
+/// naming it. Options set in the same layer as the algorithm, or in a later one, are kept and
+/// checked against it.
+fn restart_switched_routing(layers: &mut [Layer]) -> Result<(), ConfigError> {
     use figment::value::Value as FValue;
     fn routing_mut<'a>(dict: &'a mut Dict, section: &str) -> Option<&'a mut Dict> {
         match dict.get_mut(section)? {
@@ -162,20 +173,48 @@ fn restart_switched_routing(layers: &mut [Layer]) {
             _ => None,
         }
     }
-    for section in ROUTING_SECTIONS {
-        for i in 1..layers.len() {
-            let (lower, rest) = layers.split_at_mut(i);
-            let switches = routing_mut(&mut rest[0].dict, section)
-                .is_some_and(|routing| routing.contains_key("algorithm"));
-            if switches {
-                for layer in lower {
-                    if let Some(routing) = routing_mut(&mut layer.dict, section) {
-                        routing.retain(|key, _| key == "algorithm");
-                    }
-                }
-            }
+    fn algorithm(layer: &mut Layer, section: &str) -> Option<String> {
+        match routing_mut(&mut layer.dict, section)?.get("algorithm")? {
+            FValue::String(_, name) => Some(name.to_lowercase()),
+            _ => None,
         }
     }
+    for section in ROUTING_SECTIONS {
+        let mut current: Option<String> = None;
+        for i in 0..layers.len() {
+            let Some(next) = algorithm(&mut layers[i], section) else {
+                continue;
+            };
+            let switches = current.as_ref().is_some_and(|c| *c != next);
+            if switches {
+                let (lower, rest) = layers.split_at_mut(i);
+                let switcher = rest[0].metadata.name.to_string();
+                for layer in lower {
+                    let command_line = layer.command_line;
+                    let name = layer.metadata.name.to_string();
+                    let Some(routing) = routing_mut(&mut layer.dict, section) else {
+                        continue;
+                    };
+                    if command_line
+                        && let Some(key) = routing.keys().find(|k| k.as_str() != "algorithm")
+                    {
+                        return Err(ConfigError::Invalid {
+                            key: format!("{section}.routing.{key}"),
+                            value: format!("(set by {name})"),
+                            reason: format!(
+                                "{switcher} switches {section}.routing.algorithm to \"{next}\", \
+                                 which drops the options set before it; set `{key}` after the \
+                                 algorithm, or leave it out"
+                            ),
+                        });
+                    }
+                    routing.retain(|key, _| key == "algorithm");
+                }
+            }
+            current = Some(next);
+        }
+    }
+    Ok(())
 }
 
 /// Moves keys renamed since files were first written to their current place, so that older
@@ -270,6 +309,8 @@ fn env_var_name(key: &str) -> String {
 struct Layer {
     metadata: Metadata,
     dict: Dict,
+    /// Set on the command line (an environment variable or an override), not in a file.
+    command_line: bool,
 }
 
 impl Layer {
@@ -279,6 +320,7 @@ impl Layer {
         Self {
             metadata: Metadata::named(DEFAULTS_LAYER),
             dict: value.into_dict().expect("a struct serialises to a dict"),
+            command_line: false,
         }
     }
 
@@ -286,6 +328,7 @@ impl Layer {
         Self {
             metadata: Metadata::named(name.to_string()),
             dict: to_dict(table),
+            command_line: false,
         }
     }
 
@@ -293,6 +336,7 @@ impl Layer {
         Self {
             metadata: Metadata::from(path.display().to_string(), Source::File(path.into())),
             dict: to_dict(&table),
+            command_line: false,
         }
     }
 
@@ -312,6 +356,7 @@ impl Layer {
         Ok(Self {
             metadata: Metadata::named(ENV_LAYER),
             dict: to_dict(&table),
+            command_line: true,
         })
     }
 
@@ -321,6 +366,7 @@ impl Layer {
         Self {
             metadata: Metadata::named(format!("override `{text}`")),
             dict: to_dict(&table),
+            command_line: true,
         }
     }
 }

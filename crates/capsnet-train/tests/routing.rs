@@ -103,6 +103,45 @@ fn a_file_that_switches_the_algorithm_drops_the_options_it_extends() {
 }
 
 #[test]
+fn a_switch_never_drops_command_line_options_and_a_repeat_drops_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "base.toml", "[model.routing]\niterations = 1\n");
+    let exp = write(
+        tmp.path(),
+        "exp.toml",
+        "extends = [\"base.toml\"]\nname = \"x\"\n",
+    );
+    // Naming the algorithm already in force keeps the options below it.
+    let config = load_experiment(&exp, &["model.routing.algorithm=\"dynamic\"".into()])
+        .unwrap()
+        .config;
+    assert_eq!(config.model.routing.iterations(), Some(1));
+    // An override's option dropped by a later override's switch is an error naming both.
+    let err = error(load_experiment(
+        &exp,
+        &[
+            "model.routing.leaky=true".into(),
+            "model.routing.algorithm=\"self-attention\"".into(),
+        ],
+    ));
+    assert!(
+        err.contains("model.routing.leaky")
+            && err.contains("override `model.routing.leaky=true`")
+            && err.contains("switches model.routing.algorithm to \"self-attention\""),
+        "{err}"
+    );
+    // Set after the switch, it is checked against the new algorithm.
+    let err = error(load_experiment(
+        &exp,
+        &[
+            "model.routing.algorithm=\"self-attention\"".into(),
+            "model.routing.leaky=true".into(),
+        ],
+    ));
+    assert!(err.contains("`leaky` is not an option"), "{err}");
+}
+
+#[test]
 fn bad_routing_settings_are_config_errors_naming_the_key_and_the_choices() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: [(&str, &[&str]); 5] = [
@@ -324,7 +363,8 @@ arch = "efficient-capsnet"
 [data]
 train_limit = 320
 test_limit = 200
-shift_pixels = 2
+shift_pixels = 0
+augmentation = "efficient-capsnet"
 [efficient]
 decoder.hidden = [64, 128]
 [train]

@@ -63,8 +63,18 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Every algorithm.
+    /// Every algorithm (the option grid, the parity and gradient tests run over it).
     pub const ALL: [Algorithm; 2] = [Algorithm::Dynamic, Algorithm::SelfAttention];
+
+    /// Compile-time guard for [`Algorithm::ALL`]: this match is exhaustive, so a new variant
+    /// does not compile until it is named here, next to the list it must join.
+    #[allow(dead_code)]
+    const fn listed_in_all(self) -> usize {
+        match self {
+            Algorithm::Dynamic => 0,
+            Algorithm::SelfAttention => 1,
+        }
+    }
 
     /// The name used in experiment files.
     pub fn name(self) -> &'static str {
@@ -220,7 +230,17 @@ pub fn route(
 ) -> Routed {
     match config {
         RoutingConfig::Dynamic(dynamic) => route_dynamic(votes, bias, dynamic, squash),
-        RoutingConfig::SelfAttention(_) => route_self_attention(votes, bias, priors, squash),
+        RoutingConfig::SelfAttention(SelfAttentionRouting {
+            priors: with_priors,
+        }) => {
+            assert_eq!(
+                priors.is_some(),
+                *with_priors,
+                "self-attention routing: the priors tensor must be given exactly when \
+                 `priors` is on"
+            );
+            route_self_attention(votes, bias, priors, squash)
+        }
     }
 }
 
@@ -372,6 +392,35 @@ mod tests {
             let text = serde_json::to_string(&config).unwrap();
             let back: RoutingConfig = serde_json::from_str(&text).unwrap();
             assert_eq!(back, config, "{text}");
+        }
+    }
+
+    /// Every option key of every algorithm, with a value from the grid, is refused under every
+    /// other algorithm (so an option missing from the file form's checks fails here).
+    #[test]
+    fn every_option_of_another_algorithm_is_refused() {
+        assert_eq!(
+            Algorithm::ALL.map(Algorithm::listed_in_all),
+            [0, 1],
+            "Algorithm::ALL lists every variant once, in order"
+        );
+        for owner in RoutingConfig::option_grid() {
+            let table = serde_json::to_value(owner).unwrap();
+            for (key, value) in table.as_object().unwrap() {
+                if key == "algorithm" {
+                    continue;
+                }
+                for other in Algorithm::ALL {
+                    if other.options().contains(&key.as_str()) {
+                        continue;
+                    }
+                    let text = serde_json::json!({ "algorithm": other, key.as_str(): value });
+                    let err = serde_json::from_value::<RoutingConfig>(text.clone())
+                        .expect_err(&format!("{text} must be refused"))
+                        .to_string();
+                    assert!(err.contains(&format!("`{key}`")), "{text}: {err}");
+                }
+            }
         }
     }
 

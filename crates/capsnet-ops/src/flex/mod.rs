@@ -49,12 +49,16 @@ impl Real for f64 {}
 /// flex's own (measured: conv1's 1·81 runs faster there; see docs/performance.md).
 const NATIVE_FORWARD_BELOW: usize = 256;
 
-/// The algorithm for one convolution. `Auto` is the spectral one where its estimated FLOPs
-/// are under [`SPECTRAL_BELOW`] of the direct product's (its transforms are smaller, less
-/// efficient GEMMs); the experiment's `runtime.conv_algorithm` may force one.
+/// The algorithm for one convolution. `Auto` is the spectral one for kernels of at least
+/// [`SPECTRAL_MIN_TAPS`] taps whose estimated FLOPs are under [`SPECTRAL_BELOW`] of the direct
+/// product's (its transforms are smaller, less efficient GEMMs); the experiment's
+/// `runtime.conv_algorithm` may force one.
 fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
     if requested != ConvAlgorithm::Auto {
         return requested;
+    }
+    if g.taps() < SPECTRAL_MIN_TAPS {
+        return ConvAlgorithm::Blocked;
     }
     let (spectral, direct) = spectral::forward_flops(g);
     if (spectral as f64) < SPECTRAL_BELOW * direct as f64 {
@@ -67,13 +71,19 @@ fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
 /// See [`conv_algorithm`].
 const SPECTRAL_BELOW: f64 = 0.6;
 
+/// Smallest kernel (taps) `Auto` runs in the frequency domain. Measured on Efficient-CapsNet's
+/// stem (docs/performance.md, 2026-12-07): for 5×5 and 3×3 kernels the spectral path was
+/// slower than the blocked one at batch 16 and 128 in every layer, although the FLOP estimate
+/// chose it for some; the CapsNet's 9×9 kernels are where it pays.
+const SPECTRAL_MIN_TAPS: usize = 49;
+
 fn dims(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
 }
 
 fn unsupported(dtype: DType) -> ! {
     panic!(
-        "capsnet-ops: the fused kernels run in f32 or f64, not {dtype:?} (callers check `fused_available`)"
+        "capsnet-ops: the fused kernels run in f32 or f64, not {dtype:?} (callers check `kernel_available`)"
     )
 }
 

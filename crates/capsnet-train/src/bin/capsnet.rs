@@ -372,8 +372,9 @@ fn figures(args: FiguresArgs) -> Result<()> {
     let capsnet_train::net::Net::Capsnet(net) = checkpoint::load_net(&ckpt, &config, &device)?
     else {
         bail!(
-            "figures need a CapsNet run; {} is a baseline CNN",
-            run.display()
+            "figures need a CapsNet run; {} is arch = \"{}\"",
+            run.display(),
+            config.arch.name()
         );
     };
     let mut log = RunLog::stderr_only(ProgressMode::Plain);
