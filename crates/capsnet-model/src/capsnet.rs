@@ -219,10 +219,8 @@ impl Decoder {
         output: usize,
         device: &Device,
     ) -> Self {
-        let mut widths = vec![input];
-        widths.extend(&config.hidden);
-        widths.push(output);
-        let layers = widths
+        let layers = config
+            .widths(input, output)
             .windows(2)
             .map(|w| LinearConfig::new(w[0], w[1]).init(device))
             .collect();

@@ -17,6 +17,17 @@ pub struct DecoderConfig {
     pub hidden: Vec<usize>,
 }
 
+impl DecoderConfig {
+    /// Layer widths from the masked capsules (`input`) through the hidden layers to the image
+    /// (`output`): each consecutive pair is one fully connected layer.
+    pub fn widths(&self, input: usize, output: usize) -> Vec<usize> {
+        let mut widths = vec![input];
+        widths.extend(&self.hidden);
+        widths.push(output);
+        widths
+    }
+}
+
 impl Default for DecoderConfig {
     fn default() -> Self {
         Self {

@@ -117,10 +117,7 @@ pub fn conv2d_with(
 }
 
 /// Whether `ConvAlgorithm::Auto` leaves this convolution to the backend's own (the caller's
-/// generic path). On flex: small kernels (under 7×7) with a long reduction (input channels ×
-/// taps ≥ 256) over more than 8,192 output rows (batch × output pixels), where the blocked
-/// GEMMs were 2–3× slower than flex's convolution in Efficient-CapsNet's stem at batch 128 and
-/// level with it or faster below (docs/performance.md, 2026-12-07).
+/// generic path); flex decides by geometry ([`flex::prefers_native_convolution`]).
 fn backend_convolution_is_faster(
     x: &Tensor<4>,
     weight: &Tensor<4>,
@@ -128,17 +125,13 @@ fn backend_convolution_is_faster(
     padding: [usize; 2],
 ) -> bool {
     use burn::backend::DispatchDevice;
-    let [batch, cin, h, w] = x.dims();
-    let [_, _, kh, kw] = weight.dims();
-    // The caller checked that the kernel fits the padded input.
-    let out = |n: usize, p: usize, k: usize, s: usize| (n + 2 * p - k) / s + 1;
-    let rows = batch * out(h, padding[0], kh, stride[0]) * out(w, padding[1], kw, stride[1]);
-    let small_and_long = kh * kw < 49 && cin * kh * kw >= 256 && rows > 8192;
     match x.device().without_autodiff().as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => small_and_long,
+        DispatchDevice::Flex(_) => {
+            flex::prefers_native_convolution(&x.dims(), &weight.dims(), stride, padding)
+        }
         _ => {
-            let _ = small_and_long;
+            let _ = (weight, stride, padding);
             false
         }
     }

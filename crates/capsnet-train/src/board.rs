@@ -22,15 +22,13 @@ use crate::load::Resolved;
 use crate::net::{Net, batch_tensors};
 use crate::report::{EvalRecord, TrainRecord};
 
-/// Keys always shown in the HPARAMS tab (besides every overridden key); `{net}` is the section
-/// of the network `arch` selects (`model`, `efficient`, `baseline`), and keys it does not have
-/// (the routing of the CNN, the iterations of self-attention routing) are left out.
+/// Keys always shown in the HPARAMS tab (besides every overridden key and every key of the
+/// routing in force, `{net}.routing.*`); `{net}` is the section of the network `arch` selects
+/// (`model`, `efficient`, `baseline`), and keys it does not have are left out.
 const CORE_HPARAMS: &[&str] = &[
     "arch",
     "seed",
     "data.dataset",
-    "{net}.routing.algorithm",
-    "{net}.routing.iterations",
     "{net}.decoder.enabled",
     "train.lr",
     "train.batch_size",

@@ -97,10 +97,10 @@ fn capsules_row(
     parent_dim: usize,
     bias: bool,
 ) -> LayerInfo {
-    let label = match routing.iterations() {
-        Some(r) if routing.algorithm() == capsnet_model::Algorithm::Dynamic => format!("r={r}"),
-        _ => routing.describe(),
-    };
+    // Iterating algorithms by their iterations (`digitcaps r=3`), the others by name.
+    let label = routing
+        .iterations()
+        .map_or_else(|| routing.describe(), |r| format!("r={r}"));
     let priors = routing
         .priors_shape(parents, children)
         .map_or(0, |[a, b]| a * b);
@@ -120,10 +120,7 @@ fn decoder_rows(
     output: usize,
 ) {
     if decoder.enabled {
-        let mut widths = vec![input];
-        widths.extend(&decoder.hidden);
-        widths.push(output);
-        for (i, w) in widths.windows(2).enumerate() {
+        for (i, w) in decoder.widths(input, output).windows(2).enumerate() {
             rows.push(row(
                 format!("decoder fc{}", i + 1),
                 vec![w[1]],
@@ -315,10 +312,11 @@ fn decoder_macs(decoder: &capsnet_model::DecoderConfig, input: usize, output: us
     if !decoder.enabled {
         return 0;
     }
-    let mut widths = vec![input];
-    widths.extend(&decoder.hidden);
-    widths.push(output);
-    widths.windows(2).map(|w| (w[0] * w[1]) as u64).sum()
+    decoder
+        .widths(input, output)
+        .windows(2)
+        .map(|w| (w[0] * w[1]) as u64)
+        .sum()
 }
 
 /// Renders the layer table as text.

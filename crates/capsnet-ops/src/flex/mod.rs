@@ -68,6 +68,27 @@ fn conv_algorithm(requested: ConvAlgorithm, g: &ConvGeometry) -> ConvAlgorithm {
     }
 }
 
+/// Whether `ConvAlgorithm::Auto` should leave a convolution (`x`, `weight` dimensions; shapes
+/// already checked) to flex's own: small kernels (under [`SPECTRAL_MIN_TAPS`]) whose reduction
+/// is long enough for the blocked GEMMs ([`NATIVE_FORWARD_BELOW`]) over more than
+/// [`NATIVE_ABOVE_ROWS`] output rows (batch × output pixels), where the blocked GEMMs were 2–3×
+/// slower than flex's convolution in Efficient-CapsNet's stem at batch 128 and level with it or
+/// faster below (docs/performance.md, 2026-12-07).
+pub(crate) fn prefers_native_convolution(
+    x: &[usize],
+    weight: &[usize],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> bool {
+    let g = ConvGeometry::new(x, weight, stride, padding);
+    g.taps() < SPECTRAL_MIN_TAPS
+        && g.cin * g.taps() >= NATIVE_FORWARD_BELOW
+        && g.batch * g.oh * g.ow > NATIVE_ABOVE_ROWS
+}
+
+/// See [`prefers_native_convolution`].
+const NATIVE_ABOVE_ROWS: usize = 8192;
+
 /// See [`conv_algorithm`].
 const SPECTRAL_BELOW: f64 = 0.6;
 
