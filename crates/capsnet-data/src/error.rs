@@ -171,6 +171,24 @@ pub enum DataError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An image file cannot be read or decoded (unreadable, truncated, not an image, too
+    /// large), or cannot be brought to the configured shape.
+    #[error("image {}: {reason}", path.display())]
+    BadImage {
+        /// The image file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A folder of class folders is not usable as a dataset (missing, empty class, a class
+    /// only in the test split, mixed channel counts, too many classes).
+    #[error("image folder {}: {reason}", path.display())]
+    ImageFolder {
+        /// The folder (or file) at fault.
+        path: PathBuf,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// No data root holds the files of a dataset outside the MNIST family (CIFAR-10,
     /// smallNORB, SVHN), and they could not be downloaded.
     #[error(

@@ -177,6 +177,74 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     Ok(out)
 }
 
+/// A user's pair of IDX files (any image size, any number of classes), read as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledIdx {
+    /// The images, `count × rows × cols`, row-major (after `transpose`).
+    pub images: IdxImages,
+    /// One label per image (after `label_offset`).
+    pub labels: Vec<u8>,
+}
+
+/// How a user's IDX files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdxReadOptions {
+    /// Subtracted from every label (EMNIST's letters are labelled 1–26: offset 1); a label
+    /// below it is an error.
+    pub label_offset: u8,
+    /// Swap rows and columns of every image (EMNIST stores its images transposed).
+    pub transpose: bool,
+}
+
+/// Reads an image file and its label file (raw or `.gz`), checking that they hold as many
+/// items, and applies `options`.
+pub fn read_labelled(
+    images_path: &Path,
+    labels_path: &Path,
+    options: IdxReadOptions,
+) -> Result<LabelledIdx, DataError> {
+    let mut images = parse_images(&read_file(images_path)?, images_path)?;
+    let mut labels = parse_labels(&read_file(labels_path)?, labels_path)?;
+    if images.count != labels.len() {
+        return Err(DataError::CountMismatch {
+            images: images_path.to_path_buf(),
+            labels: labels_path.to_path_buf(),
+            image_count: images.count,
+            label_count: labels.len(),
+        });
+    }
+    if let Some(index) = labels.iter().position(|&l| l < options.label_offset) {
+        return Err(DataError::Invalid(format!(
+            "{}: label #{index} is {}, below the label offset {}",
+            labels_path.display(),
+            labels[index],
+            options.label_offset
+        )));
+    }
+    for l in &mut labels {
+        *l -= options.label_offset;
+    }
+    if options.transpose {
+        let (rows, cols) = (images.rows, images.cols);
+        let mut out = vec![0u8; images.pixels.len()];
+        for (src, dst) in images
+            .pixels
+            .chunks_exact(rows * cols)
+            .zip(out.chunks_exact_mut(rows * cols))
+        {
+            for r in 0..rows {
+                for c in 0..cols {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+        images.pixels = out;
+        images.rows = cols;
+        images.cols = rows;
+    }
+    Ok(LabelledIdx { images, labels })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +254,36 @@ mod tests {
         let mut v = Vec::new();
         write_idx_images(&mut v, rows, cols, pixels).unwrap();
         v
+    }
+
+    #[test]
+    fn labelled_files_transpose_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (img, lab) = (dir.path().join("i.gz"), dir.path().join("l"));
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        // One 2x3 image: rows [0 1 2], [3 4 5].
+        write_idx_images(&mut gz, 2, 3, &[0, 1, 2, 3, 4, 5]).unwrap();
+        std::fs::write(&img, gz.finish().unwrap()).unwrap();
+        let mut l = Vec::new();
+        write_idx_labels(&mut l, &[3]).unwrap();
+        std::fs::write(&lab, &l).unwrap();
+        let options = IdxReadOptions {
+            label_offset: 1,
+            transpose: true,
+        };
+        let read = read_labelled(&img, &lab, options).unwrap();
+        assert_eq!((read.images.rows, read.images.cols), (3, 2));
+        assert_eq!(read.images.pixels, vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(read.labels, vec![2]);
+        let err = read_labelled(&img, &lab, IdxReadOptions { label_offset: 4, ..options })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("below the label offset 4"), "{err}");
+        let mut two = Vec::new();
+        write_idx_labels(&mut two, &[1, 2]).unwrap();
+        std::fs::write(&lab, &two).unwrap();
+        let err = read_labelled(&img, &lab, options).unwrap_err().to_string();
+        assert!(err.contains("1 images") && err.contains("2 labels"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`affnist`]: expanded MNIST, affNIST-like affine warps and the real affNIST `.mat` files.
 //! - [`cifar`], [`norb`], [`svhn`]: CIFAR-10 (binary batches, archive download, crops),
 //!   smallNORB (NORB matrix files, 48×48 downscale) and SVHN (MATLAB v5 `.mat` files).
+//! - [`image_folder`]: a user's folder of class folders (PNG, JPEG), decoded in parallel.
 //! - [`mat`]: the MATLAB level-5 MAT-file reader behind the SVHN and affNIST loaders.
 //!
 //! # Where data comes from
@@ -58,6 +59,7 @@ pub mod download;
 pub mod efficient_augment;
 mod error;
 pub mod idx;
+pub mod image_folder;
 pub mod mat;
 pub mod multimnist;
 pub mod norb;

@@ -99,9 +99,13 @@ pub enum Augmentation {
 pub struct DataConfig {
     /// `mnist`, `fashion-mnist`, `cifar10`, `multimnist` (pairs of MNIST digits, 36×36),
     /// `expanded-mnist` (MNIST on a 40×40 canvas, evaluated also on affine-transformed digits),
-    /// `smallnorb` (stereo pairs, 2×48×48, 5 classes) or `svhn` (3×32×32).
+    /// `smallnorb` (stereo pairs, 2×48×48, 5 classes), `svhn` (3×32×32), or a user's data:
+    /// `image-folder` (class folders of PNG/JPEG images at `root`, `[data.image_folder]`) or
+    /// `idx` (IDX files, `[data.idx]`).
     pub dataset: Dataset,
     /// Directory holding the dataset (checked first; then `CAPSNET_DATA`, the cache, download).
+    /// For `image-folder`, the folder itself (required); for `idx`, the directory relative
+    /// file names in `[data.idx]` are read from.
     pub root: Option<PathBuf>,
     /// Download into the cache when the files are found nowhere.
     pub download: bool,
@@ -141,6 +145,112 @@ pub struct DataConfig {
     pub multimnist: MultiMnistDataConfig,
     /// Expanded MNIST and the affine test sets (`dataset = "expanded-mnist"`).
     pub affnist: AffnistDataConfig,
+    /// A user's folder of images (`dataset = "image-folder"`).
+    pub image_folder: ImageFolderConfig,
+    /// A user's IDX files (`dataset = "idx"`).
+    pub idx: IdxConfig,
+}
+
+/// How the colours of a user's images are stored (`data.image_folder.color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageColor {
+    /// As the files are (grey-scale: 1 channel, colour: 3, alpha dropped); every image must
+    /// agree.
+    #[default]
+    Auto,
+    /// Converted to grey-scale (1 channel).
+    Gray,
+    /// Converted to RGB (3 channels).
+    Rgb,
+}
+
+/// How a user's images reach the stored size (`data.image_folder.resize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageResize {
+    /// Scaled to exactly the size (the aspect ratio may change).
+    #[default]
+    Stretch,
+    /// Scaled until the shorter side fits, then the central crop (aspect ratio kept).
+    FitCrop,
+    /// The central crop, unscaled (smaller images are an error).
+    CenterCrop,
+    /// As they are (another size is an error).
+    Exact,
+}
+
+/// A user's folder of class folders (`[data.image_folder]`; the folder is `data.root`):
+/// `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*` split by seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageFolderConfig {
+    /// Stored height; unset: the network's input height (set it when `data.crop` is set).
+    pub height: Option<usize>,
+    /// Stored width; unset: the network's input width.
+    pub width: Option<usize>,
+    /// `"auto"` (as the files are; all must agree), `"gray"` or `"rgb"`.
+    pub color: ImageColor,
+    /// `"stretch"` (default), `"fit-crop"`, `"center-crop"` or `"exact"`.
+    pub resize: ImageResize,
+    /// One-tree layout: the fraction of each class held out as the test set.
+    pub test_fraction: f64,
+    /// One-tree layout: the seed of that split (fixed, so every run tests on the same images).
+    pub split_seed: u64,
+}
+
+impl Default for ImageFolderConfig {
+    fn default() -> Self {
+        Self {
+            height: None,
+            width: None,
+            color: ImageColor::Auto,
+            resize: ImageResize::Stretch,
+            test_fraction: 0.2,
+            split_seed: 0,
+        }
+    }
+}
+
+/// A user's IDX files (`[data.idx]`): unsigned-byte images (count × rows × columns) and labels,
+/// raw or `.gz`; relative paths are read from `data.root` when it is set. EMNIST letters:
+/// `label_offset = 1`, `transpose = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdxConfig {
+    /// Training images.
+    pub train_images: Option<PathBuf>,
+    /// Training labels.
+    pub train_labels: Option<PathBuf>,
+    /// Test images.
+    pub test_images: Option<PathBuf>,
+    /// Test labels.
+    pub test_labels: Option<PathBuf>,
+    /// Subtracted from every label (EMNIST letters are labelled 1–26).
+    pub label_offset: u8,
+    /// Swap rows and columns of every image (EMNIST stores them transposed).
+    pub transpose: bool,
+    /// Class names in label order (unset: the labels as numbers); as many as the network's
+    /// classes.
+    pub class_names: Vec<String>,
+}
+
+impl IdxConfig {
+    /// The four files as `(key, path)`, relative paths joined to `root`; `None` where unset.
+    pub fn files(&self, root: Option<&std::path::Path>) -> [(&'static str, Option<PathBuf>); 4] {
+        let at = |p: &Option<PathBuf>| {
+            p.as_ref().map(|p| match root {
+                Some(root) if p.is_relative() => root.join(p),
+                _ => p.clone(),
+            })
+        };
+        [
+            ("data.idx.train_images", at(&self.train_images)),
+            ("data.idx.train_labels", at(&self.train_labels)),
+            ("data.idx.test_images", at(&self.test_images)),
+            ("data.idx.test_labels", at(&self.test_labels)),
+        ]
+    }
 }
 
 /// MultiMNIST generation: pairs of MNIST digits of different classes, each shifted up to
@@ -223,11 +333,15 @@ pub enum Dataset {
     SmallNorb,
     /// SVHN (format 2, the 73,257-image training set), 3×32×32.
     Svhn,
+    /// A user's folder of class folders (PNG, JPEG) at `data.root` (`[data.image_folder]`).
+    ImageFolder,
+    /// A user's IDX files (`[data.idx]`): any image size and number of classes.
+    Idx,
 }
 
 impl Dataset {
     /// Every dataset; the accepted names are theirs ([`Dataset::name`]).
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Mnist,
         Self::FashionMnist,
         Self::Cifar10,
@@ -235,6 +349,8 @@ impl Dataset {
         Self::ExpandedMnist,
         Self::SmallNorb,
         Self::Svhn,
+        Self::ImageFolder,
+        Self::Idx,
     ];
 
     /// The name used in experiment files and summaries.
@@ -247,6 +363,8 @@ impl Dataset {
             Self::ExpandedMnist => "expanded-mnist",
             Self::SmallNorb => "smallnorb",
             Self::Svhn => "svhn",
+            Self::ImageFolder => "image-folder",
+            Self::Idx => "idx",
         }
     }
 
@@ -260,6 +378,8 @@ impl Dataset {
             "expanded-mnist" => Self::ExpandedMnist,
             "smallnorb" | "small-norb" => Self::SmallNorb,
             "svhn" => Self::Svhn,
+            "image-folder" | "imagefolder" => Self::ImageFolder,
+            "idx" => Self::Idx,
             _ => return None,
         })
     }
@@ -270,12 +390,20 @@ impl Dataset {
         !matches!(self, Self::MultiMnist | Self::ExpandedMnist)
     }
 
-    /// Number of classes (5 for smallNORB, 10 for the others).
-    pub fn classes(self) -> usize {
+    /// Number of classes of a built-in dataset (5 for smallNORB, 10 for the others); `None`
+    /// for a user's data, whose classes are known once its files are listed.
+    pub fn classes(self) -> Option<usize> {
         match self {
-            Self::SmallNorb => capsnet_data::norb::NORB_NUM_CLASSES,
-            _ => 10,
+            Self::SmallNorb => Some(capsnet_data::norb::NORB_NUM_CLASSES),
+            Self::ImageFolder | Self::Idx => None,
+            _ => Some(10),
         }
+    }
+
+    /// Whether the data is the user's (`image-folder`, `idx`): no download, no checksums,
+    /// shape and classes checked when the files are read.
+    pub fn is_user_data(self) -> bool {
+        matches!(self, Self::ImageFolder | Self::Idx)
     }
 
     /// Labels per example (2 for MultiMNIST).
@@ -313,18 +441,34 @@ impl From<Dataset> for String {
 }
 
 impl DataConfig {
-    /// `(channels, height, width)` of the images the network will see.
-    pub fn input_dims(&self) -> (usize, usize, usize) {
-        let (c, h, w) = self.stored_dims();
-        match self.crop {
+    /// `(channels, height, width)` of the images the network will see, `network` being the
+    /// network's input (which a user's image folder is brought to by default); `None` for
+    /// `idx`, whose shape is read from its files.
+    pub fn input_dims(&self, network: (usize, usize, usize)) -> Option<(usize, usize, usize)> {
+        let (c, h, w) = self.stored_dims(network)?;
+        Some(match self.crop {
             Some(k) => (c, k, k),
             None => (c, h, w),
-        }
+        })
     }
 
-    /// `(channels, height, width)` of the examples before any crop.
-    fn stored_dims(&self) -> (usize, usize, usize) {
-        match self.dataset {
+    /// `(channels, height, width)` of the examples before any crop (see [`Self::input_dims`]).
+    pub fn stored_dims(&self, network: (usize, usize, usize)) -> Option<(usize, usize, usize)> {
+        Some(match self.dataset {
+            Dataset::ImageFolder => {
+                let f = &self.image_folder;
+                let channels = match f.color {
+                    ImageColor::Auto => network.0,
+                    ImageColor::Gray => 1,
+                    ImageColor::Rgb => 3,
+                };
+                (
+                    channels,
+                    f.height.unwrap_or(network.1),
+                    f.width.unwrap_or(network.2),
+                )
+            }
+            Dataset::Idx => return None,
             Dataset::Mnist | Dataset::FashionMnist => (1, 28, 28),
             Dataset::Cifar10 => (3, 32, 32),
             Dataset::MultiMnist => {
@@ -335,7 +479,7 @@ impl DataConfig {
             Dataset::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
             Dataset::SmallNorb => (2, NORB_PAPER_SIDE, NORB_PAPER_SIDE),
             Dataset::Svhn => (3, 32, 32),
-        }
+        })
     }
 }
 
@@ -358,6 +502,8 @@ impl Default for DataConfig {
             flip: false,
             multimnist: MultiMnistDataConfig::default(),
             affnist: AffnistDataConfig::default(),
+            image_folder: ImageFolderConfig::default(),
+            idx: IdxConfig::default(),
         }
     }
 }
@@ -560,7 +706,8 @@ impl ExperimentConfig {
                 "must be a non-empty file-name-safe string",
             );
         }
-        self.data.validate()?;
+        let (c, h, w, _) = self.network_input();
+        self.data.validate((c, h, w))?;
         self.train.validate()?;
         validate_loss(&self.loss)?;
         self.validate_network_input()?;
@@ -632,19 +779,33 @@ impl ExperimentConfig {
                 "two-target datasets (multimnist) are implemented for capsnet and baseline-cnn only",
             );
         }
-        if classes != dataset.classes() {
+        if let Some(known) = dataset.classes()
+            && classes != known
+        {
             return invalid(
                 &format!("{section}.classes"),
                 classes,
                 format!(
-                    "data.dataset = {:?} has {} classes; set {section}.classes = {}",
+                    "data.dataset = {:?} has {known} classes; set {section}.classes = {known}",
                     dataset.name(),
-                    dataset.classes(),
-                    dataset.classes()
                 ),
             );
         }
-        let expected = self.data.input_dims();
+        let names = &self.data.idx.class_names;
+        if dataset == Dataset::Idx && !names.is_empty() && names.len() != classes {
+            return invalid(
+                "data.idx.class_names",
+                format!("{names:?}"),
+                format!(
+                    "names {} classes but {section}.classes = {classes}",
+                    names.len()
+                ),
+            );
+        }
+        // A user's IDX files say their shape when they are read (see `data::check_user_data`).
+        let Some(expected) = self.data.input_dims(input) else {
+            return Ok(());
+        };
         if input == expected {
             return Ok(());
         }
@@ -670,10 +831,15 @@ impl ExperimentConfig {
 }
 
 impl DataConfig {
-    /// Crops, flips, the subsets and the settings of the generated datasets.
-    fn validate(&self) -> Result<(), ConfigError> {
-        let (_, height, width) = self.stored_dims();
-        if let Some(crop) = self.crop
+    /// Crops, flips, the subsets, the settings of the generated datasets and of a user's
+    /// data; `network` is the network's input `(channels, height, width)`.
+    fn validate(&self, network: (usize, usize, usize)) -> Result<(), ConfigError> {
+        match self.dataset {
+            Dataset::ImageFolder => self.validate_image_folder()?,
+            Dataset::Idx => self.validate_idx()?,
+            _ => {}
+        }
+        if let (Some(crop), Some((_, height, width))) = (self.crop, self.stored_dims(network))
             && (crop == 0 || crop > height || crop > width)
         {
             return invalid(
@@ -722,9 +888,58 @@ impl DataConfig {
             | Dataset::FashionMnist
             | Dataset::Cifar10
             | Dataset::SmallNorb
-            | Dataset::Svhn => {}
+            | Dataset::Svhn
+            | Dataset::ImageFolder
+            | Dataset::Idx => {}
         }
         self.validate_subsets()
+    }
+
+    fn validate_image_folder(&self) -> Result<(), ConfigError> {
+        let f = &self.image_folder;
+        if self.root.is_none() {
+            return invalid(
+                "data.root",
+                "unset",
+                "data.dataset = \"image-folder\" reads the folder data.root: set it to a folder of class folders (<class>/*.png) or of train/ and test/ with class folders",
+            );
+        }
+        if !(0.0..1.0).contains(&f.test_fraction) {
+            return invalid(
+                "data.image_folder.test_fraction",
+                f.test_fraction,
+                "must be in [0, 1)",
+            );
+        }
+        for (key, value) in [
+            ("data.image_folder.height", f.height),
+            ("data.image_folder.width", f.width),
+        ] {
+            if value == Some(0) {
+                return invalid(key, 0, "must be positive");
+            }
+            if value.is_none() && self.crop.is_some() {
+                return invalid(
+                    key,
+                    "unset",
+                    "with data.crop the stored size is larger than the network's input: set data.image_folder.height and width",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_idx(&self) -> Result<(), ConfigError> {
+        for (key, path) in self.idx.files(self.root.as_deref()) {
+            if path.is_none() {
+                return invalid(
+                    key,
+                    "unset",
+                    "data.dataset = \"idx\" needs train_images, train_labels, test_images and test_labels in [data.idx]",
+                );
+            }
+        }
+        Ok(())
     }
 
     fn validate_multimnist(&self) -> Result<(), ConfigError> {

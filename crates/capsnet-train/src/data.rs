@@ -8,6 +8,8 @@
 //! | `multimnist`     | MultiMNIST pairs of the MNIST training split, seeded by the experiment seed | pairs of the test split, seeded by `data.multimnist.test_seed` |
 //! | `smallnorb`      | both cameras as 2 channels, area-downscaled to 48×48, random `crop`s | central crops of the test split |
 //! | `svhn`           | the training file (not `extra`), shifts or crops as configured | the test file |
+//! | `image-folder`  | the user's `train/` images (or the seeded training part of one tree), decoded once in parallel, shifted or cropped as configured | `test/` (or the held-out part) |
+//! | `idx`           | the user's training IDX files | the test IDX files |
 //! | `expanded-mnist` | MNIST training digits centred on the canvas and shifted up to ±`shift_pixels` (±6 on 40×40 reaches every position) | `test`: test digits at random positions; `affine`: affNIST-like transformed test digits; `affnist`: the real `.mat` files when `data.affnist.files` is set |
 //!
 //! `train_limit` and `test_limit` cut the *source* splits (before pairs or transformations
@@ -27,7 +29,9 @@ use capsnet_data::{
     ShiftedImages, Split,
 };
 
-use crate::config::{Augmentation, DataConfig, Dataset, ExperimentConfig};
+use crate::config::{
+    Augmentation, DataConfig, Dataset, ExperimentConfig, ImageColor, ImageResize,
+};
 use crate::error::TrainError;
 use crate::report::{DownloadBars, RunLog};
 
@@ -50,6 +54,8 @@ pub struct ExperimentData {
     pub extra: Vec<EvalSet>,
     /// Directory the source files were read from.
     pub dir: PathBuf,
+    /// Class names in label order (written to the run directory as `classes.json`).
+    pub classes: Vec<String>,
 }
 
 impl ExperimentData {
@@ -140,6 +146,8 @@ pub fn load_experiment_data(
         Dataset::ExpandedMnist => expanded_mnist(&from, config)?,
         Dataset::SmallNorb => smallnorb(&from, config)?,
         Dataset::Svhn => svhn(&from, config)?,
+        Dataset::ImageFolder => image_folder(config, log)?,
+        Dataset::Idx => user_idx(config)?,
     };
     let extra: Vec<String> = out
         .extra
@@ -194,7 +202,258 @@ fn stored_images(
         train: plain(train, data, true)?,
         test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
         dir,
+        classes: builtin_class_names(data.dataset),
     })
+}
+
+/// The class names of a built-in dataset (digits for the MNIST family and SVHN); empty for a
+/// user's data, whose loader names them.
+pub fn builtin_class_names(dataset: Dataset) -> Vec<String> {
+    const FASHION: [&str; 10] = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ];
+    match dataset {
+        Dataset::FashionMnist => FASHION.map(String::from).to_vec(),
+        Dataset::Cifar10 => capsnet_data::cifar::CIFAR10_CLASS_NAMES
+            .map(String::from)
+            .to_vec(),
+        Dataset::SmallNorb => capsnet_data::norb::NORB_CLASS_NAMES
+            .map(String::from)
+            .to_vec(),
+        Dataset::Mnist | Dataset::MultiMnist | Dataset::ExpandedMnist | Dataset::Svhn => {
+            (0..10).map(|d| d.to_string()).collect()
+        }
+        Dataset::ImageFolder | Dataset::Idx => Vec::new(),
+    }
+}
+
+/// The preprocessing of a user's images (and of `capsnet predict`'s) for `config`: the
+/// stored shape of [`DataConfig::stored_dims`], colour and resize as `[data.image_folder]`
+/// says. For a built-in dataset of stored images, its own shape in grey-scale or RGB.
+pub fn image_preprocess(config: &ExperimentConfig) -> capsnet_data::image_folder::Preprocess {
+    use capsnet_data::image_folder::{Color, Preprocess, Resize};
+    let (c, h, w, _) = config.network_input();
+    let (channels, height, width) = config.data.stored_dims((c, h, w)).unwrap_or((c, h, w));
+    let f = &config.data.image_folder;
+    let color = match (config.data.dataset, f.color) {
+        (Dataset::ImageFolder, ImageColor::Auto) => Color::Auto,
+        (Dataset::ImageFolder, ImageColor::Gray) => Color::Gray,
+        (Dataset::ImageFolder, ImageColor::Rgb) => Color::Rgb,
+        _ if channels == 1 => Color::Gray,
+        _ => Color::Rgb,
+    };
+    Preprocess {
+        height,
+        width,
+        color,
+        resize: match f.resize {
+            ImageResize::Stretch => Resize::Stretch,
+            ImageResize::FitCrop => Resize::FitCrop,
+            ImageResize::CenterCrop => Resize::CenterCrop,
+            ImageResize::Exact => Resize::Exact,
+        },
+    }
+}
+
+/// A user's data against the network: as many classes, and images of the network's input
+/// (after `data.crop`). Errors name the network's keys, like the checks before loading.
+fn check_user_data(
+    config: &ExperimentConfig,
+    dims: capsnet_data::Dims,
+    classes: &[String],
+    what: &str,
+) -> Result<(), TrainError> {
+    let section = config.network_section();
+    let (c, h, w, n) = config.network_input();
+    if classes.len() != n {
+        let shown = if classes.len() > 12 {
+            format!("{}, …", classes[..12].join(", "))
+        } else {
+            classes.join(", ")
+        };
+        return Err(crate::ConfigError::Invalid {
+            key: format!("{section}.classes"),
+            value: n.to_string(),
+            reason: format!(
+                "{what} has {} classes ({shown}); set {section}.classes = {}",
+                classes.len(),
+                classes.len()
+            ),
+        }
+        .into());
+    }
+    let (dc, dh, dw) = match config.data.crop {
+        Some(k) => (dims.channels, k, k),
+        None => (dims.channels, dims.height, dims.width),
+    };
+    if (dc, dh, dw) != (c, h, w) {
+        let key = if dc != c {
+            "input_channels"
+        } else if dh != h {
+            "input_height"
+        } else {
+            "input_width"
+        };
+        return Err(crate::ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            value: format!("{c}x{h}x{w}"),
+            reason: format!(
+                "{what} gives {dc}x{dh}x{dw} inputs (channels x height x width{}); set {section}.input_channels/input_height/input_width to match{}",
+                if config.data.crop.is_some() { ", after data.crop" } else { "" },
+                if dc != c && config.data.dataset == Dataset::ImageFolder {
+                    ", or data.image_folder.color = \"gray\" / \"rgb\" to convert the images"
+                } else {
+                    ""
+                }
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A user's folder of class folders: listed (classes checked against the network before any
+/// image is decoded), then both splits decoded in parallel into memory.
+fn image_folder(config: &ExperimentConfig, log: &mut RunLog) -> Result<ExperimentData, TrainError> {
+    use capsnet_data::image_folder::{FolderIndex, SplitOptions, decode_all};
+    let data = &config.data;
+    let root = data.root.clone().expect("validated: image-folder has data.root");
+    let f = &data.image_folder;
+    let index = FolderIndex::scan(
+        &root,
+        SplitOptions {
+            test_fraction: f.test_fraction,
+            seed: f.split_seed,
+        },
+    )?;
+    let pre = image_preprocess(config);
+    let what = format!("data.root = {:?}", root.display().to_string());
+    // Classes (and, for a fixed colour, the shape) fail before anything is decoded.
+    let known_channels = match pre.color {
+        capsnet_data::image_folder::Color::Auto => config.network_input().0,
+        capsnet_data::image_folder::Color::Gray => 1,
+        capsnet_data::image_folder::Color::Rgb => 3,
+    };
+    check_user_data(config, pre.dims(known_channels), &index.classes, &what)?;
+    let total = index.train.files.len() + index.test.files.len();
+    log.info(&format!(
+        "decoding {total} images of {} classes from {} ({} layout) to {}x{}",
+        index.classes.len(),
+        root.display(),
+        if index.split_layout {
+            "train/ + test/"
+        } else {
+            "one-tree, seeded split"
+        },
+        pre.height,
+        pre.width,
+    ));
+    let started = std::time::Instant::now();
+    log.start_bar(total as u64, 0, "decoding".into());
+    let train_len = index.train.files.len();
+    let shared: &RunLog = log;
+    let train = decode_all(&index.train, index.classes.len(), &pre, &|done| {
+        shared.update_bar(done as u64, String::new())
+    })?;
+    let test = decode_all(&index.test, index.classes.len(), &pre, &|done| {
+        shared.update_bar((train_len + done) as u64, String::new())
+    })?;
+    log.finish_bar();
+    let seconds = started.elapsed().as_secs_f64();
+    log.info(&format!(
+        "decoded {total} images in {seconds:.1} s ({:.0} images/s)",
+        total as f64 / seconds.max(1e-9)
+    ));
+    if test.channels() != train.channels() {
+        return Err(capsnet_data::DataError::BadImage {
+            path: index.test.files[0].clone(),
+            reason: format!(
+                "test images have {} channel(s) but training images {}: set data.image_folder.color = \"gray\" or \"rgb\"",
+                test.channels(),
+                train.channels()
+            ),
+        }
+        .into());
+    }
+    check_user_data(config, train.dims(), &index.classes, &what)?;
+    let mut out = stored_images((train, test, root), config)?;
+    out.classes = index.classes;
+    Ok(out)
+}
+
+/// A user's IDX files, read as they are (`label_offset`, `transpose` applied); every label
+/// must be below the network's number of classes.
+fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    use capsnet_data::idx::{IdxReadOptions, read_labelled};
+    let data = &config.data;
+    let [train_images, train_labels, test_images, test_labels] =
+        data.idx.files(data.root.as_deref()).map(|(_, p)| p.expect("validated"));
+    let options = IdxReadOptions {
+        label_offset: data.idx.label_offset,
+        transpose: data.idx.transpose,
+    };
+    let classes = config.network_input().3;
+    let mut sets = Vec::new();
+    for (images, labels) in [(&train_images, &train_labels), (&test_images, &test_labels)] {
+        let read = read_labelled(images, labels, options)?;
+        if let Some((index, &value)) = read
+            .labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| usize::from(l) >= classes)
+        {
+            return Err(capsnet_data::DataError::BadLabel {
+                path: labels.clone(),
+                index,
+                value,
+                num_classes: classes,
+            }
+            .into());
+        }
+        let dims = capsnet_data::Dims {
+            channels: 1,
+            height: read.images.rows,
+            width: read.images.cols,
+        };
+        sets.push(ImageSet::new(read.images.pixels, read.labels, dims, classes)?);
+    }
+    let test = sets.pop().expect("two splits");
+    let train = sets.pop().expect("two splits");
+    if test.dims() != train.dims() {
+        return Err(crate::ConfigError::Invalid {
+            key: "data.idx.test_images".into(),
+            value: test_images.display().to_string(),
+            reason: format!(
+                "holds {}x{} images but the training images are {}x{}",
+                test.height(),
+                test.width(),
+                train.height(),
+                train.width()
+            ),
+        }
+        .into());
+    }
+    let names = match &data.idx.class_names {
+        names if names.is_empty() => (0..classes).map(|c| c.to_string()).collect(),
+        names => names.clone(),
+    };
+    let what = format!("data.idx.train_images = {:?}", train_images.display().to_string());
+    check_user_data(config, train.dims(), &names, &what)?;
+    let dir = train_images
+        .parent()
+        .map_or_else(PathBuf::new, std::path::Path::to_path_buf);
+    let mut out = stored_images((train, test, dir), config)?;
+    out.classes = names;
+    Ok(out)
 }
 
 /// Loads both splits with `load`; the directory is the training split's.
@@ -269,6 +528,7 @@ fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentDat
         ),
         extra: Vec::new(),
         dir,
+        classes: builtin_class_names(Dataset::MultiMnist),
     })
 }
 
@@ -337,5 +597,6 @@ fn expanded_mnist(from: &Sources, config: &ExperimentConfig) -> Result<Experimen
         ),
         extra,
         dir,
+        classes: builtin_class_names(Dataset::ExpandedMnist),
     })
 }

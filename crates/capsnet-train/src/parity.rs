@@ -122,8 +122,8 @@ struct HostBatch {
 }
 
 fn host_batch(config: &ExperimentConfig, batch: usize) -> HostBatch {
-    let (c, h, w) = config.data.input_dims();
-    let (_, _, _, classes) = config.network_input();
+    // The validated network input is the data's.
+    let (c, h, w, classes) = config.network_input();
     let count = config.data.dataset.targets();
     let mut rng = capsnet_data::Rng::derive(config.seed, &[0x5041_5249]); // "PARI"
     let images = (0..batch * c * h * w).map(|_| rng.f32()).collect();

@@ -29,6 +29,8 @@ pub enum ProgressMode {
 /// The run's log: `train.log`, stderr lines or a progress bar.
 pub struct RunLog {
     file: Option<File>,
+    /// Lines logged before the run directory was prepared ([`RunLog::attach`] writes them).
+    pending: Vec<String>,
     bar: Option<ProgressBar>,
     bars: bool,
     quiet: bool,
@@ -45,6 +47,7 @@ impl RunLog {
             .map_err(|e| TrainError::io(&path, e))?;
         Ok(Self {
             file: Some(file),
+            pending: Vec::new(),
             bar: None,
             bars: mode == ProgressMode::Auto && std::io::stderr().is_terminal(),
             quiet: mode == ProgressMode::Quiet,
@@ -55,6 +58,7 @@ impl RunLog {
     pub fn stderr_only(mode: ProgressMode) -> Self {
         Self {
             file: None,
+            pending: Vec::new(),
             bar: None,
             bars: mode == ProgressMode::Auto && std::io::stderr().is_terminal(),
             quiet: mode == ProgressMode::Quiet,
@@ -66,10 +70,26 @@ impl RunLog {
         self.bars
     }
 
+    /// Opens `<run_dir>/train.log` for a log made with [`RunLog::stderr_only`], writing the
+    /// lines logged so far into it first.
+    pub fn attach(&mut self, run_dir: &Path) -> Result<(), TrainError> {
+        let mut opened = Self::open(run_dir, ProgressMode::Quiet)?;
+        if let Some(file) = &mut opened.file {
+            for line in self.pending.drain(..) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+        self.file = opened.file;
+        Ok(())
+    }
+
     /// Logs one line.
     pub fn info(&mut self, line: &str) {
-        if let Some(file) = &mut self.file {
-            let _ = writeln!(file, "[{}] {line}", utc_now());
+        match &mut self.file {
+            Some(file) => {
+                let _ = writeln!(file, "[{}] {line}", utc_now());
+            }
+            None => self.pending.push(format!("[{}] {line}", utc_now())),
         }
         if self.quiet {
             return;

@@ -10,6 +10,33 @@ use crate::load::{Resolved, flatten_toml, parse_str, to_toml};
 /// File holding the fully resolved configuration of a run.
 pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
 
+/// File holding the class names of a run's data, in label order (`{"classes": [...]}`), for
+/// `capsnet predict`.
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// The contents of [`CLASSES_FILE`].
+pub fn classes_json(classes: &[String]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({ "classes": classes }))
+        .expect("strings serialise")
+}
+
+/// The class names a run recorded; runs older than [`CLASSES_FILE`] get `None`.
+pub fn read_classes(dir: &Path) -> Result<Option<Vec<String>>, TrainError> {
+    let path = dir.join(CLASSES_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Classes {
+        classes: Vec<String>,
+    }
+    let parsed: Classes = serde_json::from_str(&text).map_err(|e| TrainError::RunDir {
+        path: path.clone(),
+        reason: format!("unreadable class list: {e}"),
+    })?;
+    Ok(Some(parsed.classes))
+}
+
 /// How a prepared run directory starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -31,6 +58,28 @@ pub fn prepare(
     resolved: &Resolved,
     resume: bool,
     overwrite: bool,
+) -> Result<Start, TrainError> {
+    prepare_or_check(dir, resolved, resume, overwrite, true)
+}
+
+/// What [`prepare`] would do, or its error, without writing or deleting anything: a run checks
+/// its directory, then reads its data, and only then prepares the directory, so that a bad
+/// dataset leaves nothing behind (and `--overwrite` deletes nothing).
+pub fn check(
+    dir: &Path,
+    resolved: &Resolved,
+    resume: bool,
+    overwrite: bool,
+) -> Result<Start, TrainError> {
+    prepare_or_check(dir, resolved, resume, overwrite, false)
+}
+
+fn prepare_or_check(
+    dir: &Path,
+    resolved: &Resolved,
+    resume: bool,
+    overwrite: bool,
+    write: bool,
 ) -> Result<Start, TrainError> {
     let has_content = dir
         .read_dir()
@@ -59,7 +108,9 @@ pub fn prepare(
                 ),
             });
         }
-        write_config(dir, resolved)?;
+        if write {
+            write_config(dir, resolved)?;
+        }
         return Ok(Start::Resume);
     }
     if has_content {
@@ -71,10 +122,14 @@ pub fn prepare(
                     .into(),
             });
         }
-        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        if write {
+            std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    write_config(dir, resolved)?;
+    if write {
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        write_config(dir, resolved)?;
+    }
     Ok(Start::Fresh)
 }
 

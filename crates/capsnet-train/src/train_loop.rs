@@ -205,17 +205,15 @@ impl<'a> Run<'a> {
     /// or from the latest checkpoint of a resumed run.
     fn start(resolved: &'a Resolved, options: &'a TrainOptions) -> Result<(Self, Net), TrainError> {
         let config = &resolved.config;
-        let start = run_dir::prepare(
+        // Checked first, written only once the data has been read: a bad dataset leaves the
+        // run directory as it was.
+        run_dir::check(
             &options.run_dir,
             resolved,
             options.resume,
             options.overwrite,
         )?;
-        let resume_from = match start {
-            Start::Resume => checkpoint::latest(&options.run_dir)?,
-            Start::Fresh => None,
-        };
-        let mut log = RunLog::open(&options.run_dir, options.progress)?;
+        let mut log = RunLog::stderr_only(options.progress);
         let device = training_device(config)?;
         log.info(&format!(
             "run {} ({}, backend {}, {}, batch {})",
@@ -229,6 +227,21 @@ impl<'a> Run<'a> {
             config.train.batch_size
         ));
         let data = load_experiment_data(config, &mut log)?;
+        let start = run_dir::prepare(
+            &options.run_dir,
+            resolved,
+            options.resume,
+            options.overwrite,
+        )?;
+        log.attach(&options.run_dir)?;
+        run_dir::write_atomic(
+            &options.run_dir.join(crate::run_dir::CLASSES_FILE),
+            crate::run_dir::classes_json(&data.classes).as_bytes(),
+        )?;
+        let resume_from = match start {
+            Start::Resume => checkpoint::latest(&options.run_dir)?,
+            Start::Fresh => None,
+        };
 
         device.seed(config.seed);
         let (net, optim, state) = match &resume_from {
