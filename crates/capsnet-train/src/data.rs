@@ -120,6 +120,15 @@ fn plain(
     })
 }
 
+/// The test-time source of `set` for `data`: the central `data.crop` or the images as they
+/// are, never augmented (what `capsnet predict` feeds, like evaluation).
+pub fn test_source(
+    set: Arc<ImageSet>,
+    data: &DataConfig,
+) -> Result<Arc<dyn BatchSource>, TrainError> {
+    plain(set, data, false)
+}
+
 fn eval_set(name: &str, source: Arc<dyn BatchSource>) -> EvalSet {
     EvalSet {
         name: name.into(),

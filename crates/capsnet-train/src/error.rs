@@ -173,6 +173,9 @@ pub enum TrainError {
     /// Writing the TensorBoard event file failed.
     #[error("TensorBoard output: {0}")]
     Tensorboard(String),
+    /// A request this run cannot serve (e.g. reconstructions from a network without decoder).
+    #[error("{0}")]
+    Invalid(String),
     /// Training diverged.
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged {

@@ -6,6 +6,7 @@
 //! - [`backend`]: backend names → burn devices (cargo features of the binary).
 //! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
 //! - [`sweep`]: `[sweep]` grids and zips expanded into validated jobs.
+//! - [`predict`]: a trained network on the user's image files.
 //! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod machine;
 pub mod net;
 pub mod optim;
 pub mod parity;
+pub mod predict;
 pub mod recorder;
 pub mod report;
 pub mod run_dir;

@@ -83,6 +83,10 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint (or a run directory's latest checkpoint) on the test set.
     Eval(EvalArgs),
+    /// Classify image files (PNG, JPEG; folders are walked) with a trained run, preprocessed
+    /// as the run's data: class, capsule lengths, top-k; `--reconstruct DIR` for the decoder's
+    /// reconstructions.
+    Predict(PredictArgs),
     /// Print the network's layer shapes and parameter counts.
     Info(ExperimentArgs),
     /// Measure training and inference images/s on random inputs (JSON on stdout).
@@ -215,6 +219,32 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+struct PredictArgs {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files or folders of them.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Classes listed per image, best first.
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    /// Images per forward pass (default: the run's evaluation batch size).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Write each input beside its reconstruction (the predicted class's capsule decoded) as
+    /// PNG into this folder.
+    #[arg(long)]
+    reconstruct: Option<PathBuf>,
+    /// Backend (default: the run's).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Print JSON (one object with every prediction).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Checkpoint directory, or a run directory (its latest checkpoint). Repeat it to evaluate
     /// an ensemble: the members' class scores are summed.
@@ -285,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
+        Command::Predict(args) => predict(args),
         Command::Info(args) => info_cmd(args),
         Command::Bench(args) => bench_cmd(args),
         Command::SweepPlan(args) => sweep_plan(args),
@@ -401,6 +432,78 @@ fn figures(args: FiguresArgs) -> Result<()> {
     )?;
     for file in &figures.files {
         outln!("{}", file.display());
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    use capsnet_train::predict::{PredictOptions, collect_images};
+    let (ckpt, run, mut config) = open_checkpoint(&args.checkpoint)?;
+    if let Some(b) = &args.backend {
+        config.runtime.backend = b.clone();
+    }
+    config.validate()?;
+    if args.top_k == 0 || args.batch_size == Some(0) {
+        bail!("--top-k and --batch-size must be positive");
+    }
+    let files = collect_images(&args.images)?;
+    let classes = match run_dir::read_classes(&run)? {
+        Some(names) => names,
+        // Runs older than classes.json: the built-in dataset's names, else the labels.
+        None => match capsnet_train::data::builtin_class_names(config.data.dataset) {
+            names if names.is_empty() => (0..config.network_input().3)
+                .map(|c| c.to_string())
+                .collect(),
+            names => names,
+        },
+    };
+    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let net = checkpoint::load_net(&ckpt, &config, &device)?;
+    let mut log = RunLog::stderr_only(if args.json {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Auto
+    });
+    let options = PredictOptions {
+        top_k: args.top_k,
+        batch_size: args.batch_size.unwrap_or(config.train.eval_batch_size),
+        reconstruct: args.reconstruct.clone(),
+    };
+    let predictions = capsnet_train::predict::predict(
+        &net, &config, &classes, &files, &options, &device, &mut log,
+    )?;
+    if args.json {
+        let json = serde_json::json!({
+            "checkpoint": ckpt,
+            "classes": classes,
+            "score": if config.arch == capsnet_train::Arch::BaselineCnn {
+                "softmax probability"
+            } else {
+                "capsule length"
+            },
+            "predictions": predictions,
+        });
+        outln!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    for p in &predictions {
+        let top: Vec<String> = p
+            .top
+            .iter()
+            .map(|r| format!("{} {:.3}", r.name, r.score))
+            .collect();
+        outln!(
+            "{}\t{}\t{:.3}\ttop-{}: {}{}",
+            p.file.display(),
+            p.name,
+            p.score,
+            p.top.len(),
+            top.join(", "),
+            p.reconstruction
+                .as_ref()
+                .map(|r| format!("\treconstruction: {}", r.display()))
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }
