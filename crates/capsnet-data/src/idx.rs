@@ -275,15 +275,25 @@ mod tests {
         assert_eq!((read.images.rows, read.images.cols), (3, 2));
         assert_eq!(read.images.pixels, vec![0, 3, 1, 4, 2, 5]);
         assert_eq!(read.labels, vec![2]);
-        let err = read_labelled(&img, &lab, IdxReadOptions { label_offset: 4, ..options })
-            .unwrap_err()
-            .to_string();
+        let err = read_labelled(
+            &img,
+            &lab,
+            IdxReadOptions {
+                label_offset: 4,
+                ..options
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("below the label offset 4"), "{err}");
         let mut two = Vec::new();
         write_idx_labels(&mut two, &[1, 2]).unwrap();
         std::fs::write(&lab, &two).unwrap();
         let err = read_labelled(&img, &lab, options).unwrap_err().to_string();
-        assert!(err.contains("1 images") && err.contains("2 labels"), "{err}");
+        assert!(
+            err.contains("1 images") && err.contains("2 labels"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -309,10 +309,7 @@ impl FolderIndex {
         if !(0.0..1.0).contains(&split.test_fraction) {
             return Err(folder_error(
                 root,
-                format!(
-                    "test fraction {} is not in [0, 1)",
-                    split.test_fraction
-                ),
+                format!("test fraction {} is not in [0, 1)", split.test_fraction),
             ));
         }
         let (train_dir, test_dir) = (root.join("train"), root.join("test"));
@@ -406,7 +403,8 @@ fn labelled(classes: impl Iterator<Item = (usize, Vec<PathBuf>)>) -> LabelledFil
         labels: Vec::new(),
     };
     for (label, files) in classes {
-        out.labels.extend(std::iter::repeat_n(label as u8, files.len()));
+        out.labels
+            .extend(std::iter::repeat_n(label as u8, files.len()));
         out.files.extend(files);
     }
     out
@@ -462,7 +460,9 @@ mod tests {
     use image::{GrayImage, Luma, Rgb, RgbImage};
 
     fn gray(path: &Path, w: u32, h: u32, value: u8) {
-        GrayImage::from_pixel(w, h, Luma([value])).save(path).unwrap();
+        GrayImage::from_pixel(w, h, Luma([value]))
+            .save(path)
+            .unwrap();
     }
 
     fn pre(h: usize, w: usize, resize: Resize) -> Preprocess {
@@ -500,7 +500,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.png");
         // A 6x4 image (width x height) whose left and right thirds are black, middle white.
-        let img = GrayImage::from_fn(6, 4, |x, _| Luma([if (2..4).contains(&x) { 255 } else { 0 }]));
+        let img = GrayImage::from_fn(6, 4, |x, _| {
+            Luma([if (2..4).contains(&x) { 255 } else { 0 }])
+        });
         img.save(&path).unwrap();
         let crop = pre(4, 2, Resize::CenterCrop).load(&path).unwrap();
         assert_eq!(crop.data, vec![255; 8]);
@@ -509,9 +511,15 @@ mod tests {
         assert!(fit.data.iter().all(|&v| v > 128), "{:?}", fit.data);
         let stretched = pre(3, 3, Resize::Stretch).load(&path).unwrap();
         assert_eq!(stretched.data.len(), 9);
-        let err = pre(5, 5, Resize::CenterCrop).load(&path).unwrap_err().to_string();
+        let err = pre(5, 5, Resize::CenterCrop)
+            .load(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a.png") && err.contains("smaller"), "{err}");
-        let err = pre(4, 4, Resize::Exact).load(&path).unwrap_err().to_string();
+        let err = pre(4, 4, Resize::Exact)
+            .load(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("6x4") && err.contains("4x4"), "{err}");
     }
 
@@ -583,7 +591,9 @@ mod tests {
         std::fs::remove_file(root.join("train/a/notes.txt")).unwrap();
         let index = FolderIndex::scan(root, split).unwrap();
         assert_eq!(index.classes, vec!["a", "b"]);
-        RgbImage::new(2, 2).save(root.join("train/b/1.png")).unwrap();
+        RgbImage::new(2, 2)
+            .save(root.join("train/b/1.png"))
+            .unwrap();
         let index = FolderIndex::scan(root, split).unwrap();
         let err = decode_all(&index.train, 2, &pre(2, 2, Resize::Exact), &|_| {})
             .unwrap_err()

@@ -29,9 +29,7 @@ use capsnet_data::{
     ShiftedImages, Split,
 };
 
-use crate::config::{
-    Augmentation, DataConfig, Dataset, ExperimentConfig, ImageColor, ImageResize,
-};
+use crate::config::{Augmentation, DataConfig, Dataset, ExperimentConfig, ImageColor, ImageResize};
 use crate::error::TrainError;
 use crate::report::{DownloadBars, RunLog};
 
@@ -335,7 +333,10 @@ fn check_user_data(
 fn image_folder(config: &ExperimentConfig, log: &mut RunLog) -> Result<ExperimentData, TrainError> {
     use capsnet_data::image_folder::{FolderIndex, SplitOptions, decode_all};
     let data = &config.data;
-    let root = data.root.clone().expect("validated: image-folder has data.root");
+    let root = data
+        .root
+        .clone()
+        .expect("validated: image-folder has data.root");
     let f = &data.image_folder;
     let index = FolderIndex::scan(
         &root,
@@ -404,8 +405,10 @@ fn image_folder(config: &ExperimentConfig, log: &mut RunLog) -> Result<Experimen
 fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
     use capsnet_data::idx::{IdxReadOptions, read_labelled};
     let data = &config.data;
-    let [train_images, train_labels, test_images, test_labels] =
-        data.idx.files(data.root.as_deref()).map(|(_, p)| p.expect("validated"));
+    let [train_images, train_labels, test_images, test_labels] = data
+        .idx
+        .files(data.root.as_deref())
+        .map(|(_, p)| p.expect("validated"));
     let options = IdxReadOptions {
         label_offset: data.idx.label_offset,
         transpose: data.idx.transpose,
@@ -433,7 +436,12 @@ fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
             height: read.images.rows,
             width: read.images.cols,
         };
-        sets.push(ImageSet::new(read.images.pixels, read.labels, dims, classes)?);
+        sets.push(ImageSet::new(
+            read.images.pixels,
+            read.labels,
+            dims,
+            classes,
+        )?);
     }
     let test = sets.pop().expect("two splits");
     let train = sets.pop().expect("two splits");
@@ -455,7 +463,10 @@ fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
         names if names.is_empty() => (0..classes).map(|c| c.to_string()).collect(),
         names => names.clone(),
     };
-    let what = format!("data.idx.train_images = {:?}", train_images.display().to_string());
+    let what = format!(
+        "data.idx.train_images = {:?}",
+        train_images.display().to_string()
+    );
     check_user_data(config, train.dims(), &names, &what)?;
     let dir = train_images
         .parent()

@@ -111,11 +111,9 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TrainError> {
 }
 
 fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| {
-            capsnet_data::image_folder::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-        })
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        capsnet_data::image_folder::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+    })
 }
 
 /// Classifies `files` with `net` (an inference copy) as the run of `config` would see them;
@@ -132,7 +130,11 @@ pub fn predict(
     let (channels, _, _, num_classes) = config.network_input();
     let mut pre = crate::data::image_preprocess(config);
     // The network takes one channel count; convert every file to it.
-    pre.color = if channels == 1 { Color::Gray } else { Color::Rgb };
+    pre.color = if channels == 1 {
+        Color::Gray
+    } else {
+        Color::Rgb
+    };
     if options.reconstruct.is_some() && !has_decoder(config) {
         return Err(TrainError::Invalid(format!(
             "--reconstruct needs a capsule network with a decoder; this run is arch = \"{}\"{}",
@@ -150,10 +152,7 @@ pub fn predict(
     };
     let set = decode_all(&listed, num_classes, &pre, &|_| {})?;
     let source = crate::data::test_source(Arc::new(set), &config.data)?;
-    let loader = Loader::from_source(
-        source.clone(),
-        LoaderConfig::new(options.batch_size.max(1)),
-    )?;
+    let loader = Loader::from_source(source.clone(), LoaderConfig::new(options.batch_size.max(1)))?;
     let batches = capsnet_data::num_batches(files.len(), options.batch_size.max(1), false);
     log.start_bar(batches as u64, 0, "predict".into());
     if let Some(dir) = &options.reconstruct {
@@ -251,7 +250,8 @@ fn write_pair(
             for x in 0..w {
                 for ch in 0..c {
                     let v = values[ch * plane + y * w + x];
-                    pixels[(y * width + offset + x) * c + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    pixels[(y * width + offset + x) * c + ch] =
+                        (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }
         }
