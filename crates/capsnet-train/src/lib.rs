@@ -6,6 +6,7 @@
 //! - [`backend`]: backend names → burn devices (cargo features of the binary).
 //! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
 //! - [`sweep`]: `[sweep]` grids and zips expanded into validated jobs.
+//! - [`export`]: weights as safetensors with the PyTorch reference's names, and back.
 //! - [`predict`]: a trained network on the user's image files.
 //! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod figures;
 pub mod info;
 pub mod load;

@@ -87,6 +87,13 @@ enum Command {
     /// as the run's data: class, capsule lengths, top-k; `--reconstruct DIR` for the decoder's
     /// reconstructions.
     Predict(PredictArgs),
+    /// Write a run's weights as safetensors with the PyTorch reference's tensor names and
+    /// layouts (scripts/reference/capsnet_torch.py); `--reference-batch N` also writes a test
+    /// batch with capsnet's outputs, losses and gradients on it, for cross-framework checks.
+    Export(ExportArgs),
+    /// Make a run directory from a safetensors file (`capsnet export`'s, or PyTorch's with the
+    /// same names): evaluate it, predict with it, or train on from it with `train --resume`.
+    Import(ImportArgs),
     /// Print the network's layer shapes and parameter counts.
     Info(ExperimentArgs),
     /// Measure training and inference images/s on random inputs (JSON on stdout).
@@ -219,6 +226,45 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+struct ExportArgs {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Output file (default: <run dir>/export/model.safetensors).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// File format (only `safetensors`).
+    #[arg(long, default_value = "safetensors")]
+    format: String,
+    /// Also write `<out stem>.batch.safetensors` (the first N test images, their labels, and
+    /// capsnet's lengths, reconstructions and losses of a training-mode step on them) and
+    /// `<out stem>.grads.safetensors` (that step's gradients, named like the weights).
+    #[arg(long)]
+    reference_batch: Option<usize>,
+    /// Dataset directory (for --reference-batch).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The safetensors file.
+    weights: PathBuf,
+    /// The experiment the weights belong to (its network must match the file).
+    #[arg(long)]
+    experiment: PathBuf,
+    /// Overrides as `dotted.key=value` (TOML literals), applied after the files.
+    #[arg(long = "set")]
+    overrides: Vec<String>,
+    /// Run directory to create (default: runs/<name>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
 struct PredictArgs {
     /// Checkpoint directory, or a run directory (its latest checkpoint).
     #[arg(long)]
@@ -316,6 +362,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Predict(args) => predict(args),
+        Command::Export(args) => export(args),
+        Command::Import(args) => import(args),
         Command::Info(args) => info_cmd(args),
         Command::Bench(args) => bench_cmd(args),
         Command::SweepPlan(args) => sweep_plan(args),
@@ -433,6 +481,72 @@ fn figures(args: FiguresArgs) -> Result<()> {
     for file in &figures.files {
         outln!("{}", file.display());
     }
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    if args.format != "safetensors" {
+        bail!(
+            "--format {}: only `safetensors` is written (PyTorch reads it with the safetensors package, or torch.load after conversion)",
+            args.format
+        );
+    }
+    let (ckpt, run, mut config) = open_checkpoint(&args.checkpoint)?;
+    if let Some(dir) = &args.data_dir {
+        config.data.root = Some(dir.clone());
+    }
+    config.validate()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| run.join("export").join("model.safetensors"));
+    let device = capsnet_train::train_loop::training_device(&config)?;
+    let net = checkpoint::load_net(&ckpt, &config, &device)?;
+    capsnet_train::export::export(&net, &config, &out)?;
+    outln!("{}", out.display());
+    if let Some(n) = args.reference_batch {
+        if n == 0 {
+            bail!("--reference-batch must be positive");
+        }
+        let mut log = RunLog::stderr_only(ProgressMode::Plain);
+        let data = load_experiment_data(&config, &mut log)?;
+        let written = capsnet_train::export::reference_batch(
+            &net,
+            &config,
+            &data.test.source,
+            n,
+            &out,
+            &device,
+        )?;
+        for path in written {
+            outln!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let resolved = load::load_experiment(&args.experiment, &args.overrides)?;
+    let config = &resolved.config;
+    let run = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let device = capsnet_train::train_loop::training_device(config)?;
+    let mut net = capsnet_train::net::Net::init(config, &device)?;
+    capsnet_train::export::import(&mut net, config, &args.weights)?;
+    run_dir::prepare(&run, &resolved, false, args.overwrite)?;
+    let optim = capsnet_train::train_loop::optimizer(config);
+    let state = checkpoint::LoopState::start();
+    let ckpt = checkpoint::save(&run, &net, &optim, &state, config.train.keep_checkpoints)?;
+    outln!(
+        "{} → {} (evaluate with `capsnet eval --checkpoint {}`, train on with `capsnet train {} --run-dir {} --resume`)",
+        args.weights.display(),
+        ckpt.display(),
+        run.display(),
+        args.experiment.display(),
+        run.display()
+    );
     Ok(())
 }
 
