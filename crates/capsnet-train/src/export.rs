@@ -99,10 +99,17 @@ fn save<M: Module>(
     for (from, to) in TO_TORCH {
         store = store.with_key_remapping(from, to);
     }
-    module.save_into(&mut store).map_err(|e| store_error(path, e))
+    module
+        .save_into(&mut store)
+        .map_err(|e| store_error(path, e))
 }
 
-fn save_net(net: &Net, config: &ExperimentConfig, content: &str, path: &Path) -> Result<(), TrainError> {
+fn save_net(
+    net: &Net,
+    config: &ExperimentConfig,
+    content: &str,
+    path: &Path,
+) -> Result<(), TrainError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
     }
@@ -133,7 +140,9 @@ pub fn export_gradients(
     impl ModuleMapper for ToGrads<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let value = param.val();
-            let grad = value.grad(self.0).unwrap_or_else(|| value.zeros_like().inner());
+            let grad = value
+                .grad(self.0)
+                .unwrap_or_else(|| value.zeros_like().inner());
             Param::from_tensor(grad)
         }
     }
@@ -180,7 +189,8 @@ pub fn import(net: &mut Net, config: &ExperimentConfig, path: &Path) -> Result<(
         }
     }
     let names: Vec<String> = header.tensors().keys().cloned().collect();
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(PyTorchToBurnAdapter);
+    let mut store =
+        SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(PyTorchToBurnAdapter);
     for (from, to) in from_torch(config.arch) {
         store = store.with_key_remapping(from, to);
     }
@@ -336,8 +346,8 @@ pub fn reference_batch(
         ),
     ]);
     let (batch_path, grads_path) = reference_paths(out);
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| store_error(&batch_path, e))?;
+    let bytes =
+        safetensors::serialize(views, Some(meta)).map_err(|e| store_error(&batch_path, e))?;
     crate::run_dir::write_atomic(&batch_path, &bytes)?;
     export_gradients(net, &grads, config, &grads_path)?;
     Ok(vec![batch_path, grads_path])
