@@ -167,42 +167,54 @@ def main():
         fail(f"{batch_path}: no capsnet.loss metadata (not written by `capsnet export --reference-batch`)")
     ref = load_reference()
     configure(ref, arch, json.loads(meta["capsnet.network"]), json.loads(batch_meta["capsnet.loss"]))
-    dtype = getattr(torch, args.dtype)
+    def step(dtype):
+        """PyTorch's outputs and losses and gradients of capsnet's step, in `dtype`."""
+        model = (ref.CapsNet() if arch == "capsnet" else ref.EfficientCapsNet()).to(dtype)
+        cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+        missing, unexpected = model.load_state_dict(cast, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            fail(f"{args.weights} does not fit the reference: missing {missing}, unexpected {unexpected}")
+        model.train()  # batch norm on batch statistics, as capsnet's training step
+        images, labels = batch["images"].to(dtype), batch["labels"]
+        _, lengths, reconstruction = model(images, labels)
+        t = F.one_hot(labels, ref.CLASSES).to(lengths.dtype)
+        margin = (t * F.relu(ref.M_PLUS - lengths) ** 2 + ref.LAMBDA * (1 - t) * F.relu(lengths - ref.M_MINUS) ** 2).sum(1).mean()
+        sse = ((reconstruction - images.flatten(1)) ** 2).sum(1).mean()
+        loss = margin + ref.RECON_WEIGHT * sse
+        loss.backward()
+        out = {"lengths": lengths, "reconstruction": reconstruction, "margin_loss": margin.reshape(1),
+               "reconstruction_loss": sse.reshape(1), "loss": loss.reshape(1)}
+        for name, param in model.named_parameters():
+            if name not in grads:
+                fail(f"{grads_path} has no gradient for {name}")
+            out[f"grad {name}"] = param.grad
+        return out
+
     forward_tolerance, gradient_tolerance = TOLERANCES[args.dtype]
-    model = (ref.CapsNet() if arch == "capsnet" else ref.EfficientCapsNet()).to(dtype)
-    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        fail(f"{args.weights} does not fit the reference: missing {missing}, unexpected {unexpected}")
-    model.train()  # batch norm on batch statistics, as capsnet's training step
-    images, labels = batch["images"].to(dtype), batch["labels"]
-    _, lengths, reconstruction = model(images, labels)
-    t = F.one_hot(labels, ref.CLASSES).to(lengths.dtype)
-    margin = (t * F.relu(ref.M_PLUS - lengths) ** 2 + ref.LAMBDA * (1 - t) * F.relu(lengths - ref.M_MINUS) ** 2).sum(1).mean()
-    sse = ((reconstruction - images.flatten(1)) ** 2).sum(1).mean()
-    loss = margin + ref.RECON_WEIGHT * sse
-    loss.backward()
-    rows = [
-        compare("lengths", lengths, batch["lengths"], forward_tolerance),
-        compare("reconstruction", reconstruction, batch["reconstruction"], forward_tolerance),
-        compare("margin_loss", margin.reshape(1), batch["margin_loss"], forward_tolerance),
-        compare("reconstruction_loss", sse.reshape(1), batch["reconstruction_loss"], forward_tolerance),
-        compare("loss", loss.reshape(1), batch["loss"], forward_tolerance),
-    ]
-    for name, param in model.named_parameters():
-        if name not in grads:
-            fail(f"{grads_path} has no gradient for {name}")
-        rows.append(compare(f"grad {name}", param.grad, grads[name], gradient_tolerance))
+    reference = step(getattr(torch, args.dtype))
+    # PyTorch's own float32 error against float64, beside capsnet's (information, not checked).
+    own_float32 = step(torch.float32) if args.dtype == "float64" else None
+    rows = []
+    for name, value in reference.items():
+        theirs = grads[name[5:]] if name.startswith("grad ") else batch[name]
+        tolerance = gradient_tolerance if name.startswith("grad ") else forward_tolerance
+        row = compare(name, value, theirs, tolerance)
+        if own_float32 is not None:
+            row["torch_float32_scaled_diff"] = compare(name, own_float32[name], value, tolerance)["scaled_diff"]
+        rows.append(row)
     ok = all(r["ok"] for r in rows)
-    report = {"arch": arch, "batch": int(images.shape[0]), "torch": torch.__version__, "reference_dtype": args.dtype,
+    report = {"arch": arch, "batch": int(batch["images"].shape[0]), "torch": torch.__version__, "reference_dtype": args.dtype,
               "quantities": rows, "ok": ok}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{arch}, batch {report['batch']}, torch {torch.__version__} in {args.dtype}: capsnet (float32) vs PyTorch, scale-relative max difference")
+        if own_float32 is not None:
+            print("  (last column: PyTorch's own float32 result vs its float64 one, for scale)")
         for r in rows:
-            print(f"  {r['name']:<28} {r['values']:>9} values  {r['scaled_diff']:>10.2e}  (tolerance {r['tolerance']:.0e})  {'ok' if r['ok'] else 'MISMATCH'}")
+            own = f"  torch f32: {r['torch_float32_scaled_diff']:.2e}" if own_float32 is not None else ""
+            print(f"  {r['name']:<28} {r['values']:>9} values  {r['scaled_diff']:>10.2e}  (tolerance {r['tolerance']:.0e})  {'ok' if r['ok'] else 'MISMATCH'}{own}")
     sys.exit(0 if ok else 1)
 
 
