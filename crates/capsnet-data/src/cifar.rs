@@ -226,14 +226,7 @@ pub fn locate_cifar10(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<Pa
 /// `$CAPSNET_CIFAR_MIRROR`; separated by commas or whitespace) if it names any, else
 /// [`CIFAR10_MIRRORS`].
 pub fn cifar10_mirrors(env_value: Option<&OsStr>) -> Vec<String> {
-    let from_env: Vec<String> = env_value
-        .map(crate::dataset::split_mirror_list)
-        .unwrap_or_default();
-    if from_env.is_empty() {
-        CIFAR10_MIRRORS.iter().map(|m| (*m).to_owned()).collect()
-    } else {
-        from_env
-    }
+    crate::dataset::mirrors_or(env_value, &CIFAR10_MIRRORS)
 }
 
 /// Loads a CIFAR-10 split from `sources` (see the [module docs](self)), downloading it if

@@ -760,6 +760,15 @@ fn verify_checksum(
     Ok(())
 }
 
+/// The base URLs a mirror variable's value (`env_value`, e.g. of `$CAPSNET_SVHN_MIRROR`) names,
+/// or `defaults` when it is unset or names none.
+pub fn mirrors_or(env_value: Option<&std::ffi::OsStr>, defaults: &[&str]) -> Vec<String> {
+    env_value
+        .map(split_mirror_list)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| defaults.iter().map(|m| (*m).to_owned()).collect())
+}
+
 /// Base URLs from a mirror variable's value, separated by commas or whitespace.
 pub(crate) fn split_mirror_list(value: &std::ffi::OsStr) -> Vec<String> {
     value

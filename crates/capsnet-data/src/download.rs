@@ -3,7 +3,8 @@
 //! A download streams `<mirror><file>.gz` into a temporary file in the destination
 //! directory, checks the HTTP status and the `Content-Length`, decompresses and verifies
 //! the SHA-256, and only then renames it to `<file>.gz`. On any failure the temporary file
-//! is deleted and the next mirror is tried.
+//! is deleted and the next mirror is tried. [`download_plain`] does the same for a file served
+//! as it is (SVHN's `.mat` files), with the caller's check (an MD5) in place of the SHA-256.
 
 /// Receives progress reports of a download (the binary plugs progress bars in here).
 pub trait DownloadProgress {
@@ -26,7 +27,7 @@ impl DownloadProgress for NoProgress {
 }
 
 #[cfg(feature = "download")]
-pub use http::{download_file, download_files};
+pub use http::{download_file, download_files, download_plain};
 
 #[cfg(feature = "download")]
 mod http {
@@ -55,13 +56,7 @@ mod http {
         progress: &dyn DownloadProgress,
     ) -> Result<PathBuf, DataError> {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = agent();
         let mut failures = Vec::new();
         for mirror in mirrors {
             let url = format!("{}/{}.gz", mirror.as_ref().trim_end_matches('/'), file.name);
@@ -75,6 +70,109 @@ mod http {
             file: file.name.to_owned(),
             failures,
         })
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .build()
+            .into()
+    }
+
+    /// Downloads `<mirror>/<name>` into `dir/<name>` (created if needed) from the first mirror
+    /// that serves it whole and passes `check` (given the downloaded file; `Err` says why it is
+    /// not the file, e.g. a checksum mismatch). Errors as [`download_file`]'s; no partial file
+    /// is left behind.
+    pub fn download_plain(
+        dir: &Path,
+        mirrors: &[impl AsRef<str>],
+        name: &str,
+        check: &dyn Fn(&Path) -> Result<(), String>,
+        progress: &dyn DownloadProgress,
+    ) -> Result<PathBuf, DataError> {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        let agent = agent();
+        let mut failures = Vec::new();
+        for mirror in mirrors {
+            let url = format!("{}/{name}", mirror.as_ref().trim_end_matches('/'));
+            let fail = |reason: String| DataError::Download {
+                url: url.clone(),
+                reason,
+            };
+            let attempt = stream(&agent, &url, dir, name, progress).and_then(|tmp| {
+                check(tmp.path()).map_err(fail)?;
+                let path = dir.join(name);
+                tmp.persist(&path)
+                    .map_err(|e| DataError::io(&path, e.error))?;
+                Ok(path)
+            });
+            match attempt {
+                Ok(path) => return Ok(path),
+                Err(e @ DataError::Io { .. }) => return Err(e),
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(DataError::MirrorsExhausted {
+            file: name.to_owned(),
+            failures,
+        })
+    }
+
+    /// Streams `url` into a temporary file in `dir` (deleted when dropped), checking the status
+    /// and the announced length; the file is flushed, synced and rewound.
+    fn stream(
+        agent: &ureq::Agent,
+        url: &str,
+        dir: &Path,
+        name: &str,
+        progress: &dyn DownloadProgress,
+    ) -> Result<tempfile::NamedTempFile, DataError> {
+        let fail = |reason: String| DataError::Download {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        if status != 200 {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        let total = response.body().content_length();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".part")
+            .tempfile_in(dir)
+            .map_err(|e| DataError::io(dir, e))?;
+        progress.start(url, total);
+        let copied = copy_counting(
+            &mut response.body_mut().as_reader(),
+            tmp.as_file_mut(),
+            progress,
+        );
+        progress.finish();
+        let received = match copied {
+            Ok(n) => n,
+            Err(CopyError::Read(n, e)) => {
+                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+                return Err(fail(format!(
+                    "truncated body: received {n}{of} bytes ({e})"
+                )));
+            }
+            Err(CopyError::Write(e)) => return Err(DataError::io(tmp.path(), e)),
+        };
+        if let Some(total) = total.filter(|&t| t != received) {
+            return Err(fail(format!(
+                "truncated body: received {received} of {total} bytes"
+            )));
+        }
+        let file = tmp.as_file_mut();
+        file.flush()
+            .and_then(|()| file.sync_all())
+            .and_then(|()| file.rewind())
+            .map_err(|e| DataError::io(tmp.path(), e))?;
+        Ok(tmp)
     }
 
     /// [`download_file`] for each of `files`, in order; stops at the first failure.
@@ -102,48 +200,8 @@ mod http {
             url: url.to_owned(),
             reason,
         };
-        let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        if status != 200 {
-            return Err(fail(format!("HTTP {status}")));
-        }
-        let total = response.body().content_length();
-
         // Dropping `tmp` (any early return) deletes the partial file.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.gz.", file.name))
-            .suffix(".part")
-            .tempfile_in(dir)
-            .map_err(|e| DataError::io(dir, e))?;
-        progress.start(url, total);
-        let copied = copy_counting(
-            &mut response.body_mut().as_reader(),
-            tmp.as_file_mut(),
-            progress,
-        );
-        progress.finish();
-        let received = match copied {
-            Ok(n) => n,
-            Err(CopyError::Read(n, e)) => {
-                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
-                return Err(fail(format!(
-                    "truncated body: received {n}{of} bytes ({e})"
-                )));
-            }
-            Err(CopyError::Write(e)) => return Err(DataError::io(tmp.path(), e)),
-        };
-        if let Some(total) = total.filter(|&t| t != received) {
-            return Err(fail(format!(
-                "truncated body: received {received} of {total} bytes"
-            )));
-        }
-
-        let tmp_file = tmp.as_file_mut();
-        tmp_file
-            .flush()
-            .and_then(|()| tmp_file.sync_all())
-            .and_then(|()| tmp_file.rewind())
-            .map_err(|e| DataError::io(tmp.path(), e))?;
+        let tmp = stream(agent, url, dir, &format!("{}.gz", file.name), progress)?;
         let found =
             gunzip_sha256(tmp.as_file()).map_err(|e| fail(format!("corrupt gzip data: {e}")))?;
         if let Some(expected) = file.sha256.filter(|&e| e != found) {

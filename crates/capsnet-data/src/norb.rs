@@ -30,6 +30,12 @@
 //! the usual anti-aliased downscale (OpenCV's `INTER_AREA` and PIL's `BOX` give the same
 //! means for an integer factor), see [`NorbOptions::PAPER`].
 //!
+//! # Download
+//!
+//! With downloads on (feature `download`), a split missing from every root is fetched as
+//! `<mirror><file>.gz` from [`NORB_MIRRORS`] (overridable with `$CAPSNET_NORB_MIRROR`) into
+//! `<cache>/smallnorb/`: the `-dat` and `-cat` files, each kept only if it is whole gzip data.
+//!
 //! # Verification
 //!
 //! No checksum of the files is published in a form this crate can check, so with
@@ -44,7 +50,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use crate::idx::{is_gzip_path, read_file};
-use crate::{DataError, DataSources, Dims, ImageSet, Split};
+use crate::{DataError, DataSources, Dims, DownloadProgress, ImageSet, NoProgress, Split};
 
 /// Magic number of a NORB `u8` matrix (`0x1E3D4C55`).
 pub const NORB_UINT8_MAGIC: u32 = 0x1E3D_4C55;
@@ -52,6 +58,11 @@ pub const NORB_UINT8_MAGIC: u32 = 0x1E3D_4C55;
 pub const NORB_INT32_MAGIC: u32 = 0x1E3D_4C54;
 /// Sub-directory of a data root holding the smallNORB files.
 pub const NORB_SUBDIR: &str = "smallnorb";
+/// Where the files are published (gzipped): `<mirror><file>.gz`.
+pub const NORB_MIRRORS: [&str; 1] = ["https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"];
+/// Environment variable overriding [`NORB_MIRRORS`]: base URLs separated by commas or
+/// whitespace (tests point it at a local server).
+pub const NORB_MIRROR_ENV: &str = "CAPSNET_NORB_MIRROR";
 /// Image pairs (and labels) in each canonical split.
 pub const NORB_PAIRS_PER_SPLIT: usize = 24_300;
 /// Side of the stored images.
@@ -435,11 +446,25 @@ pub fn locate_norb(split: Split, roots: &[PathBuf]) -> Result<[PathBuf; 2], Vec<
 }
 
 /// Loads a smallNORB split from `sources` (see the [module docs](self)), shaped by
-/// `options`. Returns the set and the directory of its image file.
+/// `options`, downloading from the mirrors of `$CAPSNET_NORB_MIRROR` or [`NORB_MIRRORS`] when
+/// allowed. Returns the set and the directory of its image file.
 pub fn load_smallnorb(
     split: Split,
     sources: &DataSources,
     options: NorbOptions,
+) -> Result<(ImageSet, PathBuf), DataError> {
+    let mirrors =
+        crate::dataset::mirrors_or(std::env::var_os(NORB_MIRROR_ENV).as_deref(), &NORB_MIRRORS);
+    load_smallnorb_with(split, sources, options, &mirrors, &NoProgress)
+}
+
+/// [`load_smallnorb`] with explicit download `mirrors` and progress reporting.
+pub fn load_smallnorb_with(
+    split: Split,
+    sources: &DataSources,
+    options: NorbOptions,
+    mirrors: &[String],
+    progress: &dyn DownloadProgress,
 ) -> Result<(ImageSet, PathBuf), DataError> {
     let not_found = |tried| {
         let files = norb_files(split);
@@ -451,17 +476,31 @@ pub fn load_smallnorb(
             ],
             tried,
             hint: format!(
-                "Download them from https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/ into \
-                 <root>/{NORB_SUBDIR}/ of a data root (data.root / --data-dir, or \
-                 CAPSNET_DATA)"
+                "Download them from {} into <root>/{NORB_SUBDIR}/ of a data root (data.root / \
+                 --data-dir, or CAPSNET_DATA), or enable downloading",
+                NORB_MIRRORS[0]
             ),
         }
     };
-    // No download (see the module docs).
+    #[cfg(feature = "download")]
+    let fetch = |cache: &Path| {
+        let files = norb_files(split);
+        let expected =
+            [files.dat, files.cat].map(|name| crate::ExpectedFile { name, sha256: None });
+        crate::download::download_files(&cache.join(NORB_SUBDIR), mirrors, &expected, progress)
+            .map(|_| ())
+    };
+    #[cfg(feature = "download")]
+    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
+    #[cfg(not(feature = "download"))]
+    let fetch: Option<crate::dataset::Fetch<'_>> = {
+        let _ = (mirrors, progress);
+        None
+    };
     let [dat, cat] = crate::dataset::locate_or_fetch(
         sources,
         |roots| locate_norb(split, roots),
-        None,
+        fetch,
         not_found,
     )?;
     let set = load_norb_files(&dat, &cat, options, sources.verify)?;

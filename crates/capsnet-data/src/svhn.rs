@@ -14,14 +14,17 @@
 //! # Loading
 //!
 //! [`load_svhn`] looks for the split's file in `<root>/svhn/` then `<root>/`, in each root
-//! of [`DataSources::roots`] (there is no download). With [`DataSources::verify`] on, the
-//! file's MD5 must be the published one ([`svhn_md5`]); the structure is always checked.
+//! of [`DataSources::roots`]; failing that, with downloads on (feature `download`), it fetches
+//! the file from [`SVHN_MIRRORS`] (overridable with `$CAPSNET_SVHN_MIRROR`) into
+//! `<cache>/svhn/`, keeping it only if its MD5 is the published one (when verifying). With
+//! [`DataSources::verify`] on, the file's MD5 must be the published one ([`svhn_md5`]); the
+//! structure is always checked.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::mat::{MatArray, MatClass, MatValue};
-use crate::{DataError, DataSources, Dims, ImageSet, Split};
+use crate::{DataError, DataSources, Dims, DownloadProgress, ImageSet, NoProgress, Split};
 
 /// The MAT-file reader, re-exported under its former path `svhn::mat`.
 pub use crate::mat;
@@ -34,6 +37,11 @@ pub const SVHN_TRAIN_FILE: &str = "train_32x32.mat";
 pub const SVHN_TEST_FILE: &str = "test_32x32.mat";
 /// The extra (easier) training file; load it with [`load_svhn_file`].
 pub const SVHN_EXTRA_FILE: &str = "extra_32x32.mat";
+/// Where the files are published: `<mirror>train_32x32.mat` etc.
+pub const SVHN_MIRRORS: [&str; 1] = ["http://ufldl.stanford.edu/housenumbers/"];
+/// Environment variable overriding [`SVHN_MIRRORS`]: base URLs separated by commas or
+/// whitespace (tests point it at a local server).
+pub const SVHN_MIRROR_ENV: &str = "CAPSNET_SVHN_MIRROR";
 /// Digits in the training file.
 pub const SVHN_TRAIN_COUNT: usize = 73_257;
 /// Digits in the test file.
@@ -199,23 +207,68 @@ pub fn locate_svhn(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<PathB
     Ok(paths.remove(0))
 }
 
-/// Loads an SVHN split from `sources` (see the [module docs](self)). Returns the set and
-/// the directory of its file.
+/// The mirrors of `$CAPSNET_SVHN_MIRROR` (`env_value`) if it names any, else [`SVHN_MIRRORS`].
+pub fn svhn_mirrors(env_value: Option<&std::ffi::OsStr>) -> Vec<String> {
+    crate::dataset::mirrors_or(env_value, &SVHN_MIRRORS)
+}
+
+/// Loads an SVHN split from `sources` (see the [module docs](self)), downloading from the
+/// mirrors of `$CAPSNET_SVHN_MIRROR` or [`SVHN_MIRRORS`] when allowed. Returns the set and the
+/// directory of its file.
 pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
+    let mirrors = svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref());
+    load_svhn_with(split, sources, &mirrors, &NoProgress)
+}
+
+/// [`load_svhn`] with explicit download `mirrors` and progress reporting.
+pub fn load_svhn_with(
+    split: Split,
+    sources: &DataSources,
+    mirrors: &[String],
+    progress: &dyn DownloadProgress,
+) -> Result<(ImageSet, PathBuf), DataError> {
     let not_found = |tried| DataError::DataNotFound {
         dataset: format!("svhn {split}"),
         files: vec![svhn_file(split).to_owned()],
         tried,
         hint: format!(
-            "Download it (format 2, cropped digits) from http://ufldl.stanford.edu/housenumbers/ \
-             into <root>/{SVHN_SUBDIR}/ of a data root (data.root / --data-dir, or CAPSNET_DATA)"
+            "Download it (format 2, cropped digits) from {} into <root>/{SVHN_SUBDIR}/ of a data \
+             root (data.root / --data-dir, or CAPSNET_DATA), or enable downloading",
+            SVHN_MIRRORS[0]
         ),
     };
-    // No download (see the module docs).
+    #[cfg(feature = "download")]
+    let fetch = |cache: &Path| {
+        let name = svhn_file(split);
+        let verify = sources.verify;
+        let check = move |path: &Path| -> Result<(), String> {
+            if !verify {
+                return Ok(());
+            }
+            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+            let expected = svhn_md5(name).expect("the split files have published sums");
+            let found = md5_hex(&bytes);
+            match found == expected {
+                true => Ok(()),
+                false => Err(format!(
+                    "checksum mismatch: MD5 of {name} is {found}, expected {expected}"
+                )),
+            }
+        };
+        crate::download::download_plain(&cache.join(SVHN_SUBDIR), mirrors, name, &check, progress)
+            .map(|_| ())
+    };
+    #[cfg(feature = "download")]
+    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
+    #[cfg(not(feature = "download"))]
+    let fetch: Option<crate::dataset::Fetch<'_>> = {
+        let _ = (mirrors, progress);
+        None
+    };
     let path = crate::dataset::locate_or_fetch(
         sources,
         |roots| locate_svhn(split, roots),
-        None,
+        fetch,
         not_found,
     )?;
     let set = load_svhn_file(&path, sources.verify)?;

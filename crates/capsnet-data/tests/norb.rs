@@ -472,3 +472,51 @@ fn missing_files_list_every_path_tried() {
         ])
     );
 }
+
+/// A split missing everywhere is fetched as `<mirror><file>.gz` (dat and cat) into
+/// `<cache>/smallnorb/`; a corrupt gzip body is refused and not kept.
+#[test]
+fn downloads_a_missing_split_into_the_cache() {
+    use capsnet_data::NoProgress;
+    use capsnet_data::norb::load_smallnorb_with;
+    use capsnet_data::test_server::{Reply, Server};
+    let files = norb_files(Split::Test);
+    let (dat, cat) = (images_file(2, 8), labels_file(&[1, 3]));
+    let server = Server::start(vec![
+        (format!("/m/{}.gz", files.dat), Reply::Body(gz(&dat))),
+        (format!("/m/{}.gz", files.cat), Reply::Body(gz(&cat))),
+        (
+            format!("/bad/{}.gz", files.dat),
+            Reply::Body(b"not gzip".to_vec()),
+        ),
+    ]);
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let sources = DataSources {
+        explicit: Some(root.path().join("empty")),
+        cache: Some(cache.clone()),
+        download: true,
+        verify: false, // the fixture is not the canonical 24,300 pairs
+        ..DataSources::default()
+    };
+    let err = load_smallnorb_with(
+        Split::Test,
+        &sources,
+        stereo(),
+        &[server.url("bad")],
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("corrupt gzip"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(cache.join(NORB_SUBDIR)).unwrap().count(),
+        0
+    );
+
+    let mirrors = [server.url("bad"), server.url("m")];
+    let (set, dir) =
+        load_smallnorb_with(Split::Test, &sources, stereo(), &mirrors, &NoProgress).unwrap();
+    assert_eq!(dir, cache.join(NORB_SUBDIR));
+    assert_eq!(set.labels(), [1, 3]);
+    assert_eq!(set.images(), pairs(2, 8));
+}

@@ -830,3 +830,47 @@ fn non_numeric_and_malformed_nested_variables_are_errors_naming_them() {
         "{msg}"
     );
 }
+
+/// Downloads from the first mirror that serves the file, into `<cache>/svhn/`; with
+/// verification a file whose MD5 is not the published one is refused and not kept.
+#[test]
+fn downloads_a_missing_split_into_the_cache() {
+    use capsnet_data::NoProgress;
+    use capsnet_data::svhn::load_svhn_with;
+    use capsnet_data::test_server::{Reply, Server};
+    let bytes = mat_file(&[&x_var(2), &y_uint8_storage(&[3, 10])], true);
+    let route = format!("/good/{SVHN_TEST_FILE}");
+    let server = Server::start(vec![(route.clone(), Reply::Body(bytes.clone()))]);
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let mut sources = DataSources {
+        explicit: Some(root.path().join("empty")),
+        cache: Some(cache.clone()),
+        download: true,
+        verify: true,
+        ..DataSources::default()
+    };
+    let mirrors = [server.url("missing"), server.url("good")];
+    // The fixture is not the published file: refused, nothing kept.
+    let err = load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap_err();
+    let DataError::MirrorsExhausted { failures, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(failures[0].to_string().contains("HTTP 404"), "{err}");
+    assert!(
+        failures[1].to_string().contains("checksum mismatch"),
+        "{err}"
+    );
+    let kept = std::fs::read_dir(cache.join(SVHN_SUBDIR)).unwrap().count();
+    assert_eq!(kept, 0);
+
+    sources.verify = false;
+    let (set, dir) = load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap();
+    assert_eq!(dir, cache.join(SVHN_SUBDIR));
+    assert_eq!(set.labels(), [3, 0]);
+    assert_eq!(std::fs::read(dir.join(SVHN_TEST_FILE)).unwrap(), bytes);
+    // Found in the cache the second time: no new request.
+    let before = server.requests().len();
+    load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap();
+    assert_eq!(server.requests().len(), before);
+}

@@ -511,15 +511,30 @@ fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, 
 /// smallNORB as the paper prepares it: both cameras as 2 channels, downscaled to 48×48 (random
 /// `data.crop` crops in training, the central crop at test).
 fn smallnorb(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
+    use capsnet_data::norb::{NORB_MIRROR_ENV, NORB_MIRRORS};
+    let mirrors = capsnet_data::dataset::mirrors_or(
+        std::env::var_os(NORB_MIRROR_ENV).as_deref(),
+        &NORB_MIRRORS,
+    );
     let splits = both_splits(|split| {
-        capsnet_data::norb::load_smallnorb(split, &from.files, NorbOptions::PAPER)
+        capsnet_data::norb::load_smallnorb_with(
+            split,
+            &from.files,
+            NorbOptions::PAPER,
+            &mirrors,
+            &from.progress,
+        )
     })?;
     stored_images(splits, config)
 }
 
 /// SVHN format 2 (the training file without `extra`).
 fn svhn(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    let splits = both_splits(|split| capsnet_data::svhn::load_svhn(split, &from.files))?;
+    use capsnet_data::svhn::{SVHN_MIRROR_ENV, svhn_mirrors};
+    let mirrors = svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref());
+    let splits = both_splits(|split| {
+        capsnet_data::svhn::load_svhn_with(split, &from.files, &mirrors, &from.progress)
+    })?;
     stored_images(splits, config)
 }
 

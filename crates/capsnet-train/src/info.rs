@@ -21,15 +21,20 @@ pub struct LayerInfo {
 /// The layer table of an experiment's network, checked against the built module's count.
 pub fn layers(config: &ExperimentConfig) -> Result<(Vec<LayerInfo>, usize), ConfigError> {
     config.validate()?;
-    let rows = match config.arch {
-        Arch::Capsnet => capsnet_layers(&config.model),
-        Arch::BaselineCnn => cnn_layers(&config.baseline),
-        Arch::EfficientCapsnet => efficient_layers(&config.efficient),
-    };
+    let rows = layer_table(config);
     let built = Net::init(config, &Device::flex())?.trainable_params();
     let counted: usize = rows.iter().map(|r| r.params).sum();
     assert_eq!(built, counted, "layer table out of sync with the model");
     Ok((rows, built))
+}
+
+/// The layer table of a validated experiment's network, from its configuration alone.
+pub fn layer_table(config: &ExperimentConfig) -> Vec<LayerInfo> {
+    match config.arch {
+        Arch::Capsnet => capsnet_layers(&config.model),
+        Arch::BaselineCnn => cnn_layers(&config.baseline),
+        Arch::EfficientCapsnet => efficient_layers(&config.efficient),
+    }
 }
 
 fn row(name: impl Into<String>, output: Vec<usize>, params: usize) -> LayerInfo {
@@ -319,6 +324,131 @@ fn decoder_macs(decoder: &capsnet_model::DecoderConfig, input: usize, output: us
         .sum()
 }
 
+/// Per-example memory above which `capsnet info` (and a training run's log) warns that the
+/// votes and routing dominate: 64 MiB, about 40× the paper network's 1.5 MiB.
+pub const ROUTING_WARNING_BYTES: u64 = 64 << 20;
+
+/// Estimated memory of training an experiment's network (`capsnet info`): what one example
+/// costs and an estimated peak at the configured batch. An estimate from the shapes, not a
+/// measurement (docs/performance.md compares it with measured peaks).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryEstimate {
+    /// Bytes per value (`runtime.precision`).
+    pub bytes_per_value: u64,
+    /// Every layer's output for one example (the layer table's shapes), in bytes.
+    pub activations_per_example: u64,
+    /// The votes `û_{j|i}` of one example (children × classes × class dim), in bytes.
+    pub votes_per_example: u64,
+    /// Routing intermediates of one example kept for the backward pass (logits, couplings
+    /// and agreements per iteration; children × classes each), in bytes.
+    pub routing_per_example: u64,
+    /// Capsules routed from (children) and to (parents).
+    pub capsules: Option<(usize, usize)>,
+    /// Parameters, their gradients and Adam's two moments, in bytes.
+    pub parameters_and_optimizer: u64,
+    /// `train.batch_size`.
+    pub batch: usize,
+    /// `parameters_and_optimizer + batch × 2 × (activations + votes + routing)`: the values
+    /// kept for the backward pass and as many again for their gradients.
+    pub training_peak: u64,
+    /// Set when the votes and routing of one example exceed [`ROUTING_WARNING_BYTES`].
+    pub warning: Option<String>,
+}
+
+/// The [`MemoryEstimate`] of `config`'s network from its layer table `rows` and `params`.
+pub fn memory(config: &ExperimentConfig, rows: &[LayerInfo], params: usize) -> MemoryEstimate {
+    let bytes = match config.runtime.precision {
+        crate::config::Precision::F32 => 4,
+        crate::config::Precision::Bf16 | crate::config::Precision::F16 => 2,
+        crate::config::Precision::F64 => 8,
+    };
+    let values = |shape: &[usize]| shape.iter().product::<usize>() as u64;
+    let activations: u64 = rows.iter().map(|r| values(&r.output)).sum::<u64>() * bytes;
+    let capsules = match config.arch {
+        Arch::Capsnet => Some((
+            config.model.primary_capsules(),
+            config.model.classes,
+            config.model.class_dim,
+        )),
+        Arch::EfficientCapsnet => {
+            let e = &config.efficient;
+            // The primary capsules are the row before the class capsules: [children, dim].
+            let children = rows
+                .iter()
+                .find(|r| r.name.starts_with("primarycaps"))
+                .map_or(0, |r| r.output[0]);
+            Some((children, e.classes, e.class_dim))
+        }
+        Arch::BaselineCnn => None,
+    };
+    let (votes, routing) = match (capsules, config.routing()) {
+        (Some((children, parents, dim)), Some(routing)) => {
+            let pairs = (children * parents) as u64;
+            let passes = routing.iterations().unwrap_or(1) as u64;
+            (pairs * dim as u64 * bytes, 3 * passes * pairs * bytes)
+        }
+        _ => (0, 0),
+    };
+    let batch = config.train.batch_size;
+    let optimizer = 4 * params as u64 * bytes;
+    let training_peak = optimizer + batch as u64 * 2 * (activations + votes + routing);
+    let warning = (votes + routing > ROUTING_WARNING_BYTES).then(|| {
+        let (children, parents, _) = capsules.unwrap_or_default();
+        format!(
+            "the votes and routing take {} per example ({children} primary capsules × {parents} classes), {} at batch {batch}: the number of primary capsules grows with the input area; a larger primary stride or kernel, fewer primary types, a smaller input or a smaller batch shrinks it",
+            human_bytes(votes + routing),
+            human_bytes(batch as u64 * (votes + routing)),
+        )
+    });
+    MemoryEstimate {
+        bytes_per_value: bytes,
+        activations_per_example: activations,
+        votes_per_example: votes,
+        routing_per_example: routing,
+        capsules: capsules.map(|(c, p, _)| (c, p)),
+        parameters_and_optimizer: optimizer,
+        batch,
+        training_peak,
+        warning,
+    }
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The memory lines of `capsnet info`.
+pub fn render_memory(m: &MemoryEstimate) -> String {
+    let mut out = format!(
+        "memory per example: activations {}, votes {}, routing {}\n",
+        human_bytes(m.activations_per_example),
+        human_bytes(m.votes_per_example),
+        human_bytes(m.routing_per_example)
+    );
+    out += &format!(
+        "estimated training peak at batch {}: {} (parameters, gradients and Adam state {})\n",
+        m.batch,
+        human_bytes(m.training_peak),
+        human_bytes(m.parameters_and_optimizer)
+    );
+    if let Some(w) = &m.warning {
+        out += &format!("warning: {w}\n");
+    }
+    out
+}
+
 /// Renders the layer table as text.
 pub fn render(rows: &[LayerInfo], total: usize) -> String {
     let mut out = format!(
@@ -407,6 +537,39 @@ mod tests {
         assert_eq!(macs.dense, 160 * 512 + 512 * 1024 + 1024 * 784);
         let gflop = macs.train_flops() / 1e9;
         assert!((1.2..1.25).contains(&gflop), "{gflop}");
+    }
+
+    #[test]
+    fn memory_counts_votes_and_routing_and_warns_on_large_inputs() {
+        let config = ExperimentConfig::default();
+        let (rows, total) = layers(&config).unwrap();
+        let m = memory(&config, &rows, total);
+        assert_eq!(m.capsules, Some((1152, 10)));
+        assert_eq!(m.votes_per_example, 1152 * 10 * 16 * 4);
+        // Logits, couplings and agreements for each of the 3 iterations.
+        assert_eq!(m.routing_per_example, 3 * 3 * 1152 * 10 * 4);
+        assert_eq!(m.parameters_and_optimizer, 4 * 8_215_568 * 4);
+        let per_example = m.activations_per_example + m.votes_per_example + m.routing_per_example;
+        assert_eq!(
+            m.training_peak,
+            m.parameters_and_optimizer + 128 * 2 * per_example
+        );
+        assert!(m.warning.is_none());
+        assert!(render_memory(&m).contains("estimated training peak at batch 128"));
+
+        // 128×128 inputs: 56×56×32 = 100,352 primary capsules.
+        let mut big = ExperimentConfig::default();
+        big.data.dataset = crate::config::Dataset::ImageFolder;
+        big.data.root = Some("images".into());
+        big.model.input_height = 128;
+        big.model.input_width = 128;
+        let (rows, total) = layers(&big).unwrap();
+        let m = memory(&big, &rows, total);
+        assert_eq!(m.capsules, Some((100_352, 10)));
+        let warning = m.warning.expect("a warning");
+        assert!(warning.contains("100352 primary capsules"), "{warning}");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
     }
 
     #[test]

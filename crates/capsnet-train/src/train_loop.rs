@@ -226,6 +226,11 @@ impl<'a> Run<'a> {
             },
             config.train.batch_size
         ));
+        let rows = crate::info::layer_table(config);
+        let params = rows.iter().map(|r| r.params).sum();
+        if let Some(warning) = crate::info::memory(config, &rows, params).warning {
+            log.info(&format!("warning: {warning}"));
+        }
         let data = load_experiment_data(config, &mut log)?;
         let start = run_dir::prepare(
             &options.run_dir,

@@ -78,13 +78,14 @@ fn eval_json(run: &Path) -> serde_json::Value {
     json
 }
 
-/// The tensor names and shapes of a safetensors file, and its metadata.
-fn header(
-    path: &Path,
-) -> (
+/// Tensor names with their shapes, and the metadata, of a safetensors file.
+type Header = (
     Vec<(String, Vec<usize>)>,
     std::collections::HashMap<String, String>,
-) {
+);
+
+/// The tensor names and shapes of a safetensors file, and its metadata.
+fn header(path: &Path) -> Header {
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let mut names: Vec<(String, Vec<usize>)> = meta

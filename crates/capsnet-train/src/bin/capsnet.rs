@@ -138,7 +138,9 @@ struct ParityArgs {
 
 #[derive(Args)]
 struct DownloadArgs {
-    /// `mnist`, `fashion-mnist` or `all`.
+    /// `mnist`, `fashion-mnist`, `cifar10`, `svhn`, `smallnorb` or `all` (every dataset that
+    /// can be fetched; MultiMNIST and expanded MNIST are generated from MNIST, affNIST and your
+    /// own data are not downloaded).
     #[arg(long, default_value = "all")]
     dataset: String,
     /// Folder to download into (default: the cache, $XDG_CACHE_HOME/capsnet or ~/.cache/capsnet).
@@ -706,6 +708,7 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
     let resolved = load::load_experiment(&args.experiment, &overrides)?;
     let (rows, total) = info::layers(&resolved.config)?;
     let macs = info::forward_macs(&resolved.config);
+    let memory = info::memory(&resolved.config, &rows, total);
     let routing = resolved.config.routing();
     if args.json {
         let json = serde_json::json!({
@@ -722,6 +725,7 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
             "forward_macs": macs,
             "train_gflop_per_image": macs.train_flops() / 1e9,
             "inference_gflop_per_image": macs.inference_flops() / 1e9,
+            "memory": memory,
         });
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -752,6 +756,7 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
             macs.inference_flops() / 1e9,
             macs.train_flops() / 1e9
         );
+        print!("{}", info::render_memory(&memory));
     }
     Ok(())
 }
@@ -882,10 +887,16 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
 
 fn download(args: DownloadArgs) -> Result<()> {
     use capsnet_data::{DataSources, IdxDataset, Split};
-    let kinds: Vec<IdxDataset> = if args.dataset == "all" {
-        IdxDataset::ALL.to_vec()
-    } else {
-        vec![args.dataset.parse()?]
+    const FETCHABLE: [&str; 5] = ["mnist", "fashion-mnist", "cifar10", "svhn", "smallnorb"];
+    let wanted: Vec<&str> = match args.dataset.as_str() {
+        "all" => FETCHABLE.to_vec(),
+        name => match FETCHABLE.iter().find(|n| **n == name.to_ascii_lowercase()) {
+            Some(n) => vec![*n],
+            None => bail!(
+                "--dataset {name}: expected one of {} or all (multimnist and expanded-mnist are generated from mnist)",
+                FETCHABLE.join(", ")
+            ),
+        },
     };
     let mut sources = DataSources::from_env(args.dir.clone());
     if let Some(dir) = &args.dir {
@@ -897,16 +908,53 @@ fn download(args: DownloadArgs) -> Result<()> {
     let progress = capsnet_train::report::DownloadBars::new(std::io::IsTerminal::is_terminal(
         &std::io::stderr(),
     ));
+    let env = |var: &str| std::env::var_os(var);
     let mut root = None;
-    for kind in kinds {
+    for name in wanted {
         for split in [Split::Train, Split::Test] {
-            let (set, dir) = capsnet_data::load_with_progress(kind, split, &sources, &progress)?;
+            let (set, dir) = match name {
+                "mnist" | "fashion-mnist" => {
+                    let kind: IdxDataset = name.parse()?;
+                    capsnet_data::load_with_progress(kind, split, &sources, &progress)?
+                }
+                "cifar10" => capsnet_data::cifar::load_cifar10_with(
+                    split,
+                    &sources,
+                    &capsnet_data::cifar::cifar10_mirrors(
+                        env(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
+                    ),
+                    &progress,
+                )?,
+                "svhn" => capsnet_data::svhn::load_svhn_with(
+                    split,
+                    &sources,
+                    &capsnet_data::svhn::svhn_mirrors(
+                        env(capsnet_data::svhn::SVHN_MIRROR_ENV).as_deref(),
+                    ),
+                    &progress,
+                )?,
+                _ => capsnet_data::norb::load_smallnorb_with(
+                    split,
+                    &sources,
+                    capsnet_data::norb::NorbOptions::PAPER,
+                    &capsnet_data::dataset::mirrors_or(
+                        env(capsnet_data::norb::NORB_MIRROR_ENV).as_deref(),
+                        &capsnet_data::norb::NORB_MIRRORS,
+                    ),
+                    &progress,
+                )?,
+            };
             outln!(
-                "{kind} {split}: {} images, checksums verified, in {}",
+                "{name} {split}: {} images, checked, in {}",
                 set.len(),
                 dir.display()
             );
-            root = dir.parent().map(Path::to_path_buf);
+            root = dir
+                .ancestors()
+                .find(|d| d.file_name().is_some_and(|n| n == name || n == "cifar10"))
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .or(root);
         }
     }
     if let Some(root) = root {
