@@ -944,8 +944,13 @@ fn download(args: DownloadArgs) -> Result<()> {
                     &progress,
                 )?,
             };
+            let checked = match name {
+                "svhn" => "MD5 verified",
+                "smallnorb" => "canonical shapes verified (no published checksum)",
+                _ => "checksums verified",
+            };
             outln!(
-                "{name} {split}: {} images, checked, in {}",
+                "{name} {split}: {} images, {checked}, in {}",
                 set.len(),
                 dir.display()
             );
