@@ -149,6 +149,13 @@ fn readme_worked_example_from_an_empty_folder_to_predictions() {
         "predict and eval disagree: {eval}"
     );
     assert!(accuracy > 50.0, "the example did not learn: {accuracy}%");
+    // Image for image: the classes predict gives are those of the network on the run's own
+    // test source (the path eval scores), in the same order (class folders, then file names).
+    let predicted_classes: Vec<u64> = predictions
+        .iter()
+        .map(|p| p["class"].as_u64().unwrap())
+        .collect();
+    assert_eq!(predicted_classes, classes_on_test_source(&run));
     // Reconstructions: one PNG per image, input beside reconstruction.
     let recon = dir.path().join("recon");
     let out = ok(capsnet(&[
@@ -164,6 +171,37 @@ fn readme_worked_example_from_an_empty_folder_to_predictions() {
     assert_eq!(&png[1..4], b"PNG");
     // 28 + 1 + 28 wide, 28 high.
     assert_eq!(&png[16..24], &[0, 0, 0, 57, 0, 0, 0, 28]);
+}
+
+/// The latest checkpoint's classes for the run's test set, as evaluation computes them.
+fn classes_on_test_source(run: &Path) -> Vec<u64> {
+    use capsnet_train::report::{ProgressMode, RunLog};
+    let text = std::fs::read_to_string(run.join("config.resolved.toml")).unwrap();
+    let config = capsnet_train::load::parse_str(&text, "resolved").unwrap();
+    let device = capsnet_train::backend::BackendKind::Flex
+        .device(Default::default())
+        .unwrap();
+    let ckpt = capsnet_train::checkpoint::latest(run).unwrap().unwrap();
+    let net = capsnet_train::checkpoint::load_net(&ckpt, &config, &device).unwrap();
+    let mut log = RunLog::stderr_only(ProgressMode::Quiet);
+    let data = capsnet_train::data::load_experiment_data(&config, &mut log).unwrap();
+    let loader = capsnet_data::Loader::from_source(
+        data.test.source.clone(),
+        capsnet_data::LoaderConfig::new(50),
+    )
+    .unwrap();
+    let mut classes = Vec::new();
+    for batch in loader {
+        let (images, targets) = capsnet_train::net::batch_tensors(batch.unwrap(), &device);
+        let scores = net.step(images, &targets, &config.loss, false).scores;
+        let best = scores
+            .argmax(1)
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .unwrap();
+        classes.extend(best.into_iter().map(|c| c as u64));
+    }
+    classes
 }
 
 /// Grey-scale and RGB folders, two sizes, uneven classes, one tree split by seed: the run
