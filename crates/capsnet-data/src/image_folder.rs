@@ -496,6 +496,31 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_files_decode_like_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 16) as u8, (y * 20) as u8, 200]));
+        let (jpg, png) = (dir.path().join("a.JPG"), dir.path().join("a.png"));
+        img.save_with_format(&jpg, image::ImageFormat::Jpeg)
+            .unwrap();
+        img.save(&png).unwrap();
+        assert!(is_image_file(&jpg));
+        let from_jpeg = pre(12, 16, Resize::Exact).load(&jpg).unwrap();
+        let from_png = pre(12, 16, Resize::Exact).load(&png).unwrap();
+        assert_eq!(from_jpeg.channels, 3);
+        // Lossy, but close: every value within 24 of the original.
+        for (a, b) in from_jpeg.data.iter().zip(&from_png.data) {
+            assert!(a.abs_diff(*b) <= 24, "{a} vs {b}");
+        }
+        // A PNG named .jpg is read by its content.
+        let misnamed = dir.path().join("b.jpg");
+        std::fs::copy(&png, &misnamed).unwrap();
+        assert_eq!(
+            pre(12, 16, Resize::Exact).load(&misnamed).unwrap(),
+            from_png
+        );
+    }
+
+    #[test]
     fn sizes_are_reached_or_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.png");
