@@ -412,7 +412,12 @@ def machine_info():
     except AttributeError:
         threads = os.cpu_count() or 1
     system = {"Linux": "linux", "Darwin": "macos", "Windows": "windows"}.get(platform.system(), platform.system().lower())
-    return {"hostname": hostname, "cpu": cpu, "threads": threads, "os": f"{system} {platform.machine()}"}
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()  # the ATen kernels dispatched to, e.g. AVX2, AVX512
+    except AttributeError:
+        capability = "unknown"
+    return {"hostname": hostname, "cpu": cpu, "threads": threads, "os": f"{system} {platform.machine()}",
+            "torch_cpu_capability": capability}
 
 
 def synchronize(device):

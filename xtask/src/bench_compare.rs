@@ -660,7 +660,35 @@ fn machine() -> Value {
         "cores": available_threads(),
         "logical_cpus_in_cpuinfo": if logical > 0 { Value::from(logical) } else { Value::Null },
         "os": os,
+        "vector_isa": capsnet_common::cpu::vector_isa_from_cpuinfo(&cpuinfo),
     })
+}
+
+/// The machine's vector ISA, with the GEMM kernels flex ran and PyTorch's CPU capability as
+/// each side reported them (older records: what they have).
+fn isa_line(report: &Value) -> String {
+    let isa = &report["machine"]["vector_isa"];
+    let mut line = match (isa["widest"].as_str(), isa["features"].as_array()) {
+        (Some(widest), Some(features)) => {
+            let features: Vec<&str> = features.iter().filter_map(Value::as_str).collect();
+            format!("{widest} ({})", features.join(", "))
+        }
+        _ => "not recorded".into(),
+    };
+    // The side's (median) result, else its result in any round.
+    let first = |side: &str, key: &str| -> Option<String> {
+        let rounds = report["rounds"].as_array().into_iter().flatten();
+        std::iter::once(&report[side])
+            .chain(rounds.map(|r| &r[side]))
+            .find_map(|r| r["machine"][key].as_str().map(str::to_string))
+    };
+    if let Some(gemm) = first("capsnet", "flex_gemm") {
+        line += &format!("; capsnet (flex): {gemm}");
+    }
+    if let Some(cap) = first("pytorch", "torch_cpu_capability") {
+        line += &format!("; PyTorch CPU capability: {cap}");
+    }
+    line
 }
 
 /// `hostname-cpu-model`, lower case, `[a-z0-9-]` only.
@@ -919,7 +947,7 @@ fn render_markdown(report: &Value) -> String {
         );
     }
     md += &format!(
-        "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n\
+        "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n- vector ISA: {}\n\
          - load average (1, 5, 15 min): {} when timing started, {} at the end\n\
          - versions: {}, burn {}, PyTorch {} (Python {}), capsnet revision {}\n\
          - commands:\n",
@@ -928,6 +956,7 @@ fn render_markdown(report: &Value) -> String {
         s(&m["hostname"]),
         s(&m["cores"]),
         s(&m["os"]),
+        isa_line(report),
         loads(&report["load_average_start"]),
         loads(&report["load_average_end"]),
         s(&v["rustc"]),
@@ -1277,7 +1306,8 @@ mod tests {
     fn report_fixture() -> Value {
         json!({
             "batch_size": 32, "threads": 2, "steps": 10, "warmup": 2,
-            "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux"},
+            "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux",
+                        "vector_isa": {"widest": "AVX2", "features": ["avx2", "fma"]}},
             "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [0.5, 0.2, 0.3],
             "versions": {"rustc": "rustc 1.95", "burn": "0.22.1", "torch": "2.11.0", "python": "3.11"},
             "commands": {"build": null, "capsnet": "a", "pytorch": "b"},
@@ -1320,6 +1350,7 @@ mod tests {
             md.contains("over the 3 rounds: training 0.40×–0.80×, inference 1.50×–3.00×."),
             "{md}"
         );
+        assert!(md.contains("- vector ISA: AVX2 (avx2, fma)"), "{md}");
         let t = table(&report);
         assert!(t.contains("median of 3 rounds"), "{t}");
         assert!(

@@ -1,6 +1,7 @@
 //! Helpers shared by the burn crates and `xtask`, which must build in seconds and so never
 //! depends on burn. Its only dependencies are `toml` and `serde`.
 
+pub mod cpu;
 pub mod sweep;
 
 use std::collections::BTreeMap;

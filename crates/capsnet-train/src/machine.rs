@@ -16,6 +16,26 @@ pub struct MachineInfo {
     pub threads: usize,
     /// Operating system and architecture.
     pub os: String,
+    /// The CPU's vector instruction sets (absent in records older than this field).
+    #[serde(default)]
+    pub vector_isa: capsnet_common::cpu::VectorIsa,
+    /// The GEMM kernels flex runs on this CPU (absent in older records).
+    #[serde(default)]
+    pub flex_gemm: String,
+}
+
+/// Which of the `gemm` crate's kernels flex dispatches to here: burn-flex is built without its
+/// `x86-v4` feature (AVX-512 kernels), so the widest is x86-v3 (AVX2 + FMA).
+pub fn flex_gemm(isa: &capsnet_common::cpu::VectorIsa) -> String {
+    let has = |f: &str| isa.features.iter().any(|x| x == f);
+    let kernels = if has("avx2") && has("fma") {
+        "x86-v3 kernels (AVX2 + FMA)"
+    } else if has("asimd") {
+        "NEON kernels"
+    } else {
+        "scalar/SSE kernels"
+    };
+    format!("gemm 0.19, {kernels}; AVX-512 kernels not compiled in (burn-flex `x86-v4` off)")
 }
 
 impl MachineInfo {
@@ -30,6 +50,7 @@ impl MachineInfo {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
+        let isa = capsnet_common::cpu::vector_isa();
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
@@ -40,6 +61,8 @@ impl MachineInfo {
                 .map(|n| n.get())
                 .unwrap_or(1),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            flex_gemm: flex_gemm(&isa),
+            vector_isa: isa,
         }
     }
 }
