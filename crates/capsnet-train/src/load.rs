@@ -99,7 +99,9 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
     let sweep =
         crate::sweep::SweepSpec::parse(sweep_table.remove("sweep"), sweep_table.remove("seeds"))?;
     let config = extract(&figment, &env_vars)?;
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|e| with_value_source(e, &figment, &env_vars))?;
     Ok(Resolved {
         config,
         files,
@@ -562,6 +564,32 @@ fn extract(
             },
         }
     })
+}
+
+/// A rejected value's error, told where the value came from (the file, `extends` file,
+/// environment variable or override that set it, or the default), as type errors are.
+fn with_value_source(
+    err: ConfigError,
+    figment: &Figment,
+    env_vars: &BTreeMap<String, String>,
+) -> ConfigError {
+    match err {
+        ConfigError::Invalid { key, value, reason } => {
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            let source = match figment.find_metadata(&key) {
+                Some(m) if m.name == DEFAULTS_LAYER => "the default value".to_string(),
+                Some(m) => format!("set by {}", source_name(Some(m), &path, env_vars)),
+                // A key the layers do not hold as such (e.g. a whole table's value).
+                None => return ConfigError::Invalid { key, value, reason },
+            };
+            ConfigError::Invalid {
+                key,
+                value,
+                reason: format!("{reason} ({source})"),
+            }
+        }
+        other => other,
+    }
 }
 
 /// `["model", "decoder", "hidden", "1"]` → `model.decoder.hidden[1]` (the schema has no

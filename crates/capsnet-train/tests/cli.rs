@@ -370,3 +370,39 @@ fn parity_command_checks_a_compiled_backend_and_names_missing_ones() {
         &["tpu"],
     );
 }
+
+/// A value that validation rejects names the layer it came from: the environment variable,
+/// the override or the file (as type errors do).
+#[test]
+fn rejected_values_name_where_they_were_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "bad", "[train]\nlr = -1.0\n");
+    let exp = exp.to_str().unwrap();
+    let out = capsnet(&["info", exp], &[]);
+    assert_clean_failure(&out, &["`train.lr` = -1", "set by", "bad.toml"]);
+    let out = capsnet(&["info", exp, "train.lr=0.001", "train.batch_size=0"], &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "`train.batch_size` = 0",
+            "set by override `train.batch_size=0`",
+        ],
+    );
+    let out = capsnet(
+        &["info", exp, "train.lr=0.001"],
+        &[("CAPSNET_TRAIN__EPOCHS", Path::new("0"))],
+    );
+    assert_clean_failure(
+        &out,
+        &[
+            "`train.epochs` = 0",
+            "set by environment variable CAPSNET_TRAIN__EPOCHS",
+        ],
+    );
+    // A default rejected because of another key says so.
+    let out = capsnet(
+        &["info", exp, "train.lr=0.001", "data.dataset=\"smallnorb\""],
+        &[],
+    );
+    assert_clean_failure(&out, &["`model.classes` = 10", "the default value"]);
+}
