@@ -39,6 +39,10 @@ pub struct TrainOptions {
     pub progress: ProgressMode,
     /// Stop (after writing a checkpoint) once this many steps are done: time-boxed runs.
     pub stop_after_steps: Option<u64>,
+    /// A time budget in seconds for this process: at the first step boundary past it the run
+    /// evaluates on its test sets, writes a checkpoint and a summary marked as cut short
+    /// (`stopped`), so a run on a lease that ends comes back with a result.
+    pub stop_after_secs: Option<f64>,
 }
 
 /// What a run reports when it ends (`summary.json`).
@@ -56,6 +60,10 @@ pub struct Summary {
     pub routing: Option<String>,
     /// Whether all configured epochs ran.
     pub completed: bool,
+    /// Why a run ended before its last epoch (`--stop-after-secs`, `--stop-after-steps`);
+    /// absent for a completed run and in summaries older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// Epochs configured.
     pub epochs: usize,
     /// Epochs finished.
@@ -167,6 +175,7 @@ pub fn train(resolved: &Resolved, options: &TrainOptions) -> Result<Summary, Tra
         net = trained;
         match end {
             EpochEnd::Stopped => return run.stop(),
+            EpochEnd::OutOfTime => return run.out_of_time(&net),
             EpochEnd::Done => run.end_epoch(&net)?,
         }
     }
@@ -179,6 +188,8 @@ enum EpochEnd {
     Done,
     /// `stop_after_steps` was reached; a checkpoint was written.
     Stopped,
+    /// The time budget (`stop_after_secs`) ran out at a step boundary; nothing written yet.
+    OutOfTime,
 }
 
 /// A run in progress: everything the phases of [`train`] share but the network, which each
@@ -198,12 +209,15 @@ struct Run<'a> {
     epochs: usize,
     /// `train.steps`, the step that ends the run.
     last_step: Option<u64>,
+    /// When this process started the run (for `stop_after_secs`).
+    started: Instant,
 }
 
 impl<'a> Run<'a> {
     /// Prepares the run directory, loads the data and builds the network and optimizer, fresh
     /// or from the latest checkpoint of a resumed run.
     fn start(resolved: &'a Resolved, options: &'a TrainOptions) -> Result<(Self, Net), TrainError> {
+        let started = Instant::now();
         let config = &resolved.config;
         // Checked first, written only once the data has been read: a bad dataset leaves the
         // run directory as it was.
@@ -300,6 +314,7 @@ impl<'a> Run<'a> {
             steps_per_epoch,
             epochs,
             last_step: config.train.steps.map(|s| s as u64),
+            started,
         };
         Ok((run, net))
     }
@@ -370,6 +385,15 @@ impl<'a> Run<'a> {
             if stop {
                 self.log.finish_bar();
                 return Ok((net, EpochEnd::Stopped));
+            }
+            if !finished
+                && self
+                    .options
+                    .stop_after_secs
+                    .is_some_and(|budget| self.started.elapsed().as_secs_f64() >= budget)
+            {
+                self.log.finish_bar();
+                return Ok((net, EpochEnd::OutOfTime));
             }
             if finished {
                 break;
@@ -496,8 +520,33 @@ impl<'a> Run<'a> {
             "stopped after step {} as asked; resume with --resume",
             self.state.step
         ));
-        let summary = self.summary();
+        let mut summary = self.summary();
+        summary.stopped = Some(format!("stopped after step {} as asked", self.state.step));
         write_summary(&self.options.run_dir, &summary)?;
+        Ok(summary)
+    }
+
+    /// Ends a run whose time budget ran out mid-run: evaluated where it stands (so the summary
+    /// has a result), checkpointed (resumable), summary marked `stopped`.
+    fn out_of_time(mut self, net: &Net) -> Result<Summary, TrainError> {
+        let budget = self.options.stop_after_secs.unwrap_or_default();
+        let reason = format!(
+            "time budget of {budget:.0} s reached at step {} (epoch {} of {}, batch {} of {})",
+            self.state.step,
+            self.state.epoch + 1,
+            self.epochs,
+            self.state.next_batch,
+            self.steps_per_epoch
+        );
+        self.log.info(&format!(
+            "{reason}: evaluating where it stands, then a checkpoint (resume with --resume)"
+        ));
+        self.evaluate_and_record(net)?;
+        self.save_checkpoint(net)?;
+        let mut summary = self.summary();
+        summary.stopped = Some(reason);
+        write_summary(&self.options.run_dir, &summary)?;
+        self.recorder.finish(true)?;
         Ok(summary)
     }
 
@@ -528,6 +577,7 @@ impl<'a> Run<'a> {
             dataset: config.data.dataset.name().into(),
             routing: config.routing().map(|r| r.describe()),
             completed: state.epoch == self.epochs,
+            stopped: None,
             epochs: self.epochs,
             epochs_completed: state.epoch,
             steps: state.step,

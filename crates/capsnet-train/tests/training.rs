@@ -314,3 +314,39 @@ fn bf16_precision_trains_in_bfloat16() {
     let (first, last) = first_and_last_loss(&run);
     assert!(last.is_finite() && last < first, "loss {first} → {last}");
 }
+
+/// A run whose time budget runs out stops at a step boundary with a result: evaluated where it
+/// stands, checkpointed, its summary marked as cut short; resumed, it ends where an
+/// uninterrupted run ends, weight for weight.
+#[test]
+fn time_budget_stops_with_a_result_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "budget", TINY);
+    let root = format!("data.root={:?}", data_root().display().to_string());
+    let resolved = load_experiment(&exp, std::slice::from_ref(&root)).unwrap();
+    let cut = tmp.path().join("cut");
+    // A zero budget: the first step boundary is past it.
+    let summary = train(
+        &resolved,
+        &capsnet_train::TrainOptions {
+            stop_after_secs: Some(0.0),
+            ..options(&cut)
+        },
+    )
+    .unwrap();
+    assert!(!summary.completed);
+    assert_eq!(summary.steps, 1);
+    let why = summary.stopped.as_deref().unwrap();
+    assert!(why.starts_with("time budget of 0 s reached at step 1"), "{why}");
+    assert!(summary.final_test_accuracy.is_some());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written["stopped"], why);
+    assert_eq!(records(&cut, "eval").len(), 1);
+
+    let done = train(&resolved, &resuming(&cut)).unwrap();
+    assert!(done.completed && done.stopped.is_none());
+    let whole = tmp.path().join("whole");
+    train(&resolved, &options(&whole)).unwrap();
+    assert_eq!(final_weights(&cut), final_weights(&whole));
+}

@@ -226,6 +226,11 @@ struct TrainArgs {
     /// Stop after this many optimizer steps, with a checkpoint (resume later with --resume).
     #[arg(long)]
     stop_after_steps: Option<u64>,
+    /// A time budget in seconds: at the first step boundary past it, evaluate where the run
+    /// stands, write a checkpoint and a summary marked as cut short (for leased machines; the
+    /// evaluation comes on top of the budget).
+    #[arg(long)]
+    stop_after_secs: Option<f64>,
 }
 
 #[derive(Args)]
@@ -408,6 +413,11 @@ fn toml_string(s: &str) -> String {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if let Some(secs) = args.stop_after_secs
+        && !(secs > 0.0 && secs.is_finite())
+    {
+        bail!("--stop-after-secs {secs}: must be a positive number of seconds");
+    }
     let overrides = with_shorthands(args.overrides, args.backend, args.data_dir.as_deref());
     let resolved = load::load_experiment(&args.experiment, &overrides)?;
     let run_dir = args
@@ -426,6 +436,7 @@ fn train(args: TrainArgs) -> Result<()> {
         overwrite: args.overwrite,
         progress,
         stop_after_steps: args.stop_after_steps,
+        stop_after_secs: args.stop_after_secs,
     };
     let summary = capsnet_train::train(&resolved, &options)?;
     outln!("{}", serde_json::to_string_pretty(&summary)?);

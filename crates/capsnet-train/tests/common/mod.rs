@@ -92,6 +92,7 @@ pub fn options(run_dir: &Path) -> capsnet_train::TrainOptions {
         overwrite: false,
         progress: capsnet_train::report::ProgressMode::Quiet,
         stop_after_steps: None,
+        stop_after_secs: None,
     }
 }
 
