@@ -120,7 +120,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
         peak_gflops: options.peak_gflops,
         peak_rss_mib: peak_rss_mib(),
         machine: MachineInfo::current(),
-        git_revision: crate::machine::git_revision(),
+        git_revision: crate::machine::build_revision().to_string(),
     })
 }
 

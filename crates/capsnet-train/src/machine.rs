@@ -67,22 +67,22 @@ impl MachineInfo {
     }
 }
 
-/// The git revision of the current directory (`<sha>` or `<sha>-dirty`), or `unknown`.
-pub fn git_revision() -> String {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match run(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(sha) => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{sha}-dirty") } else { sha }
-        }
-        None => "unknown".into(),
-    }
+/// The git revision this binary was built from (`<sha>`, `<sha>-dirty` when the tree had
+/// uncommitted changes to tracked files at build time, or `unknown` outside a checkout),
+/// embedded by `build.rs`: what a record says ran, wherever the binary runs.
+pub fn build_revision() -> &'static str {
+    env!("CAPSNET_BUILD_REVISION")
+}
+
+/// Lowercase hex SHA-256 of the running executable (`None` if it cannot be read): which
+/// build made a record, when revisions are dirty or binaries are copied between machines.
+pub fn binary_sha256() -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(std::env::current_exe().ok()?).ok()?;
+    Some(
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }

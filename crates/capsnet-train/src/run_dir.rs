@@ -141,7 +141,7 @@ fn write_config(dir: &Path, resolved: &Resolved) -> Result<(), TrainError> {
         "env": resolved.env,
         "overrides": resolved.overrides,
         "command": std::env::args().collect::<Vec<_>>(),
-        "git_revision": crate::machine::git_revision(),
+        "git_revision": crate::machine::build_revision().to_string(),
     });
     let json = serde_json::to_string_pretty(&sources).expect("sources serialise");
     write_atomic(&dir.join("sources.json"), json.as_bytes())

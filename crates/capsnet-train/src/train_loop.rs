@@ -108,8 +108,12 @@ pub struct Summary {
     pub device: crate::backend::DeviceSelector,
     /// Machine the run finished on.
     pub machine: crate::machine::MachineInfo,
-    /// `git describe`-like revision of the working tree.
+    /// The git revision the binary was built from (embedded at build time; `-dirty` when the
+    /// tree had uncommitted changes then).
     pub git_revision: String,
+    /// SHA-256 of the binary that wrote the summary (absent in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_sha256: Option<String>,
     /// capsnet version.
     pub capsnet_version: String,
     /// burn version.
@@ -598,7 +602,8 @@ impl<'a> Run<'a> {
             backend: config.runtime.backend.clone(),
             device: config.runtime.device,
             machine: crate::machine::MachineInfo::current(),
-            git_revision: crate::machine::git_revision(),
+            git_revision: crate::machine::build_revision().to_string(),
+            binary_sha256: crate::machine::binary_sha256(),
             capsnet_version: env!("CARGO_PKG_VERSION").into(),
             burn_version: crate::machine::BURN_VERSION.into(),
         }

@@ -337,7 +337,10 @@ fn time_budget_stops_with_a_result_and_resumes_exactly() {
     assert!(!summary.completed);
     assert_eq!(summary.steps, 1);
     let why = summary.stopped.as_deref().unwrap();
-    assert!(why.starts_with("time budget of 0 s reached at step 1"), "{why}");
+    assert!(
+        why.starts_with("time budget of 0 s reached at step 1"),
+        "{why}"
+    );
     assert!(summary.final_test_accuracy.is_some());
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cut.join("summary.json")).unwrap()).unwrap();
