@@ -29,7 +29,8 @@ const HELP: &str = "usage: cargo xtask <task> [args]
                           tests' Python venv (target/xtask-venv, pinned tensorboard); a
                           CAPSNET_PYTHON you set is used instead of the venv
   sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
-  collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table>
+  collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table> (SWEEP_DIR may
+                          be a .tar.gz from `capsnet launch --archive`)
   tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)
   capsnet [args]          build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`)
   bench-compare [...]     capsnet vs the PyTorch reference (scripts/reference) on this machine";

@@ -546,13 +546,45 @@ fn read_runs(raw: &Path) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// `cargo xtask collect SWEEP_DIR RAW_DIR`: copies each finished run's `summary.json` and
+/// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json` and
 /// `config.resolved.toml` into `RAW_DIR/<job>/` (small files, meant to be committed).
 pub fn collect(args: &[String]) -> Result<()> {
     let [sweep, raw] = args else {
-        bail!("usage: cargo xtask collect SWEEP_DIR RAW_DIR")
+        bail!("usage: cargo xtask collect SWEEP_DIR|ARCHIVE.tar.gz RAW_DIR")
     };
     let (sweep, raw) = (Path::new(sweep), Path::new(raw));
+    // An archive from `capsnet launch --archive` (e.g. back from a GPU machine): unpacked
+    // beside it, then collected like a sweep directory.
+    let unpacked;
+    let sweep = if sweep.is_file() {
+        let name = sweep
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("archive name")?;
+        let stem = name.strip_suffix(".tar.gz").with_context(|| {
+            format!(
+                "{}: expected a directory or a .tar.gz from `capsnet launch --archive`",
+                sweep.display()
+            )
+        })?;
+        unpacked = sweep.with_file_name(stem);
+        std::fs::create_dir_all(&unpacked)
+            .with_context(|| format!("cannot create {}", unpacked.display()))?;
+        let status = std::process::Command::new("tar")
+            .arg("-xzf")
+            .arg(sweep)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .context("cannot run tar to unpack the archive")?;
+        if !status.success() {
+            bail!("tar could not unpack {} ({status})", sweep.display());
+        }
+        eprintln!("unpacked {} into {}", sweep.display(), unpacked.display());
+        unpacked.as_path()
+    } else {
+        sweep
+    };
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(sweep)
         .with_context(|| format!("cannot read {}", sweep.display()))?
         .filter_map(|e| e.ok())
@@ -582,6 +614,44 @@ pub fn collect(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `collect` takes a sweep directory or the `.tar.gz` of `capsnet launch --archive`.
+    #[test]
+    fn collect_reads_a_directory_or_a_launch_archive() {
+        let tmp = std::env::temp_dir().join(format!("xtask-collect-{}", std::process::id()));
+        let out = tmp.join("out");
+        for run in ["a", "b"] {
+            std::fs::create_dir_all(out.join(run)).unwrap();
+            std::fs::write(out.join(run).join("summary.json"), "{}").unwrap();
+            std::fs::write(out.join(run).join("config.resolved.toml"), "").unwrap();
+        }
+        std::fs::create_dir_all(out.join("unfinished")).unwrap();
+        let archive = tmp.join("results.tar.gz");
+        let status = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&out)
+            .args(["a", "b", "unfinished"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let raw = tmp.join("raw");
+        let arg = |p: &Path| p.to_str().unwrap().to_string();
+        collect(&[arg(&archive), arg(&raw)]).unwrap();
+        assert!(
+            raw.join("a/summary.json").is_file() && raw.join("b/config.resolved.toml").is_file()
+        );
+        assert!(!raw.join("unfinished").exists());
+        let raw2 = tmp.join("raw2");
+        collect(&[arg(&out), arg(&raw2)]).unwrap();
+        assert!(raw2.join("b/summary.json").is_file());
+        let text = tmp.join("notes.txt");
+        std::fs::write(&text, "x").unwrap();
+        let err = collect(&[arg(&text), arg(&raw)]).unwrap_err().to_string();
+        assert!(err.contains(".tar.gz"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     fn write_run(raw: &Path, name: &str, error: f64, iterations: i64, completed: bool) {
         let dir = raw.join(name);

@@ -7,6 +7,7 @@
 //! - [`train_loop`]: Adam, LR schedule, evaluation, checkpoints, exact resume, `summary.json`.
 //! - [`sweep`]: `[sweep]` grids and zips expanded into validated jobs.
 //! - [`export`]: weights as safetensors with the PyTorch reference's names, and back.
+//! - [`launch`]: a sweep plan run several processes at once within a time budget, packed.
 //! - [`predict`]: a trained network on the user's image files.
 //! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod eval;
 pub mod export;
 pub mod figures;
 pub mod info;
+pub mod launch;
 pub mod load;
 pub mod machine;
 pub mod net;

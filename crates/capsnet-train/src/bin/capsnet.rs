@@ -102,6 +102,10 @@ enum Command {
     Backends,
     /// Expand and validate an experiment's `[sweep]` into jobs (used by `cargo xtask sweep`).
     SweepPlan(SweepPlanArgs),
+    /// Run a sweep plan (`sweep-plan --json`) here, several training processes at once within a
+    /// time budget (each job stops in time with a result), and pack the results into one
+    /// archive: for leased machines without cargo (docs/gpu.md).
+    Launch(LaunchArgs),
     /// Download and verify datasets into the cache (or --dir) for offline use and the tests.
     Download(DownloadArgs),
     /// Draw the paper's Fig. 3 (reconstructions) and Fig. 4 (dimension perturbations) from a
@@ -273,6 +277,33 @@ struct ImportArgs {
 }
 
 #[derive(Args)]
+struct LaunchArgs {
+    /// The plan, as `capsnet sweep-plan EXP --json` wrote it.
+    plan: PathBuf,
+    /// Training processes at once.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    /// Seconds until everything must be packed; each job is given what is left.
+    #[arg(long)]
+    budget_secs: f64,
+    /// Seconds kept back from each job's budget for its final evaluation and the packing.
+    #[arg(long, default_value_t = 30.0)]
+    reserve_secs: f64,
+    /// Start a job only with at least this many seconds left for it.
+    #[arg(long, default_value_t = 60.0)]
+    min_run_secs: f64,
+    /// Folder for the runs, `launch-status.json` and `launch.log`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also pack the results into this `.tar.gz` (no checkpoints or event files).
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// Backend for every job (passed on as `--backend`).
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+#[derive(Args)]
 struct PredictArgs {
     /// Checkpoint directory, or a run directory (its latest checkpoint).
     #[arg(long)]
@@ -371,6 +402,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Predict(args) => predict(args),
         Command::Export(args) => export(args),
+        Command::Launch(args) => launch(args),
         Command::Import(args) => import(args),
         Command::Info(args) => info_cmd(args),
         Command::Bench(args) => bench_cmd(args),
@@ -494,6 +526,69 @@ fn figures(args: FiguresArgs) -> Result<()> {
     )?;
     for file in &figures.files {
         outln!("{}", file.display());
+    }
+    Ok(())
+}
+
+fn launch(args: LaunchArgs) -> Result<()> {
+    use capsnet_train::launch::{JobState, LaunchOptions, pack, run_plan};
+    if !(args.budget_secs > 0.0 && args.budget_secs.is_finite()) {
+        bail!(
+            "--budget-secs {}: must be a positive number of seconds",
+            args.budget_secs
+        );
+    }
+    let text = std::fs::read_to_string(&args.plan)
+        .with_context(|| format!("cannot read the plan {}", args.plan.display()))?;
+    let plan: capsnet_common::sweep::SweepPlan =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a sweep plan (write one with `capsnet sweep-plan EXP --json`)",
+                args.plan.display()
+            )
+        })?;
+    let exe = std::env::current_exe().context("cannot find this binary to run the jobs")?;
+    let options = LaunchOptions {
+        parallel: args.parallel,
+        budget_secs: args.budget_secs,
+        reserve_secs: args.reserve_secs,
+        min_run_secs: args.min_run_secs,
+        out: args.out.clone(),
+        extra_args: args
+            .backend
+            .iter()
+            .flat_map(|b| ["--backend".to_string(), b.clone()])
+            .collect(),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let log_path = args.out.join("launch.log");
+    let mut log_file = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
+    let mut log = |line: &str| {
+        let line = format!("[{}] {line}", capsnet_train::report::utc_now());
+        eprintln!("{line}");
+        let _ = std::io::Write::write_all(&mut log_file, format!("{line}\n").as_bytes());
+    };
+    let outcomes = run_plan(&plan, &exe, &options, &mut log)?;
+    let count = |state| outcomes.iter().filter(|o| o.state == state).count();
+    log(&format!(
+        "{} completed, {} cut short, {} failed, {} not started",
+        count(JobState::Completed),
+        count(JobState::CutShort),
+        count(JobState::Failed),
+        count(JobState::NotStarted)
+    ));
+    if let Some(archive) = &args.archive {
+        let files = pack(&args.out, archive)?;
+        outln!("{} ({files} files)", archive.display());
+    }
+    if count(JobState::Failed) > 0 {
+        bail!(
+            "{} job(s) failed: see launch.log in their run directories under {}",
+            count(JobState::Failed),
+            args.out.display()
+        );
     }
     Ok(())
 }
