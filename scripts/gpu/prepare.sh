@@ -15,7 +15,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-/work/venv-torch/bin/python}
 torch_dir=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
-echo "libtorch from $torch_dir ($("$python" -c 'import torch; print(torch.__version__)'))"
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
+echo "libtorch from $torch_dir ($torch_version)"
+# The binary links the libtorch it is built against and runs against the GPU machine's own
+# PyTorch: the two must be the same release (docs/gpu.md).
+want=${CAPSNET_GPU_TORCH:-2.11.}
+if [[ $torch_version != "$want"* ]]; then
+    echo "error: $python has torch $torch_version, but the GPU machine has $want* (set CAPSNET_GPU_TORCH if that changed)" >&2
+    exit 1
+fi
 [[ -f "$torch_dir/lib/libtorch_cuda.so" ]] || {
     echo "error: $torch_dir/lib has no libtorch_cuda.so: a CPU-only libtorch can never use CUDA" >&2
     exit 1
@@ -34,6 +42,11 @@ cp "$data"/mnist/*.gz gpu-carry/data/mnist/
 # The Vulkan loader and GL/EGL dispatch libraries wgpu loads (unpacked with dpkg -x there).
 (cd gpu-carry/debs && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 git rev-parse HEAD > gpu-carry/REVISION
+echo "torch $torch_version" >> gpu-carry/REVISION
+# The Table 1 plan the launcher runs there (CAPSNET_GPU_QUICK=1: tiny sizes, for dry runs).
+quick_overrides=()
+[[ ${CAPSNET_GPU_QUICK:-0} == 1 ]] && quick_overrides=(data.train_limit=256 data.test_limit=200 train.epochs=1 train.batch_size=32 train.eval_batch_size=100)
+cargo capsnet sweep-plan experiments/table1.toml "${quick_overrides[@]}" --json > gpu-carry/table1-plan.json
 du -sh gpu-carry
 size=$(du -sb gpu-carry | cut -f1)
 if (( size > 60 * 1024 * 1024 )); then
