@@ -381,3 +381,59 @@ eval_batch_size = 100
         );
     }
 }
+
+/// Efficient-CapsNet (batch norm: weight/bias renamed, running statistics carried) travels too:
+/// export → import evaluates identically (evaluation uses the running statistics).
+#[test]
+fn efficient_capsnet_export_then_import_evaluates_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+arch = "efficient-capsnet"
+seed = 3
+[data]
+train_limit = 320
+test_limit = 100
+shift_pixels = 0
+[efficient]
+decoder.hidden = [64, 128]
+[train]
+epochs = 1
+batch_size = 32
+eval_batch_size = 100
+"#;
+    let (exp, run) = trained(dir.path(), "efficient", body);
+    let file = dir.path().join("efficient.safetensors");
+    ok(capsnet(&[
+        "export",
+        "--checkpoint",
+        s(&run),
+        "--out",
+        s(&file),
+    ]));
+    let names: Vec<String> = header(&file).0.into_iter().map(|(n, _)| n).collect();
+    for name in [
+        "norms.0.weight",
+        "norms.0.bias",
+        "norms.0.running_mean",
+        "norms.3.running_var",
+        "convs.3.weight",
+        "primary.weight",
+        "priors",
+        "weight",
+    ] {
+        assert!(
+            names.contains(&name.to_string()),
+            "{name} missing: {names:?}"
+        );
+    }
+    let imported = dir.path().join("imported");
+    ok(capsnet(&[
+        "import",
+        s(&file),
+        "--experiment",
+        s(&exp),
+        "--run-dir",
+        s(&imported),
+    ]));
+    assert_eq!(eval_json(&imported), eval_json(&run));
+}
