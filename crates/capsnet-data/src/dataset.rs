@@ -569,6 +569,10 @@ pub fn locate_files(
     Err(tried)
 }
 
+/// How to get the MNIST family's files when no root holds them.
+pub const IDX_NOT_FOUND_HINT: &str = "Put the files there, set CAPSNET_DATA or data.root/--data-dir \
+     to a directory holding them, or enable downloading";
+
 /// Fetches a split's missing files into the cache directory it is given.
 pub type Fetch<'a> = &'a dyn Fn(&Path) -> Result<(), DataError>;
 
@@ -648,10 +652,11 @@ pub fn load_with_progress(
         sources,
         |roots| locate(kind, split, roots),
         fetch,
-        |tried| DataError::NotFound {
+        |tried| DataError::DataNotFound {
             dataset: format!("{kind} {split}"),
-            files: split.file_names().map(str::to_owned).to_vec(),
+            files: split.file_names().map(|f| format!("{f} (or .gz)")).to_vec(),
             tried,
+            hint: IDX_NOT_FOUND_HINT.into(),
         },
     )?;
     let set = load_files(kind, &located.images, &located.labels, sources.verify)?;
@@ -750,8 +755,9 @@ fn verify_checksum(
         })?;
         let found = sha256_hex(bytes);
         if found != expected {
-            return Err(DataError::Checksum {
+            return Err(DataError::DigestMismatch {
                 path: path.to_path_buf(),
+                algorithm: "SHA-256 of the decompressed data",
                 expected: expected.to_owned(),
                 found,
             });
@@ -962,7 +968,7 @@ mod tests {
             ..DataSources::default()
         };
         let err = load(IdxDataset::Mnist, Split::Train, &sources).unwrap_err();
-        let DataError::NotFound { tried, .. } = &err else {
+        let DataError::DataNotFound { tried, .. } = &err else {
             panic!("{err:?}")
         };
         assert_eq!(tried.len(), 16);
@@ -997,10 +1003,11 @@ mod tests {
 
         sources.verify = true;
         let err = load(IdxDataset::Mnist, Split::Test, &sources).unwrap_err();
-        let DataError::Checksum {
+        let DataError::DigestMismatch {
             path,
             expected,
             found,
+            ..
         } = &err
         else {
             panic!("{err:?}")

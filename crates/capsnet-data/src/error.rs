@@ -106,36 +106,6 @@ pub enum DataError {
         /// Number of classes of the dataset.
         num_classes: usize,
     },
-    /// The SHA-256 of the (decompressed) file is not the canonical one.
-    #[error(
-        "checksum mismatch for {}: SHA-256 of the decompressed data is {found}, expected {expected} \
-         (corrupt or different file; delete it, or disable verification for custom data)",
-        path.display()
-    )]
-    Checksum {
-        /// The file (or URL, for a download).
-        path: PathBuf,
-        /// Expected lowercase hex SHA-256.
-        expected: String,
-        /// Actual lowercase hex SHA-256.
-        found: String,
-    },
-    /// No data root holds the files of the requested split and downloading is off.
-    #[error(
-        "{dataset} data not found: need {} (raw or .gz) in one directory; tried {}. \
-         Put the files there, set CAPSNET_DATA or data.root/--data-dir to a directory holding \
-         them, or enable downloading",
-        files.join(" and "),
-        PathList(tried)
-    )]
-    NotFound {
-        /// Dataset and split, e.g. `mnist train`.
-        dataset: String,
-        /// The file names needed.
-        files: Vec<String>,
-        /// Every path that was looked at, in order.
-        tried: Vec<PathBuf>,
-    },
     /// One download attempt failed.
     #[error("download of {url} failed: {reason}")]
     Download {
@@ -193,7 +163,7 @@ pub enum DataError {
     /// smallNORB, SVHN), and they could not be downloaded.
     #[error(
         "{dataset} data not found: need {} in one directory; tried {}. {hint}",
-        files.join(", "),
+        FileList(files),
         PathList(tried)
     )]
     DataNotFound {
@@ -206,8 +176,8 @@ pub enum DataError {
         /// How to get the files.
         hint: String,
     },
-    /// A file's digest is not the published one (for files whose canonical checksum is not
-    /// a SHA-256 of decompressed data, e.g. the MD5 sums published for SVHN).
+    /// A file's digest is not the canonical one: the SHA-256 of the decompressed data (MNIST,
+    /// Fashion-MNIST) or the MD5 sums published for SVHN.
     #[error(
         "checksum mismatch for {}: {algorithm} is {found}, expected {expected} \
          (corrupt or different file; delete it, or disable verification for custom data)",
@@ -216,7 +186,7 @@ pub enum DataError {
     DigestMismatch {
         /// The file.
         path: PathBuf,
-        /// The digest algorithm, e.g. `MD5`.
+        /// What was hashed how, e.g. `MD5` or `SHA-256 of the decompressed data`.
         algorithm: &'static str,
         /// Expected lowercase hex digest.
         expected: String,
@@ -236,6 +206,18 @@ impl DataError {
 }
 
 struct PathList<'a>(&'a [PathBuf]);
+
+/// File names as a sentence: `a and b`, or `a, b, c`.
+struct FileList<'a>(&'a [String]);
+
+impl fmt::Display for FileList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [a, b] => write!(f, "{a} and {b}"),
+            files => f.write_str(&files.join(", ")),
+        }
+    }
+}
 
 impl fmt::Display for PathList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,10 +270,11 @@ mod tests {
         );
         assert!(!msg.contains('\n'));
 
-        let e = DataError::NotFound {
+        let e = DataError::DataNotFound {
             dataset: "mnist test".into(),
             files: vec!["a".into(), "b".into()],
             tried: vec!["/r1/a".into(), "/r2/a.gz".into()],
+            hint: crate::dataset::IDX_NOT_FOUND_HINT.into(),
         };
         let msg = e.to_string();
         for needle in [
