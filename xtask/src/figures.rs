@@ -65,6 +65,8 @@ struct Point {
     mean: f64,
     std: Option<f64>,
     runs: Vec<String>,
+    /// Each run's error, in `runs` order (drawn as its own point).
+    errors: Vec<f64>,
 }
 
 const WIDTH: u32 = 800;
@@ -196,7 +198,13 @@ fn points(figure: &FigureSpec, series: &SeriesSpec, runs: &[Run]) -> Result<Vec<
         .into_values()
         .map(|(x, errors, runs)| {
             let (mean, std) = mean_std(&errors);
-            Point { x, mean, std, runs }
+            Point {
+                x,
+                mean,
+                std,
+                runs,
+                errors,
+            }
         })
         .collect();
     points.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -233,8 +241,12 @@ where
     let low = |p: &Point| p.mean - p.std.unwrap_or(0.0);
     let high = |p: &Point| p.mean + p.std.unwrap_or(0.0);
     let (x_lo, x_hi) = padded(x_lo, x_hi, figure.log_x);
-    let y_hi = all().map(high).fold(f64::NEG_INFINITY, f64::max);
-    // On a log axis a band reaching zero is cut at a fifth of the smallest mean.
+    // The axis holds every run's point, not only the band.
+    let y_hi = all()
+        .map(|p| p.errors.iter().copied().fold(high(p), f64::max))
+        .fold(f64::NEG_INFINITY, f64::max);
+    // No band below zero: on a linear axis it is cut at zero, on a log axis at a fifth of the
+    // smallest mean.
     let floor = all()
         .map(|p| p.mean)
         .fold(f64::INFINITY, f64::min)
@@ -242,7 +254,7 @@ where
         / 5.0;
     let (y_lo, y_hi) = if figure.log_y {
         let lo = all()
-            .map(|p| low(p).max(floor))
+            .map(|p| p.errors.iter().copied().fold(low(p), f64::min).max(floor))
             .fold(f64::INFINITY, f64::min);
         padded(lo, y_hi, true)
     } else {
@@ -270,7 +282,7 @@ where
             series,
             (x_lo..x_hi).log_scale(),
             y_lo..y_hi,
-            f64::NEG_INFINITY,
+            0.0,
             &x_ticks,
         ),
         (false, true) => plot(
@@ -282,15 +294,7 @@ where
             floor,
             &x_ticks,
         ),
-        (false, false) => plot(
-            root,
-            figure,
-            series,
-            x_lo..x_hi,
-            y_lo..y_hi,
-            f64::NEG_INFINITY,
-            &x_ticks,
-        ),
+        (false, false) => plot(root, figure, series, x_lo..x_hi, y_lo..y_hi, 0.0, &x_ticks),
     }
 }
 
@@ -371,12 +375,20 @@ where
                 )))
                 .map_err(|e| err(&e))?;
         }
+        // Every run as its own small hollow point, beside the mean.
+        chart
+            .draw_series(points.iter().flat_map(|p| {
+                p.errors.iter().map(move |&e| {
+                    Circle::new((p.x, e.max(floor)), 2, color.mix(0.7).stroke_width(1))
+                })
+            }))
+            .map_err(|e| err(&e))?;
         let line: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.mean)).collect();
         let n = points.iter().map(|p| p.runs.len()).max().unwrap_or(0);
         chart
             .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
-            .label(format!("{} (mean ± std, n = {n})", spec.label))
+            .label(format!("{} (mean ± std and each run, n = {n})", spec.label))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(2))
             });
@@ -386,7 +398,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_corner(series))
         .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.3))
@@ -394,6 +406,41 @@ where
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// The upper corner whose side of the plot has the lower data (by the highest mean + std in
+/// the outer third of the x values), so that the legend stays clear of it.
+fn legend_corner(series: &[(&SeriesSpec, Vec<Point>)]) -> SeriesLabelPosition {
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.x))
+        .collect();
+    if xs.is_empty() {
+        return SeriesLabelPosition::UpperRight;
+    }
+    let mut sorted = xs.clone();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup();
+    let third = sorted.len().div_ceil(3);
+    let (left, right) = (&sorted[..third], &sorted[sorted.len() - third..]);
+    let top = |edge: &[f64]| {
+        series
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .filter(|p| edge.contains(&p.x))
+            .map(|p| {
+                p.errors
+                    .iter()
+                    .copied()
+                    .fold(p.mean + p.std.unwrap_or(0.0), f64::max)
+            })
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    if top(right) > top(left) {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
 }
 
 /// RGB pixels as a PNG, with fixed encoder settings (same bytes for the same pixels).

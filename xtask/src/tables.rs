@@ -915,8 +915,13 @@ match = { arch = "capsnet" }
             svg.starts_with("<svg") && svg.contains("Error vs iterations"),
             "{svg}"
         );
-        assert!(svg.contains("CapsNet test (mean ± std, n = 3)"), "{svg}");
+        assert!(
+            svg.contains("CapsNet test (mean ± std and each run, n = 3)"),
+            "{svg}"
+        );
         assert!(svg.contains("<polygon"), "the std band is drawn: {svg}");
+        // Each of the 4 runs as its own point, besides the 2 means.
+        assert!(svg.matches("<circle").count() >= 6, "{svg}");
         let png = file("figures/f.png");
         let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
             .read_info()
