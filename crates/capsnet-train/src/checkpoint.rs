@@ -189,11 +189,15 @@ pub fn load_training_state(
             path: dir.to_path_buf(),
             reason: format!("cannot load optim.bpk: {e}"),
         })?;
+    Ok((optim, load_loop_state(dir)?))
+}
+
+/// The loop state (`state.json`) of the checkpoint in `dir`.
+pub fn load_loop_state(dir: &Path) -> Result<LoopState, TrainError> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+    serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
         path: dir.to_path_buf(),
         reason: format!("state.json: {e}"),
-    })?;
-    Ok((optim, state))
+    })
 }

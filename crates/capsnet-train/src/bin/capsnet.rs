@@ -504,11 +504,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
     };
     let mut log = RunLog::stderr_only(ProgressMode::Plain);
     let data = load_experiment_data(&config, &mut log)?;
-    let step = std::fs::read_to_string(ckpt.join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["step"].as_i64())
-        .unwrap_or(0);
+    let step = i64::try_from(checkpoint::load_loop_state(&ckpt)?.step).unwrap_or(i64::MAX);
     let mut board = capsnet_tensorboard::EventWriter::open(&run)
         .with_context(|| format!("cannot open the event file in {}", run.display()))?;
     let out = args.out.unwrap_or_else(|| run.join("figures"));
