@@ -233,8 +233,12 @@ pub fn cifar10_mirrors(env_value: Option<&OsStr>) -> Vec<String> {
 /// allowed, from the mirrors of `$CAPSNET_CIFAR_MIRROR` or [`CIFAR10_MIRRORS`]. Returns the
 /// set and the directory its files were read from.
 pub fn load_cifar10(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
-    let mirrors = cifar10_mirrors(std::env::var_os(CIFAR_MIRROR_ENV).as_deref());
-    load_cifar10_with(split, sources, &mirrors, &NoProgress)
+    load_cifar10_with(split, sources, &cifar10_mirrors_from_env(), &NoProgress)
+}
+
+/// [`cifar10_mirrors`] of this process's `$CAPSNET_CIFAR_MIRROR`.
+pub fn cifar10_mirrors_from_env() -> Vec<String> {
+    cifar10_mirrors(std::env::var_os(CIFAR_MIRROR_ENV).as_deref())
 }
 
 /// [`load_cifar10`] with explicit download `mirrors` (the environment is not read) and

@@ -130,6 +130,25 @@ impl IdxDataset {
         10
     }
 
+    /// Class names in label order: the digits for MNIST, the article kinds for Fashion-MNIST.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Self::Mnist => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Self::FashionMnist => [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
     /// Image shape (1×28×28 for both).
     pub fn dims(self) -> Dims {
         Dims {
@@ -705,27 +724,9 @@ pub fn load_files(
     let labels_bytes = idx::read_file(labels_path)?;
     let labels = idx::parse_labels(&labels_bytes, labels_path)?;
     verify_checksum(kind, labels_path, &labels_bytes, verify)?;
-    if images.count != labels.len() {
-        return Err(DataError::CountMismatch {
-            images: images_path.to_path_buf(),
-            labels: labels_path.to_path_buf(),
-            image_count: images.count,
-            label_count: labels.len(),
-        });
-    }
+    idx::same_count(images_path, images.count, labels_path, labels.len())?;
     let num_classes = kind.num_classes();
-    if let Some((index, &value)) = labels
-        .iter()
-        .enumerate()
-        .find(|&(_, &l)| usize::from(l) >= num_classes)
-    {
-        return Err(DataError::BadLabel {
-            path: labels_path.to_path_buf(),
-            index,
-            value,
-            num_classes,
-        });
-    }
+    idx::labels_below(labels_path, &labels, num_classes)?;
     let dims = Dims {
         channels: 1,
         height: images.rows,

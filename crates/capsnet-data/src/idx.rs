@@ -177,6 +177,42 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     Ok(out)
 }
 
+/// An image file and its label file must hold as many items.
+pub(crate) fn same_count(
+    images: &Path,
+    image_count: usize,
+    labels: &Path,
+    label_count: usize,
+) -> Result<(), DataError> {
+    if image_count == label_count {
+        return Ok(());
+    }
+    Err(DataError::CountMismatch {
+        images: images.to_path_buf(),
+        labels: labels.to_path_buf(),
+        image_count,
+        label_count,
+    })
+}
+
+/// Every label of the label file `path` must be below `num_classes` ([`DataError::BadLabel`]
+/// names the first that is not).
+pub fn labels_below(path: &Path, labels: &[u8], num_classes: usize) -> Result<(), DataError> {
+    match labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= num_classes)
+    {
+        Some((index, &value)) => Err(DataError::BadLabel {
+            path: path.to_path_buf(),
+            index,
+            value,
+            num_classes,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A user's pair of IDX files (any image size, any number of classes), read as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelledIdx {
@@ -205,14 +241,7 @@ pub fn read_labelled(
 ) -> Result<LabelledIdx, DataError> {
     let mut images = parse_images(&read_file(images_path)?, images_path)?;
     let mut labels = parse_labels(&read_file(labels_path)?, labels_path)?;
-    if images.count != labels.len() {
-        return Err(DataError::CountMismatch {
-            images: images_path.to_path_buf(),
-            labels: labels_path.to_path_buf(),
-            image_count: images.count,
-            label_count: labels.len(),
-        });
-    }
+    same_count(images_path, images.count, labels_path, labels.len())?;
     if let Some(index) = labels.iter().position(|&l| l < options.label_offset) {
         return Err(DataError::Invalid(format!(
             "{}: label #{index} is {}, below the label offset {}",

@@ -247,7 +247,22 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
-fn is_image_file(path: &Path) -> bool {
+/// Every PNG or JPEG file (by extension) below `dir`, recursively, in sorted order; hidden
+/// entries are skipped and other files ignored (`capsnet predict` on a folder).
+pub fn image_files_under(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for path in entries(dir)? {
+        if path.is_dir() {
+            out.extend(image_files_under(&path)?);
+        } else if is_image_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn is_image_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

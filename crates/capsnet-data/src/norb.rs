@@ -453,9 +453,18 @@ pub fn load_smallnorb(
     sources: &DataSources,
     options: NorbOptions,
 ) -> Result<(ImageSet, PathBuf), DataError> {
-    let mirrors =
-        crate::dataset::mirrors_or(std::env::var_os(NORB_MIRROR_ENV).as_deref(), &NORB_MIRRORS);
-    load_smallnorb_with(split, sources, options, &mirrors, &NoProgress)
+    load_smallnorb_with(
+        split,
+        sources,
+        options,
+        &norb_mirrors_from_env(),
+        &NoProgress,
+    )
+}
+
+/// The mirrors of this process's `$CAPSNET_NORB_MIRROR` if it names any, else [`NORB_MIRRORS`].
+pub fn norb_mirrors_from_env() -> Vec<String> {
+    crate::dataset::mirrors_or(std::env::var_os(NORB_MIRROR_ENV).as_deref(), &NORB_MIRRORS)
 }
 
 /// [`load_smallnorb`] with explicit download `mirrors` and progress reporting.

@@ -216,8 +216,12 @@ pub fn svhn_mirrors(env_value: Option<&std::ffi::OsStr>) -> Vec<String> {
 /// mirrors of `$CAPSNET_SVHN_MIRROR` or [`SVHN_MIRRORS`] when allowed. Returns the set and the
 /// directory of its file.
 pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
-    let mirrors = svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref());
-    load_svhn_with(split, sources, &mirrors, &NoProgress)
+    load_svhn_with(split, sources, &svhn_mirrors_from_env(), &NoProgress)
+}
+
+/// [`svhn_mirrors`] of this process's `$CAPSNET_SVHN_MIRROR`.
+pub fn svhn_mirrors_from_env() -> Vec<String> {
+    svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref())
 }
 
 /// [`load_svhn`] with explicit download `mirrors` and progress reporting.

@@ -146,13 +146,13 @@ pub fn load_experiment_data(
         progress: DownloadBars::new(log.has_bars()),
     };
     let out = match data.dataset {
-        Dataset::Mnist => idx_images(&from, IdxDataset::Mnist, config)?,
-        Dataset::FashionMnist => idx_images(&from, IdxDataset::FashionMnist, config)?,
-        Dataset::Cifar10 => cifar10(&from, config)?,
+        Dataset::Mnist
+        | Dataset::FashionMnist
+        | Dataset::Cifar10
+        | Dataset::SmallNorb
+        | Dataset::Svhn => stored_images(both_splits(&from, data.dataset)?, config)?,
         Dataset::MultiMnist => multimnist(&from, config)?,
         Dataset::ExpandedMnist => expanded_mnist(&from, config)?,
-        Dataset::SmallNorb => smallnorb(&from, config)?,
-        Dataset::Svhn => svhn(&from, config)?,
         Dataset::ImageFolder => image_folder(config, log)?,
         Dataset::Idx => user_idx(config)?,
     };
@@ -178,16 +178,13 @@ struct Sources {
     progress: DownloadBars,
 }
 
-/// The training split (after `train_limit` / `train_subset`), the test split (after
-/// `test_limit`) and the directory of an IDX dataset (MNIST, Fashion-MNIST).
-fn idx_splits(
+/// MNIST's training split (after `train_limit` / `train_subset`), its test split (after
+/// `test_limit`) and their directory: the source of the generated datasets.
+fn mnist_splits(
     from: &Sources,
-    kind: IdxDataset,
     config: &ExperimentConfig,
 ) -> Result<(Arc<ImageSet>, Arc<ImageSet>, PathBuf), TrainError> {
-    let (train, test, dir) = both_splits(|split| {
-        capsnet_data::load_with_progress(kind, split, &from.files, &from.progress)
-    })?;
+    let (train, test, dir) = both_splits(from, Dataset::Mnist)?;
     Ok((
         training_images(train, &config.data, config.seed)?,
         limited(test, config.data.test_limit),
@@ -216,31 +213,16 @@ fn stored_images(
 /// The class names of a built-in dataset (digits for the MNIST family and SVHN); empty for a
 /// user's data, whose loader names them.
 pub fn builtin_class_names(dataset: Dataset) -> Vec<String> {
-    const FASHION: [&str; 10] = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ];
-    match dataset {
-        Dataset::FashionMnist => FASHION.map(String::from).to_vec(),
-        Dataset::Cifar10 => capsnet_data::cifar::CIFAR10_CLASS_NAMES
-            .map(String::from)
-            .to_vec(),
-        Dataset::SmallNorb => capsnet_data::norb::NORB_CLASS_NAMES
-            .map(String::from)
-            .to_vec(),
+    let names: &[&str] = match dataset {
+        Dataset::FashionMnist => &IdxDataset::FashionMnist.class_names(),
+        Dataset::Cifar10 => &capsnet_data::cifar::CIFAR10_CLASS_NAMES,
+        Dataset::SmallNorb => &capsnet_data::norb::NORB_CLASS_NAMES,
         Dataset::Mnist | Dataset::MultiMnist | Dataset::ExpandedMnist | Dataset::Svhn => {
-            (0..10).map(|d| d.to_string()).collect()
+            &IdxDataset::Mnist.class_names()
         }
-        Dataset::ImageFolder | Dataset::Idx => Vec::new(),
-    }
+        Dataset::ImageFolder | Dataset::Idx => &[],
+    };
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 /// The preprocessing of a user's images (and of `capsnet predict`'s) for `config`: the
@@ -348,12 +330,11 @@ fn image_folder(config: &ExperimentConfig, log: &mut RunLog) -> Result<Experimen
     let pre = image_preprocess(config);
     let what = format!("data.root = {:?}", root.display().to_string());
     // Classes (and, for a fixed colour, the shape) fail before anything is decoded.
-    let known_channels = match pre.color {
-        capsnet_data::image_folder::Color::Auto => config.network_input().0,
-        capsnet_data::image_folder::Color::Gray => 1,
-        capsnet_data::image_folder::Color::Rgb => 3,
-    };
-    check_user_data(config, pre.dims(known_channels), &index.classes, &what)?;
+    let (c, h, w, _) = config.network_input();
+    let (channels, _, _) = data
+        .stored_dims((c, h, w))
+        .expect("an image folder's stored shape comes from the experiment");
+    check_user_data(config, pre.dims(channels), &index.classes, &what)?;
     let total = index.train.files.len() + index.test.files.len();
     log.info(&format!(
         "decoding {total} images of {} classes from {} ({} layout) to {}x{}",
@@ -417,20 +398,7 @@ fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
     let mut sets = Vec::new();
     for (images, labels) in [(&train_images, &train_labels), (&test_images, &test_labels)] {
         let read = read_labelled(images, labels, options)?;
-        if let Some((index, &value)) = read
-            .labels
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| usize::from(l) >= classes)
-        {
-            return Err(capsnet_data::DataError::BadLabel {
-                path: labels.clone(),
-                index,
-                value,
-                num_classes: classes,
-            }
-            .into());
-        }
+        capsnet_data::idx::labels_below(labels, &read.labels, classes)?;
         let dims = capsnet_data::Dims {
             channels: 1,
             height: read.images.rows,
@@ -476,72 +444,61 @@ fn user_idx(config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
     Ok(out)
 }
 
-/// Loads both splits with `load`; the directory is the training split's.
+/// Both splits of a built-in dataset; the directory is the training split's.
 fn both_splits(
-    load: impl Fn(Split) -> Result<(ImageSet, PathBuf), capsnet_data::DataError>,
+    from: &Sources,
+    dataset: Dataset,
 ) -> Result<(ImageSet, ImageSet, PathBuf), TrainError> {
-    let (train, dir) = load(Split::Train)?;
-    let (test, _) = load(Split::Test)?;
+    let (train, dir) = load_builtin_split(dataset, Split::Train, &from.files, &from.progress)?;
+    let (test, _) = load_builtin_split(dataset, Split::Test, &from.files, &from.progress)?;
     Ok((train, test, dir))
 }
 
-/// MNIST or Fashion-MNIST: images as stored, shifted (or cropped) in training.
-fn idx_images(
-    from: &Sources,
-    kind: IdxDataset,
-    config: &ExperimentConfig,
-) -> Result<ExperimentData, TrainError> {
-    let splits = both_splits(|split| {
-        capsnet_data::load_with_progress(kind, split, &from.files, &from.progress)
-    })?;
-    stored_images(splits, config)
-}
-
-/// CIFAR-10: random crops (optionally flipped) in training, central crops at test.
-fn cifar10(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    let mirrors = capsnet_data::cifar::cifar10_mirrors(
-        std::env::var_os(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
-    );
-    let splits = both_splits(|split| {
-        capsnet_data::cifar::load_cifar10_with(split, &from.files, &mirrors, &from.progress)
-    })?;
-    stored_images(splits, config)
-}
-
-/// smallNORB as the paper prepares it: both cameras as 2 channels, downscaled to 48×48 (random
-/// `data.crop` crops in training, the central crop at test).
-fn smallnorb(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    use capsnet_data::norb::{NORB_MIRROR_ENV, NORB_MIRRORS};
-    let mirrors = capsnet_data::dataset::mirrors_or(
-        std::env::var_os(NORB_MIRROR_ENV).as_deref(),
-        &NORB_MIRRORS,
-    );
-    let splits = both_splits(|split| {
-        capsnet_data::norb::load_smallnorb_with(
+/// One split of a built-in dataset's stored images (MNIST for the datasets generated from
+/// it), found in the roots of `files` or fetched into its cache from the dataset's mirrors
+/// (overridable by its `CAPSNET_…_MIRROR` variable), and checked: the one route of the
+/// experiment loaders and `capsnet download`. smallNORB comes as the paper prepares it (both
+/// cameras as 2 channels, 48×48). A user's data (`image-folder`, `idx`) is an error.
+pub fn load_builtin_split(
+    dataset: Dataset,
+    split: Split,
+    files: &DataSources,
+    progress: &dyn capsnet_data::DownloadProgress,
+) -> Result<(ImageSet, PathBuf), TrainError> {
+    use capsnet_data::{cifar, norb, svhn};
+    Ok(match dataset {
+        Dataset::Mnist | Dataset::MultiMnist | Dataset::ExpandedMnist => {
+            capsnet_data::load_with_progress(IdxDataset::Mnist, split, files, progress)?
+        }
+        Dataset::FashionMnist => {
+            capsnet_data::load_with_progress(IdxDataset::FashionMnist, split, files, progress)?
+        }
+        Dataset::Cifar10 => {
+            cifar::load_cifar10_with(split, files, &cifar::cifar10_mirrors_from_env(), progress)?
+        }
+        Dataset::Svhn => {
+            svhn::load_svhn_with(split, files, &svhn::svhn_mirrors_from_env(), progress)?
+        }
+        Dataset::SmallNorb => norb::load_smallnorb_with(
             split,
-            &from.files,
+            files,
             NorbOptions::PAPER,
-            &mirrors,
-            &from.progress,
-        )
-    })?;
-    stored_images(splits, config)
-}
-
-/// SVHN format 2 (the training file without `extra`).
-fn svhn(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    use capsnet_data::svhn::{SVHN_MIRROR_ENV, svhn_mirrors};
-    let mirrors = svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref());
-    let splits = both_splits(|split| {
-        capsnet_data::svhn::load_svhn_with(split, &from.files, &mirrors, &from.progress)
-    })?;
-    stored_images(splits, config)
+            &norb::norb_mirrors_from_env(),
+            progress,
+        )?,
+        Dataset::ImageFolder | Dataset::Idx => {
+            return Err(TrainError::Invalid(format!(
+                "data.dataset = {:?} is your own data: it is read from data.root, never fetched",
+                dataset.name()
+            )));
+        }
+    })
 }
 
 /// MultiMNIST: pairs generated from MNIST, the training pairs seeded by the experiment seed,
 /// the test pairs by `data.multimnist.test_seed`.
 fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
-    let (train, test, dir) = idx_splits(from, IdxDataset::Mnist, config)?;
+    let (train, test, dir) = mnist_splits(from, config)?;
     let m = &config.data.multimnist;
     let generator = |pairs, seed| MultiMnistConfig {
         pairs_per_digit: pairs,
@@ -571,7 +528,7 @@ fn multimnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentDat
 /// plus the affine and real affNIST sets when asked.
 fn expanded_mnist(from: &Sources, config: &ExperimentConfig) -> Result<ExperimentData, TrainError> {
     let data = &config.data;
-    let (train, test, dir) = idx_splits(from, IdxDataset::Mnist, config)?;
+    let (train, test, dir) = mnist_splits(from, config)?;
     let a = &data.affnist;
     let placed = ExpandedMnist::new(
         test.clone(),

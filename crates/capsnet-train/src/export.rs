@@ -288,19 +288,8 @@ pub fn reference_batch(
     let labels: Vec<i64> = batch.labels.clone();
     let (inputs, targets) = crate::net::batch_tensors(batch, device);
     let step = net.step(inputs, &targets, &config.loss, true);
-    let floats = |t: Tensor<1>| -> Vec<f32> {
-        t.into_data()
-            .try_into_vec_as::<f32>()
-            .expect("float tensor converts to f32")
-    };
-    let read2 = |t: Tensor<2>| -> (Vec<usize>, Vec<f32>) {
-        let dims = t.dims().to_vec();
-        let values = t
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .expect("float tensor converts to f32");
-        (dims, values)
-    };
+    use crate::net::f32_values;
+    let read2 = |t: Tensor<2>| (t.dims().to_vec(), f32_values(t));
     let grads = step.total.backward();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push_f32 = |name: &str, dims: Vec<usize>, values: &[f32]| {
@@ -315,12 +304,12 @@ pub fn reference_batch(
         push_f32("reconstruction", dims, &values);
     }
     if let Some(margin) = step.margin {
-        push_f32("margin_loss", vec![1], &floats(margin));
+        push_f32("margin_loss", vec![1], &f32_values(margin));
     }
     if let Some(recon) = step.reconstruction {
-        push_f32("reconstruction_loss", vec![1], &floats(recon));
+        push_f32("reconstruction_loss", vec![1], &f32_values(recon));
     }
-    push_f32("loss", vec![1], &floats(step.total));
+    push_f32("loss", vec![1], &f32_values(step.total));
     tensors.push((
         "labels".into(),
         Dtype::I64,

@@ -17,6 +17,7 @@ use capsnet_tensorboard::{EventWriter, encode_png, image_grid};
 
 use crate::error::TrainError;
 use crate::net::batch_tensors;
+use crate::net::f32_values;
 
 /// Perturbation offsets of Fig. 4: −0.25 … +0.25 in steps of 0.05.
 pub const PERTURBATIONS: [f32; 11] = [
@@ -81,8 +82,8 @@ pub fn write(
     let (images, _) = batch_tensors(batch, device);
     let out = net.forward(images.clone(), None);
     let recon = out.reconstruction.expect("decoder checked above");
-    let inputs = floats(images.reshape([n, w * h]));
-    let recons = floats(recon);
+    let inputs = f32_values(images.reshape([n, w * h]));
+    let recons = f32_values(recon);
     let tiles: Vec<&[f32]> = inputs.chunks(w * h).chain(recons.chunks(w * h)).collect();
     let mut files = Vec::new();
     let (gw, gh, grid) = image_grid(&tiles, w, h, n);
@@ -98,7 +99,7 @@ pub fn write(
     for (k, &winner) in winners.iter().enumerate().take(perturbed.min(n)) {
         let winner = winner as usize;
         // [1, classes, dim] → the winning capsule of image k, repeated for every (dim, offset).
-        let v = floats(
+        let v = f32_values(
             capsules
                 .clone()
                 .narrow(0, k, 1)
@@ -121,7 +122,7 @@ pub fn write(
             TensorData::new(vec![winner as i64; cells], [cells]),
             device,
         );
-        let decoded = floats(
+        let decoded = f32_values(
             net.reconstruct(caps, labels)
                 .expect("decoder checked above"),
         );
@@ -149,12 +150,6 @@ fn save_png(dir: &Path, name: &str, w: u32, h: u32, gray: &[u8]) -> Result<PathB
     let path = dir.join(name);
     std::fs::write(&path, bytes).map_err(|e| TrainError::io(&path, e))?;
     Ok(path)
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .expect("float tensor converts to f32")
 }
 
 fn floats_i(t: Tensor<1, Int>) -> Vec<i64> {

@@ -208,9 +208,9 @@ pub fn run_plan(
 fn finished_state(run_dir: &Path) -> JobState {
     let summary = std::fs::read_to_string(run_dir.join("summary.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        .and_then(|t| serde_json::from_str::<crate::Summary>(&t).ok());
     match summary {
-        Some(s) if s["completed"] == true => JobState::Completed,
+        Some(s) if s.completed => JobState::Completed,
         Some(_) => JobState::CutShort,
         None => JobState::Failed,
     }

@@ -250,6 +250,13 @@ impl Net {
     }
 }
 
+/// A float tensor's values as `f32`, in row-major order (reads it back from the device).
+pub(crate) fn f32_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float tensor converts to f32")
+}
+
 /// All float parameters of `net` flattened in module order (for comparing checkpoints and
 /// backends: parameter ids differ between runs, values must not).
 pub fn parameter_values(net: &Net) -> Vec<f32> {

@@ -10,15 +10,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use burn::tensor::Device;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor};
 use capsnet_data::image_folder::{Color, LabelledFiles, decode_all};
 use capsnet_data::{Loader, LoaderConfig};
 use serde::Serialize;
 
 use crate::config::{Arch, ExperimentConfig};
 use crate::error::TrainError;
-use crate::net::{Net, batch_tensors};
+use crate::net::{Net, batch_tensors, f32_values};
 use crate::report::RunLog;
 
 /// One class and its score.
@@ -67,37 +67,18 @@ pub struct PredictOptions {
 /// The image files named by `inputs`: files as given, folders walked (recursively, sorted) for
 /// PNG and JPEG files. A path that does not exist, or a folder without images, is an error.
 pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TrainError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), TrainError> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| TrainError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if has_image_extension(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
     let mut files = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let before = files.len();
-            walk(input, &mut files)?;
-            if files.len() == before {
+            let found = capsnet_data::image_folder::image_files_under(input)?;
+            if found.is_empty() {
                 return Err(capsnet_data::DataError::ImageFolder {
                     path: input.clone(),
                     reason: "holds no PNG or JPEG files".into(),
                 }
                 .into());
             }
+            files.extend(found);
         } else if input.is_file() {
             files.push(input.clone());
         } else {
@@ -108,12 +89,6 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, TrainError> {
         }
     }
     Ok(files)
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        capsnet_data::image_folder::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-    })
 }
 
 /// Classifies `files` with `net` (an inference copy) as the run of `config` would see them;
@@ -169,8 +144,8 @@ pub fn predict(
             Arch::BaselineCnn => softmax(step.scores, 1),
             _ => step.scores,
         };
-        let scores = floats(scores);
-        let recon = step.reconstructions.map(floats);
+        let scores = f32_values(scores);
+        let recon = step.reconstructions.map(f32_values);
         for (k, row) in scores.chunks_exact(num_classes).enumerate() {
             let index = out.len();
             let mut ranked: Vec<usize> = (0..num_classes).collect();
@@ -223,12 +198,6 @@ fn has_decoder(config: &ExperimentConfig) -> bool {
         Arch::EfficientCapsnet => config.efficient.decoder.enabled,
         Arch::BaselineCnn => false,
     }
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .expect("float tensor converts to f32")
 }
 
 /// Writes the input (left) and its reconstruction (right), channel-first `[0, 1]` values, as

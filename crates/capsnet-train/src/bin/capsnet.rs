@@ -989,7 +989,9 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
-    use capsnet_data::{DataSources, IdxDataset, Split};
+    use capsnet_data::{DataSources, Split};
+    use capsnet_train::config::Dataset;
+    use capsnet_train::data::load_builtin_split;
     const FETCHABLE: [&str; 5] = ["mnist", "fashion-mnist", "cifar10", "svhn", "smallnorb"];
     let mut wanted: Vec<&str> = Vec::new();
     for name in args.dataset.split(',').map(str::trim) {
@@ -1021,42 +1023,11 @@ fn download(args: DownloadArgs) -> Result<()> {
     let progress = capsnet_train::report::DownloadBars::new(std::io::IsTerminal::is_terminal(
         &std::io::stderr(),
     ));
-    let env = |var: &str| std::env::var_os(var);
     let mut root = None;
     for name in wanted {
+        let dataset = Dataset::parse(name).expect("the fetchable names are dataset names");
         for split in [Split::Train, Split::Test] {
-            let (set, dir) = match name {
-                "mnist" | "fashion-mnist" => {
-                    let kind: IdxDataset = name.parse()?;
-                    capsnet_data::load_with_progress(kind, split, &sources, &progress)?
-                }
-                "cifar10" => capsnet_data::cifar::load_cifar10_with(
-                    split,
-                    &sources,
-                    &capsnet_data::cifar::cifar10_mirrors(
-                        env(capsnet_data::cifar::CIFAR_MIRROR_ENV).as_deref(),
-                    ),
-                    &progress,
-                )?,
-                "svhn" => capsnet_data::svhn::load_svhn_with(
-                    split,
-                    &sources,
-                    &capsnet_data::svhn::svhn_mirrors(
-                        env(capsnet_data::svhn::SVHN_MIRROR_ENV).as_deref(),
-                    ),
-                    &progress,
-                )?,
-                _ => capsnet_data::norb::load_smallnorb_with(
-                    split,
-                    &sources,
-                    capsnet_data::norb::NorbOptions::PAPER,
-                    &capsnet_data::dataset::mirrors_or(
-                        env(capsnet_data::norb::NORB_MIRROR_ENV).as_deref(),
-                        &capsnet_data::norb::NORB_MIRRORS,
-                    ),
-                    &progress,
-                )?,
-            };
+            let (set, dir) = load_builtin_split(dataset, split, &sources, &progress)?;
             let checked = match name {
                 "svhn" => "MD5 verified",
                 "smallnorb" => "canonical shapes verified (no published checksum)",
@@ -1069,7 +1040,7 @@ fn download(args: DownloadArgs) -> Result<()> {
             );
             root = dir
                 .ancestors()
-                .find(|d| d.file_name().is_some_and(|n| n == name || n == "cifar10"))
+                .find(|d| d.file_name().is_some_and(|n| n == name))
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
                 .or(root);
