@@ -4,52 +4,24 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TINY, data_root, final_weights, write_experiment};
-
-fn capsnet(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsnet"));
-    cmd.args(args).env_remove("CAPSNET_DATA");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_clean_failure(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected exit code 1, got {:?}: {err}",
-        out.status
-    );
-    assert!(
-        !err.contains("panicked"),
-        "panic instead of an error: {err}"
-    );
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    }
-}
+use common::{
+    TINY, assert_clean_failure, capsnet_env, data_root, final_weights, stderr, write_experiment,
+};
 
 #[test]
 fn info_prints_the_paper_parameter_count() {
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist.toml");
-    let out = capsnet(&["info", exp.to_str().unwrap()], &[]);
+    let out = capsnet_env(&["info", exp.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("8,215,568") && text.contains("[1152, 8]"),
         "{text}"
     );
-    let out = capsnet(
+    let out = capsnet_env(
         &[
             "info",
             exp.to_str().unwrap(),
@@ -69,7 +41,7 @@ fn environment_variables_set_keys_below_the_command_line() {
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist.toml");
     let exp = exp.to_str().unwrap();
     let params = |args: &[&str], env: &[(&str, &Path)]| -> serde_json::Value {
-        let out = capsnet(args, env);
+        let out = capsnet_env(args, env);
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["params"].clone()
     };
@@ -94,7 +66,7 @@ fn environment_variables_set_keys_below_the_command_line() {
         8_215_568
     );
     assert_clean_failure(
-        &capsnet(
+        &capsnet_env(
             &["info", exp],
             &[("CAPSNET_MODEL__ROUTING__ITERATION", Path::new("2"))],
         ),
@@ -108,7 +80,7 @@ fn environment_variables_set_keys_below_the_command_line() {
 
 #[test]
 fn backends_lists_flex() {
-    let out = capsnet(&["backends"], &[]);
+    let out = capsnet_env(&["backends"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()
@@ -122,22 +94,22 @@ fn bad_experiments_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.toml");
     assert_clean_failure(
-        &capsnet(&["train", missing.to_str().unwrap()], &[]),
+        &capsnet_env(&["train", missing.to_str().unwrap()], &[]),
         &["missing.toml"],
     );
 
     let exp = write_experiment(tmp.path(), "typo", "[train]\nepochz = 3\n");
     assert_clean_failure(
-        &capsnet(&["train", exp.to_str().unwrap()], &[]),
+        &capsnet_env(&["train", exp.to_str().unwrap()], &[]),
         &["train.epochz", "typo.toml", "train.epochs"],
     );
     let exp = write_experiment(tmp.path(), "ok", TINY);
     assert_clean_failure(
-        &capsnet(&["train", exp.to_str().unwrap(), "train.lr=-1"], &[]),
+        &capsnet_env(&["train", exp.to_str().unwrap(), "train.lr=-1"], &[]),
         &["train.lr"],
     );
     assert_clean_failure(
-        &capsnet(&["train", exp.to_str().unwrap(), "--backend", "tch"], &[]),
+        &capsnet_env(&["train", exp.to_str().unwrap(), "--backend", "tch"], &[]),
         &["--features tch"],
     );
 }
@@ -162,7 +134,7 @@ fn missing_and_corrupt_data_fail_cleanly() {
         ("XDG_CACHE_HOME", empty.as_path()),
     ];
     assert_clean_failure(
-        &capsnet(&args, &env),
+        &capsnet_env(&args, &env),
         &["train-images-idx3-ubyte", "CAPSNET_DATA"],
     );
 
@@ -195,14 +167,14 @@ fn missing_and_corrupt_data_fail_cleanly() {
         "--overwrite",
     ];
     assert_clean_failure(
-        &capsnet(&args, &env),
+        &capsnet_env(&args, &env),
         &["train-images-idx3-ubyte", "SHA-256"],
     );
 
     // Truncated: wrong size is reported as such.
     std::fs::write(bad.join("train-images-idx3-ubyte"), &raw[..raw.len() - 100]).unwrap();
     assert_clean_failure(
-        &capsnet(&args, &env),
+        &capsnet_env(&args, &env),
         &["train-images-idx3-ubyte", "truncated"],
     );
 }
@@ -216,7 +188,7 @@ fn killed_run_resumes_exactly() {
     let data = data_root();
     let env = [("CAPSNET_DATA", data.as_path())];
     let straight = tmp.path().join("straight");
-    let out = capsnet(
+    let out = capsnet_env(
         &[
             "train",
             exp.to_str().unwrap(),
@@ -250,7 +222,7 @@ fn killed_run_resumes_exactly() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = capsnet(
+    let out = capsnet_env(
         &[
             "train",
             exp.to_str().unwrap(),
@@ -282,7 +254,7 @@ fn killed_run_resumes_exactly() {
     );
 
     // The checkpoint evaluates to the summary's accuracy.
-    let out = capsnet(
+    let out = capsnet_env(
         &["eval", "--checkpoint", killed.to_str().unwrap(), "--json"],
         &env,
     );
@@ -333,7 +305,7 @@ fn download_command_fetches_and_verifies() {
     }
     // An unknown dataset is a clean error.
     assert_clean_failure(
-        &capsnet(&["download", "--dataset", "cifar100"], &[]),
+        &capsnet_env(&["download", "--dataset", "cifar100"], &[]),
         &["cifar100"],
     );
 }
@@ -343,7 +315,7 @@ fn parity_command_checks_a_compiled_backend_and_names_missing_ones() {
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/quickstart.toml");
     let exp = exp.to_str().unwrap();
     if cfg!(feature = "ndarray") {
-        let out = capsnet(
+        let out = capsnet_env(
             &[
                 "parity",
                 exp,
@@ -362,11 +334,11 @@ fn parity_command_checks_a_compiled_backend_and_names_missing_ones() {
         assert!(report["quantities"].as_array().unwrap().len() > 10);
     }
     assert_clean_failure(
-        &capsnet(&["parity", exp, "--backend", "wgpu"], &[]),
+        &capsnet_env(&["parity", exp, "--backend", "wgpu"], &[]),
         &["--features wgpu"],
     );
     assert_clean_failure(
-        &capsnet(&["parity", exp, "--backend", "tpu"], &[]),
+        &capsnet_env(&["parity", exp, "--backend", "tpu"], &[]),
         &["tpu"],
     );
 }
@@ -378,9 +350,9 @@ fn rejected_values_name_where_they_were_set() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = write_experiment(tmp.path(), "bad", "[train]\nlr = -1.0\n");
     let exp = exp.to_str().unwrap();
-    let out = capsnet(&["info", exp], &[]);
+    let out = capsnet_env(&["info", exp], &[]);
     assert_clean_failure(&out, &["`train.lr` = -1", "set by", "bad.toml"]);
-    let out = capsnet(&["info", exp, "train.lr=0.001", "train.batch_size=0"], &[]);
+    let out = capsnet_env(&["info", exp, "train.lr=0.001", "train.batch_size=0"], &[]);
     assert_clean_failure(
         &out,
         &[
@@ -388,7 +360,7 @@ fn rejected_values_name_where_they_were_set() {
             "set by override `train.batch_size=0`",
         ],
     );
-    let out = capsnet(
+    let out = capsnet_env(
         &["info", exp, "train.lr=0.001"],
         &[("CAPSNET_TRAIN__EPOCHS", Path::new("0"))],
     );
@@ -400,7 +372,7 @@ fn rejected_values_name_where_they_were_set() {
         ],
     );
     // A default rejected because of another key says so.
-    let out = capsnet(
+    let out = capsnet_env(
         &["info", exp, "train.lr=0.001", "data.dataset=\"smallnorb\""],
         &[],
     );

@@ -9,36 +9,39 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{TINY, data_root, write_experiment};
+use common::{
+    TINY, assert_clean_failure, capsnet, capsnet_env, data_root, ok, s, write_experiment,
+};
 
-fn capsnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capsnet"))
-        .args(args)
-        .env_remove("CAPSNET_DATA")
-        .output()
-        .unwrap()
+/// A small Efficient-CapsNet on a subset of MNIST (seconds on a CPU).
+const EFFICIENT_TINY: &str = r#"
+arch = "efficient-capsnet"
+seed = 3
+[data]
+train_limit = 320
+test_limit = 100
+shift_pixels = 0
+[efficient]
+decoder.hidden = [64, 128]
+[train]
+epochs = 1
+batch_size = 32
+eval_batch_size = 100
+"#;
+
+/// `capsnet export --checkpoint run --out file [extra…]`, which must succeed; its stdout.
+fn export(run: &Path, file: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["export", "--checkpoint", s(run), "--out", s(file)];
+    args.extend_from_slice(extra);
+    ok(capsnet(&args))
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails_with(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `capsnet import file --experiment exp [extra…] --run-dir run`.
+fn import(file: &Path, exp: &Path, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["import", s(file), "--experiment", s(exp)];
+    args.extend_from_slice(extra);
+    args.extend(["--run-dir", s(run)]);
+    capsnet(&args)
 }
 
 /// Trains `body` for its few steps into `dir/run-<name>`; returns the experiment and run.
@@ -102,13 +105,7 @@ fn export_then_import_evaluates_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let (exp, run) = trained(dir.path(), "tiny", TINY);
     let file = dir.path().join("tiny.safetensors");
-    ok(capsnet(&[
-        "export",
-        "--checkpoint",
-        s(&run),
-        "--out",
-        s(&file),
-    ]));
+    export(&run, &file, &[]);
     let (names, meta) = header(&file);
     assert_eq!(meta["capsnet.arch"], "capsnet");
     // PyTorch's names and layouts: Linear weights as [out, in].
@@ -132,24 +129,11 @@ fn export_then_import_evaluates_bit_for_bit() {
     assert_eq!(names, expected);
 
     let imported = dir.path().join("imported");
-    ok(capsnet(&[
-        "import",
-        s(&file),
-        "--experiment",
-        s(&exp),
-        "--run-dir",
-        s(&imported),
-    ]));
+    ok(import(&file, &exp, &imported, &[]));
     assert_eq!(eval_json(&imported), eval_json(&run));
     // Re-exporting the imported weights gives the same tensors and metadata.
     let again = dir.path().join("again.safetensors");
-    ok(capsnet(&[
-        "export",
-        "--checkpoint",
-        s(&imported),
-        "--out",
-        s(&again),
-    ]));
+    export(&imported, &again, &[]);
     assert_eq!(header(&again), header(&file));
     let (a, b) = (
         std::fs::read(&file).unwrap(),
@@ -168,8 +152,9 @@ fn export_then_import_evaluates_bit_for_bit() {
     // The imported run trains on (fine-tuning) with --resume.
     // (data.root is part of a run's experiment, and the import was given none: the data
     // comes from CAPSNET_DATA.)
-    let resumed = Command::new(env!("CARGO_BIN_EXE_capsnet"))
-        .args([
+    let data = data_root();
+    ok(capsnet_env(
+        &[
             "train",
             s(&exp),
             "train.epochs=1",
@@ -177,38 +162,23 @@ fn export_then_import_evaluates_bit_for_bit() {
             s(&imported),
             "--resume",
             "--quiet",
-        ])
-        .env("CAPSNET_DATA", data_root())
-        .output()
-        .unwrap();
-    ok(resumed);
+        ],
+        &[("CAPSNET_DATA", &data)],
+    ));
 
     // Another network shape: the differing keys are named, nothing is written.
     let elsewhere = dir.path().join("elsewhere");
-    let out = capsnet(&[
-        "import",
-        s(&file),
-        "--experiment",
-        s(&exp),
-        "--set",
-        "model.conv1_channels=8",
-        "--run-dir",
-        s(&elsewhere),
-    ]);
-    fails_with(&out, &["conv1_channels", "16 in the file, 8 here"]);
+    let out = import(
+        &file,
+        &exp,
+        &elsewhere,
+        &["--set", "model.conv1_channels=8"],
+    );
+    assert_clean_failure(&out, &["conv1_channels", "16 in the file, 8 here"]);
     assert!(!elsewhere.exists());
     // Another architecture.
-    let out = capsnet(&[
-        "import",
-        s(&file),
-        "--experiment",
-        s(&exp),
-        "--set",
-        "arch=\"baseline-cnn\"",
-        "--run-dir",
-        s(&elsewhere),
-    ]);
-    fails_with(&out, &["holds a capsnet network", "baseline-cnn"]);
+    let out = import(&file, &exp, &elsewhere, &["--set", "arch=\"baseline-cnn\""]);
+    assert_clean_failure(&out, &["holds a capsnet network", "baseline-cnn"]);
 
     // A file without capsnet's metadata (as PyTorch would write it), one tensor short and one
     // of the wrong shape.
@@ -222,15 +192,8 @@ fn export_then_import_evaluates_bit_for_bit() {
     kept.sort_by(|a, b| a.0.cmp(&b.0));
     let short = dir.path().join("short.safetensors");
     std::fs::write(&short, safetensors::serialize(kept.clone(), None).unwrap()).unwrap();
-    let out = capsnet(&[
-        "import",
-        s(&short),
-        "--experiment",
-        s(&exp),
-        "--run-dir",
-        s(&elsewhere),
-    ]);
-    fails_with(&out, &["short.safetensors", "digit.weight"]);
+    let out = import(&short, &exp, &elsewhere, &[]);
+    assert_clean_failure(&out, &["short.safetensors", "digit.weight"]);
     assert!(!elsewhere.exists());
     let zeros = vec![0u8; 4 * 7];
     kept.push((
@@ -239,26 +202,12 @@ fn export_then_import_evaluates_bit_for_bit() {
     ));
     let wrong = dir.path().join("wrong.safetensors");
     std::fs::write(&wrong, safetensors::serialize(kept, None).unwrap()).unwrap();
-    let out = capsnet(&[
-        "import",
-        s(&wrong),
-        "--experiment",
-        s(&exp),
-        "--run-dir",
-        s(&elsewhere),
-    ]);
-    fails_with(&out, &["wrong.safetensors", "weight"]);
+    let out = import(&wrong, &exp, &elsewhere, &[]);
+    assert_clean_failure(&out, &["wrong.safetensors", "weight"]);
     // Not a safetensors file at all.
     std::fs::write(&wrong, b"garbage").unwrap();
-    let out = capsnet(&[
-        "import",
-        s(&wrong),
-        "--experiment",
-        s(&exp),
-        "--run-dir",
-        s(&elsewhere),
-    ]);
-    fails_with(&out, &["wrong.safetensors", "not a safetensors file"]);
+    let out = import(&wrong, &exp, &elsewhere, &[]);
+    assert_clean_failure(&out, &["wrong.safetensors", "not a safetensors file"]);
     assert!(!elsewhere.exists());
 }
 
@@ -268,17 +217,11 @@ fn reference_batch_holds_outputs_and_nonzero_gradients() {
     let dir = tempfile::tempdir().unwrap();
     let (_, run) = trained(dir.path(), "tiny", TINY);
     let file = dir.path().join("tiny.safetensors");
-    let out = ok(capsnet(&[
-        "export",
-        "--checkpoint",
-        s(&run),
-        "--out",
-        s(&file),
-        "--reference-batch",
-        "6",
-        "--data-dir",
-        s(&data_root()),
-    ]));
+    let out = export(
+        &run,
+        &file,
+        &["--reference-batch", "6", "--data-dir", s(&data_root())],
+    );
     assert_eq!(out.lines().count(), 3, "{out}");
     let (batch, meta) = header(&dir.path().join("tiny.batch.safetensors"));
     assert!(meta.contains_key("capsnet.loss"));
@@ -323,34 +266,14 @@ fn pytorch_reference_recomputes_outputs_losses_and_gradients() {
     let dir = tempfile::tempdir().unwrap();
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/check_export.py");
-    let efficient = r#"
-arch = "efficient-capsnet"
-seed = 3
-[data]
-train_limit = 320
-test_limit = 100
-shift_pixels = 0
-[efficient]
-decoder.hidden = [64, 128]
-[train]
-epochs = 1
-batch_size = 32
-eval_batch_size = 100
-"#;
-    for (name, body) in [("capsnet", TINY), ("efficient", efficient)] {
+    for (name, body) in [("capsnet", TINY), ("efficient", EFFICIENT_TINY)] {
         let (_, run) = trained(dir.path(), name, body);
         let file = dir.path().join(format!("{name}.safetensors"));
-        ok(capsnet(&[
-            "export",
-            "--checkpoint",
-            s(&run),
-            "--out",
-            s(&file),
-            "--reference-batch",
-            "8",
-            "--data-dir",
-            s(&data_root()),
-        ]));
+        export(
+            &run,
+            &file,
+            &["--reference-batch", "8", "--data-dir", s(&data_root())],
+        );
         let out = Command::new(&python)
             .arg(&script)
             .arg(&file)
@@ -387,29 +310,9 @@ eval_batch_size = 100
 #[test]
 fn efficient_capsnet_export_then_import_evaluates_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let body = r#"
-arch = "efficient-capsnet"
-seed = 3
-[data]
-train_limit = 320
-test_limit = 100
-shift_pixels = 0
-[efficient]
-decoder.hidden = [64, 128]
-[train]
-epochs = 1
-batch_size = 32
-eval_batch_size = 100
-"#;
-    let (exp, run) = trained(dir.path(), "efficient", body);
+    let (exp, run) = trained(dir.path(), "efficient", EFFICIENT_TINY);
     let file = dir.path().join("efficient.safetensors");
-    ok(capsnet(&[
-        "export",
-        "--checkpoint",
-        s(&run),
-        "--out",
-        s(&file),
-    ]));
+    export(&run, &file, &[]);
     let names: Vec<String> = header(&file).0.into_iter().map(|(n, _)| n).collect();
     for name in [
         "norms.0.weight",
@@ -427,13 +330,6 @@ eval_batch_size = 100
         );
     }
     let imported = dir.path().join("imported");
-    ok(capsnet(&[
-        "import",
-        s(&file),
-        "--experiment",
-        s(&exp),
-        "--run-dir",
-        s(&imported),
-    ]));
+    ok(import(&file, &exp, &imported, &[]));
     assert_eq!(eval_json(&imported), eval_json(&run));
 }

@@ -4,29 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::data_root;
+use common::{data_root, ok, s};
 
+/// The binary with the shared datasets as `CAPSNET_DATA` (the jobs it starts inherit it).
 fn capsnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capsnet"))
-        .args(args)
-        .env("CAPSNET_DATA", data_root())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::capsnet_env(args, &[("CAPSNET_DATA", &data_root())])
 }
 
 /// The plan of `experiments/smoke_sweep.toml` (4 tiny jobs) with `overrides`, as JSON in `dir`.

@@ -5,12 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use capsnet_model::{DynamicRouting, RoutingConfig, SelfAttentionRouting};
 use capsnet_train::{ConfigError, load_experiment, train};
 use common::{
-    TINY, data_root, final_weights, options, records, resuming, stop_after, write_experiment,
+    TINY, capsnet, data_root, final_weights, options, records, resuming, stderr, stop_after,
+    write_experiment,
 };
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -330,18 +331,6 @@ fn a_run_from_the_previous_version_evaluates_and_resumes() {
 
 /// The experiment the legacy fixture was trained from (by the previous version of `capsnet`).
 const LEGACY_EXPERIMENT: &str = include_str!("fixtures/legacy-run.toml");
-
-fn capsnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capsnet"))
-        .args(args)
-        .env_remove("CAPSNET_DATA")
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

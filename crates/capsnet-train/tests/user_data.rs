@@ -8,36 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::write_experiment;
+use common::{assert_clean_failure, capsnet, ok, s, write_experiment};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn capsnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capsnet"))
-        .args(args)
-        .env_remove("CAPSNET_DATA")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn assert_clean_failure(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    }
 }
 
 /// `scripts/examples/make_shapes.py` (the README's generator) into `out`.
@@ -51,10 +25,6 @@ fn shapes(out: &Path, args: &[&str]) {
         .status()
         .expect("python3 runs");
     assert!(status.success());
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A small CapsNet for `classes` classes of `c × h × w` inputs (seconds per epoch).

@@ -1,7 +1,57 @@
-//! Shared test helpers: the dataset folder and small experiments.
+//! Shared test helpers: the dataset folder, small experiments, and running the binary.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `capsnet` binary with `args`: `CAPSNET_DATA` removed, then `env` set.
+pub fn capsnet_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsnet"));
+    cmd.args(args).env_remove("CAPSNET_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs the `capsnet` binary with `args` and without `CAPSNET_DATA`.
+pub fn capsnet(args: &[&str]) -> Output {
+    capsnet_env(args, &[])
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The stdout of a command that must have succeeded (else its stderr is the failure).
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Exit code 1 with a message holding every needle, never a panic.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit code 1, got {:?}: {err}",
+        out.status
+    );
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+}
+
+/// A path as a command-line argument.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
 
 /// The folder holding `mnist/`: CAPSNET_DATA, else the workplace's shared datasets, else the
 /// download cache (`cargo capsnet download`). Fails loudly when none has the data: these tests
