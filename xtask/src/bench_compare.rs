@@ -1582,3 +1582,22 @@ esac
         );
     }
 }
+
+#[cfg(test)]
+mod committed_records {
+    use super::*;
+
+    /// The committed records written since the report took its current form (the older ones
+    /// predate the `vector ISA` line) render to their committed `.md`, byte for byte.
+    #[test]
+    fn committed_records_render_to_their_markdown() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/bench");
+        for stem in ["vm-amd-epyc-b1", "vm-amd-epyc-b16"] {
+            let path = dir.join(format!("{stem}.json"));
+            let report: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let md = std::fs::read_to_string(path.with_extension("md")).unwrap();
+            assert_eq!(render_markdown(&report), md, "{}", path.display());
+        }
+    }
+}
