@@ -4,7 +4,8 @@
 //!
 //! The schema lives in `capsnet` (`capsnet sweep-plan --json` expands and validates every job);
 //! this module only orchestrates. Each job gets a script `<sweep>/jobs/<i>.sh` that both
-//! launchers run; it resumes the job's run from its last checkpoint if there is one and writes
+//! launchers run; it runs `capsnet train EXP --run-dir DIR --resume-or-start ...` (the binary
+//! resumes the job's run from its latest checkpoint if there is one, else starts it) and writes
 //! its exit code to `<sweep>/jobs/<i>.exit`. An optional argument, `jobs/<i>.sh DEVICE`, adds the
 //! override `runtime.device=DEVICE` (the local launcher's `--devices`; Slurm tasks run without it
 //! and use the first GPU Slurm gives them). `<sweep>/manifest.json` lists every job (index,
@@ -612,15 +613,13 @@ fn write_job_script(
         "#!/usr/bin/env bash
 # Job {i}: {name}. Written by `cargo xtask sweep`; run by the local and Slurm launchers.
 # Usage: {i}.sh [DEVICE]; DEVICE adds the override runtime.device=DEVICE (local --devices).
-# Resumes from the run's last checkpoint if there is one.
+# capsnet decides whether to resume (--resume-or-start: from the run's latest checkpoint if the
+# run directory holds a run, else it starts the run).
 set -u
 cd {root}
-run_dir={run_dir}
-mode=()
-if [ -f \"$run_dir/checkpoints/latest\" ]; then mode=(--resume); elif [ -e \"$run_dir\" ]; then mode=(--overwrite); fi
 device=()
 if [ $# -ge 1 ]; then device=(\"runtime.device=$1\"); fi
-{capsnet} train {experiment} {overrides} \"${{device[@]}}\" --run-dir \"$run_dir\" --plain \"${{mode[@]}}\" >{log} 2>&1
+{capsnet} train {experiment} --run-dir {run_dir} --resume-or-start --plain {overrides} \"${{device[@]}}\" >{log} 2>&1
 code=$?
 echo \"$code\" >{exit}
 exit \"$code\"
@@ -1150,37 +1149,34 @@ printf '%s\\n' \"$@\" > '{}'
         };
         let run_dir = job.run_dir.display().to_string();
         let experiment = experiment.display().to_string();
+        let expected = |device: &[&str]| -> Vec<String> {
+            let mut args = vec![
+                "train",
+                experiment.as_str(),
+                "--run-dir",
+                run_dir.as_str(),
+                "--resume-or-start",
+                "--plain",
+                "model.routing.iterations=3",
+                "name=\"it's\"",
+            ];
+            args.extend(device);
+            args.into_iter().map(String::from).collect()
+        };
         // With a device (local --devices): the job's overrides, then runtime.device.
-        assert_eq!(
-            run(&["2"]),
-            [
-                "train",
-                experiment.as_str(),
-                "model.routing.iterations=3",
-                "name=\"it's\"",
-                "runtime.device=2",
-                "--run-dir",
-                run_dir.as_str(),
-                "--plain",
-            ]
-        );
+        assert_eq!(run(&["2"]), expected(&["runtime.device=2"]));
         // Without (plain --jobs, and every Slurm task): no device override at all.
-        assert_eq!(
-            run(&[]),
-            [
-                "train",
-                experiment.as_str(),
-                "model.routing.iterations=3",
-                "name=\"it's\"",
-                "--run-dir",
-                run_dir.as_str(),
-                "--plain",
-            ]
+        assert_eq!(run(&[]), expected(&[]));
+        // Whether to resume is the binary's decision (--resume-or-start): the script has no
+        // checkpoint test of its own and runs the same command when a checkpoint exists.
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(
+            !text.contains("checkpoints") && !text.contains("--overwrite"),
+            "{text}"
         );
-        // A run directory with a checkpoint is resumed.
         std::fs::create_dir_all(job.run_dir.join("checkpoints")).unwrap();
         std::fs::write(job.run_dir.join("checkpoints/latest"), "step-1").unwrap();
-        assert_eq!(run(&["0"]).last().map(String::as_str), Some("--resume"));
+        assert_eq!(run(&["0"]), expected(&["runtime.device=0"]));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
