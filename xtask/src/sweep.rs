@@ -248,13 +248,58 @@ impl std::ops::DerefMut for Plan {
     }
 }
 
+/// Where a job stands. Serialized (in `sweep-status.json`) and displayed (in the summary table)
+/// as the lower-case words of [`JobState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum JobState {
+    /// Still to run.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Running now (local launcher).
+    #[serde(rename = "running")]
+    Running,
+    /// Handed to Slurm, not finished yet.
+    #[serde(rename = "submitted")]
+    Submitted,
+    /// Exited with 0 and its run summary says completed.
+    #[serde(rename = "done")]
+    Done,
+    /// Anything else after it ran.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Finished in an earlier sweep (`--resume`), not run again.
+    #[serde(rename = "skipped (finished)")]
+    Skipped,
+}
+
+impl JobState {
+    /// The state as written to `sweep-status.json` and printed.
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Submitted => "submitted",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Skipped => "skipped (finished)",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that widths in the summary table apply.
+        f.pad(self.as_str())
+    }
+}
+
 /// One job's line in `sweep-status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct JobStatus {
     index: usize,
     name: String,
     run_dir: PathBuf,
-    status: String,
+    status: JobState,
     exit_code: Option<i32>,
     seconds: Option<f64>,
     final_test_error_pct: Option<f64>,
@@ -370,7 +415,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         }
         Launcher::Slurm => {
             for &i in &to_run {
-                statuses[i].status = "submitted".into();
+                statuses[i].status = JobState::Submitted;
             }
             write_status(&status_path, &plan, &experiment, launcher_name, &statuses)?;
             slurm::submit_and_wait(&plan.dir, &to_run, &args.slurm)?;
@@ -381,7 +426,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
     }
     write_status(&status_path, &plan, &experiment, launcher_name, &statuses)?;
     print_table(&statuses);
-    let failed: Vec<&JobStatus> = statuses.iter().filter(|s| s.status == "failed").collect();
+    let failed: Vec<&JobStatus> = statuses
+        .iter()
+        .filter(|s| s.status == JobState::Failed)
+        .collect();
     if !failed.is_empty() {
         bail!(
             "{} of {} jobs failed (logs in {}/<index>.log); rerun with --resume to retry them",
@@ -404,7 +452,7 @@ fn initial_statuses(plan: &Plan, resume: bool) -> Vec<JobStatus> {
                 index: job.index,
                 name: job.name.clone(),
                 run_dir: job.run_dir.clone(),
-                status: "pending".into(),
+                status: JobState::Pending,
                 exit_code: None,
                 seconds: None,
                 final_test_error_pct: None,
@@ -413,7 +461,7 @@ fn initial_statuses(plan: &Plan, resume: bool) -> Vec<JobStatus> {
                 device: None,
             };
             if resume && read_summary(&job.run_dir).is_some_and(|s| s.completed) {
-                status.status = "skipped (finished)".into();
+                status.status = JobState::Skipped;
                 fill_from_summary(&mut status);
             }
             status
@@ -425,7 +473,7 @@ fn initial_statuses(plan: &Plan, resume: bool) -> Vec<JobStatus> {
 fn pending(statuses: &[JobStatus]) -> Vec<usize> {
     statuses
         .iter()
-        .filter(|s| s.status == "pending")
+        .filter(|s| s.status == JobState::Pending)
         .map(|s| s.index)
         .collect()
 }
@@ -473,7 +521,7 @@ fn run_local(
     schedule(to_run, slots, |i, device| {
         {
             let mut guard = shared.lock().expect("status");
-            guard.0[i].status = "running".into();
+            guard.0[i].status = JobState::Running;
             guard.0[i].device = device;
             let _ = write_status(status_path, plan, experiment, "local", &guard.0);
             eprintln!(
@@ -496,7 +544,11 @@ fn run_local(
             "[{}/{}] {} {} in {:.0} s{}",
             done,
             total,
-            if s.status == "done" { "done" } else { "FAILED" },
+            if s.status == JobState::Done {
+                "done"
+            } else {
+                "FAILED"
+            },
             s.name,
             start.elapsed().as_secs_f64(),
             s.final_test_error_pct
@@ -517,11 +569,10 @@ fn finish(jobs_dir: &Path, status: &mut JobStatus, code: Option<i32>) {
     status.exit_code = from_file.or(code);
     let completed = read_summary(&status.run_dir).is_some_and(|s| s.completed);
     status.status = if status.exit_code == Some(0) && completed {
-        "done"
+        JobState::Done
     } else {
-        "failed"
-    }
-    .into();
+        JobState::Failed
+    };
     fill_from_summary(status);
 }
 
@@ -1093,7 +1144,7 @@ mod tests {
         assert!(
             statuses
                 .iter()
-                .all(|s| s.status != "failed" && s.status != "pending")
+                .all(|s| s.status.as_str() != "failed" && s.status.as_str() != "pending")
         );
         // Without --resume nothing is skipped.
         assert_eq!(
@@ -1178,6 +1229,26 @@ printf '%s\\n' \"$@\" > '{}'
         std::fs::write(job.run_dir.join("checkpoints/latest"), "step-1").unwrap();
         assert_eq!(run(&["0"]), expected(&["runtime.device=0"]));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn job_states_keep_their_status_file_words() {
+        use JobState::*;
+        for (state, word) in [
+            (Pending, "pending"),
+            (Running, "running"),
+            (Submitted, "submitted"),
+            (Done, "done"),
+            (Failed, "failed"),
+            (Skipped, "skipped (finished)"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(
+                serde_json::from_value::<JobState>(word.into()).unwrap(),
+                state
+            );
+            assert_eq!(format!("{state:<8}|"), format!("{word:<8}|"));
+        }
     }
 
     #[test]
