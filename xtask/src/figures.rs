@@ -7,6 +7,7 @@
 //! `results/figures/<name>.{png,svg}` and the numbers behind it, `<name>.csv`. PNG text is
 //! rasterised from the DejaVu Sans bytes the binary embeds (no system fonts) and the PNG is
 //! encoded here, so the bytes are the same on every machine; `--check` compares all three files.
+//! Run records are read and selected by `runs.rs`, as for the tables.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use plotters::prelude::*;
 use serde::Deserialize;
 use toml::Value;
 
-use crate::tables::{Run, check_finished, matches, mean_std};
+use crate::runs::{Run, check_finished, csv_field, matches, mean_std};
 
 /// One `[[figure]]` of `results/tables.toml`.
 #[derive(Debug, Deserialize)]
@@ -105,13 +106,13 @@ pub fn render(
         for p in points {
             csv += &format!(
                 "{},{},{},{},{:.4},{},{}\n",
-                crate::tables::csv_field(&spec.label),
+                csv_field(&spec.label),
                 spec.set,
                 p.x,
                 p.runs.len(),
                 p.mean,
                 p.std.map(|s| format!("{s:.4}")).unwrap_or_default(),
-                crate::tables::csv_field(&p.runs.join(" ")),
+                csv_field(&p.runs.join(" ")),
             );
         }
     }

@@ -11,6 +11,7 @@
 
 mod bench_compare;
 mod figures;
+mod runs;
 mod setup;
 mod slurm;
 mod sweep;

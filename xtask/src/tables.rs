@@ -6,6 +6,9 @@
 //! resolved-config keys. Paper numbers live once, in `results/paper.toml`. Each row reports the
 //! mean ± sample standard deviation over its runs (seeds) of the final-epoch test error — never
 //! the best epoch — with n, epochs, backend and hardware.
+//!
+//! Reading and selecting run records is `runs.rs` (shared with the figures); the figures the
+//! manifest also declares are drawn by `figures.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml::Value;
+
+use crate::runs::{Run, Summary, check_finished, csv_field, matches, mean_std, read_runs};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,41 +153,6 @@ struct RowSpec {
 struct PaperNumber {
     mean: f64,
     std: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Summary {
-    pub(crate) completed: bool,
-    pub(crate) epochs: u64,
-    pub(crate) epochs_completed: u64,
-    pub(crate) final_eval_epoch: Option<u64>,
-    pub(crate) final_test_error_pct: Option<f64>,
-    #[serde(default)]
-    pub(crate) final_extra_accuracy: BTreeMap<String, f64>,
-    batch_size: u64,
-    steps: u64,
-    train_images: u64,
-    backend: String,
-    machine: Machine,
-    #[serde(default)]
-    params: Option<u64>,
-    #[serde(default)]
-    train_gflop_per_image: Option<f64>,
-    #[serde(default)]
-    train_images_per_sec: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Machine {
-    cpu: String,
-    threads: u64,
-}
-
-/// One run record: its folder name, summary and flattened resolved config.
-pub(crate) struct Run {
-    pub(crate) name: String,
-    pub(crate) summary: Summary,
-    pub(crate) config: BTreeMap<String, Value>,
 }
 
 /// Runs `cargo xtask tables [--check]` in the repository `root`.
@@ -457,93 +427,6 @@ fn render(
         );
     }
     Ok((md, csv))
-}
-
-/// Fails unless `run` finished all its epochs and was evaluated at the last one.
-pub(crate) fn check_finished(run: &Run) -> Result<()> {
-    let s = &run.summary;
-    if !s.completed || s.final_eval_epoch != Some(s.epochs) || s.epochs_completed != s.epochs {
-        bail!("run {} did not finish all {} epochs", run.name, s.epochs);
-    }
-    Ok(())
-}
-
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Mean and sample standard deviation (None for a single value).
-pub(crate) fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, None);
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, Some(var.sqrt()))
-}
-
-pub(crate) fn matches(run: &Run, wanted: &toml::Table) -> bool {
-    let flat = capsnet_common::flatten_toml(&Value::Table(wanted.clone()));
-    flat.iter()
-        .all(|(k, v)| run.config.get(k).is_some_and(|have| same_value(have, v)))
-}
-
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => {
-            (*x as f64) == *y
-        }
-        _ => a == b,
-    }
-}
-
-fn read_runs(raw: &Path) -> Result<Vec<Run>> {
-    let mut runs = Vec::new();
-    let entries = std::fs::read_dir(raw).with_context(|| {
-        format!(
-            "no run records in {} (collect them with `cargo xtask collect`)",
-            raw.display()
-        )
-    })?;
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let summary_path = dir.join("summary.json");
-        let summary: Summary = serde_json::from_str(
-            &std::fs::read_to_string(&summary_path)
-                .with_context(|| format!("missing {}", summary_path.display()))?,
-        )
-        .with_context(|| format!("{} is not a run summary", summary_path.display()))?;
-        let config_path = dir.join("config.resolved.toml");
-        let config_value: Value = toml::from_str(
-            &std::fs::read_to_string(&config_path)
-                .with_context(|| format!("missing {}", config_path.display()))?,
-        )
-        .with_context(|| format!("{} is invalid", config_path.display()))?;
-        let config = capsnet_common::flatten_toml(&config_value);
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        runs.push(Run {
-            name,
-            summary,
-            config,
-        });
-    }
-    if runs.is_empty() {
-        bail!("no run records in {}", raw.display());
-    }
-    Ok(runs)
 }
 
 /// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json` and

@@ -1,0 +1,139 @@
+//! Run records as `cargo xtask tables` and its figures read them: each run's `summary.json` and
+//! flattened `config.resolved.toml` from a folder of records, selection by resolved-config keys,
+//! and the statistics and CSV quoting both the tables and the figures use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use toml::Value;
+
+/// The part of a run's `summary.json` (written by `capsnet train`) the tables and figures read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Summary {
+    pub(crate) completed: bool,
+    pub(crate) epochs: u64,
+    pub(crate) epochs_completed: u64,
+    pub(crate) final_eval_epoch: Option<u64>,
+    pub(crate) final_test_error_pct: Option<f64>,
+    #[serde(default)]
+    pub(crate) final_extra_accuracy: BTreeMap<String, f64>,
+    pub(crate) batch_size: u64,
+    pub(crate) steps: u64,
+    pub(crate) train_images: u64,
+    pub(crate) backend: String,
+    pub(crate) machine: Machine,
+    #[serde(default)]
+    pub(crate) params: Option<u64>,
+    #[serde(default)]
+    pub(crate) train_gflop_per_image: Option<f64>,
+    #[serde(default)]
+    pub(crate) train_images_per_sec: Option<f64>,
+}
+
+/// Where the run ran.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Machine {
+    pub(crate) cpu: String,
+    pub(crate) threads: u64,
+}
+
+/// One run record: its folder name, summary and flattened resolved config.
+pub(crate) struct Run {
+    pub(crate) name: String,
+    pub(crate) summary: Summary,
+    pub(crate) config: BTreeMap<String, Value>,
+}
+
+/// Fails unless `run` finished all its epochs and was evaluated at the last one.
+pub(crate) fn check_finished(run: &Run) -> Result<()> {
+    let s = &run.summary;
+    if !s.completed || s.final_eval_epoch != Some(s.epochs) || s.epochs_completed != s.epochs {
+        bail!("run {} did not finish all {} epochs", run.name, s.epochs);
+    }
+    Ok(())
+}
+
+/// `s` as one CSV field (quoted when it holds a comma, quote or newline).
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Mean and sample standard deviation (None for a single value).
+pub(crate) fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some(var.sqrt()))
+}
+
+/// Whether `run`'s resolved config has every (dotted, possibly nested) key of `wanted` with
+/// its value (an integer equals the same float).
+pub(crate) fn matches(run: &Run, wanted: &toml::Table) -> bool {
+    let flat = capsnet_common::flatten_toml(&Value::Table(wanted.clone()));
+    flat.iter()
+        .all(|(k, v)| run.config.get(k).is_some_and(|have| same_value(have, v)))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => {
+            (*x as f64) == *y
+        }
+        _ => a == b,
+    }
+}
+
+/// Every run record (a folder with `summary.json` and `config.resolved.toml`) in `raw`, sorted
+/// by folder name; no records is an error.
+pub(crate) fn read_runs(raw: &Path) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    let entries = std::fs::read_dir(raw).with_context(|| {
+        format!(
+            "no run records in {} (collect them with `cargo xtask collect`)",
+            raw.display()
+        )
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let summary_path = dir.join("summary.json");
+        let summary: Summary = serde_json::from_str(
+            &std::fs::read_to_string(&summary_path)
+                .with_context(|| format!("missing {}", summary_path.display()))?,
+        )
+        .with_context(|| format!("{} is not a run summary", summary_path.display()))?;
+        let config_path = dir.join("config.resolved.toml");
+        let config_value: Value = toml::from_str(
+            &std::fs::read_to_string(&config_path)
+                .with_context(|| format!("missing {}", config_path.display()))?,
+        )
+        .with_context(|| format!("{} is invalid", config_path.display()))?;
+        let config = capsnet_common::flatten_toml(&config_value);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        runs.push(Run {
+            name,
+            summary,
+            config,
+        });
+    }
+    if runs.is_empty() {
+        bail!("no run records in {}", raw.display());
+    }
+    Ok(runs)
+}
