@@ -23,25 +23,6 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-const USAGE: &str = "usage: cargo xtask bench-compare [--network capsnet|efficient-capsnet]
-       [--batch-size 32] [--steps 10] [--warmup 2]
-       [--rounds 3] [--threads N (default: all cores)] [--python python3] [--out results/bench]
-       [--experiment PATH (default: the network's, see below)] [--no-build]
-       [--backend flex] [--binary PATH (a capsnet built elsewhere, e.g. with --features tch; implies --no-build)]
-
-Runs `capsnet bench` (RAYON_NUM_THREADS=N) and the PyTorch reference
-(scripts/reference/capsnet_torch.py --network <network>, torch.set_num_threads(N)) one after the
-other on this machine, --rounds times, alternating which goes first (capsnet in rounds 1, 3, ...,
-PyTorch in rounds 2, 4, ...), and writes results/bench/<machine>-b<batch>.{json,md}: the median
-over rounds of each side's figures, the ratios of those medians, and every round's raw results
-and ratios with their min/max. --rounds 1 runs each once, capsnet first. Take timings on an idle
-machine.
-
---network capsnet (default) is the paper's CapsNet, experiment experiments/mnist.toml;
---network efficient-capsnet is Efficient-CapsNet, experiment experiments/efficient_capsnet.toml,
-and adds -efficient-capsnet to the file names (<machine>-b<batch>-efficient-capsnet.{json,md}).
---experiment overrides the experiment; its network must still be the reference's.";
-
 /// The networks the reference script implements (`--network`) and the experiment each compares
 /// against by default. The first is the default network.
 const NETWORKS: [(&str, &str); 2] = [
@@ -67,8 +48,109 @@ const INSTALL_HINT: &str = "install PyTorch into a virtual environment and point
 (PyPI's Linux torch wheel is the CUDA build, several GB with its nvidia wheels; it runs on the CPU
 too. See scripts/reference/README.md.)";
 
+/// capsnet vs the PyTorch reference (scripts/reference) on this machine.
+///
+/// Runs `capsnet bench` (RAYON_NUM_THREADS=N) and the PyTorch reference
+/// (scripts/reference/capsnet_torch.py --network <network>, torch.set_num_threads(N)) one after
+/// the other on this machine, --rounds times, alternating which goes first (capsnet in rounds 1,
+/// 3, ..., PyTorch in rounds 2, 4, ...), and writes results/bench/<machine>-b<batch>.{json,md}:
+/// the median over rounds of each side's figures, the ratios of those medians, and every round's
+/// raw results and ratios with their min/max. --rounds 1 runs each once, capsnet first. Take
+/// timings on an idle machine.
+///
+/// --network capsnet (default) is the paper's CapsNet, experiment experiments/mnist.toml;
+/// --network efficient-capsnet is Efficient-CapsNet, experiment
+/// experiments/efficient_capsnet.toml, and adds -efficient-capsnet to the file names
+/// (<machine>-b<batch>-efficient-capsnet.{json,md}). --experiment overrides the experiment; its
+/// network must still be the reference's.
+#[derive(Debug, clap::Args)]
+pub struct BenchCompareArgs {
+    /// The network, on both sides: capsnet or efficient-capsnet.
+    #[arg(long, value_name = "NAME", default_value = NETWORKS[0].0, value_parser = parse_network)]
+    network: String,
+    /// Images per step, on both sides.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive)]
+    batch_size: usize,
+    /// Timed steps.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = positive)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    warmup: usize,
+    /// How many times to run the pair.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive)]
+    rounds: usize,
+    /// Threads on each side (default: all cores).
+    #[arg(long, value_name = "N", value_parser = positive)]
+    threads: Option<usize>,
+    /// The Python with PyTorch.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    python: String,
+    /// Where the records go.
+    #[arg(long, value_name = "DIR", default_value = "results/bench")]
+    out: PathBuf,
+    /// The experiment capsnet benchmarks (default: the network's).
+    #[arg(long, value_name = "PATH")]
+    experiment: Option<String>,
+    /// Use the capsnet already built instead of building the workspace.
+    #[arg(long)]
+    no_build: bool,
+    /// capsnet's backend.
+    #[arg(long, value_name = "NAME", default_value = "flex")]
+    backend: String,
+    /// A capsnet built elsewhere (e.g. with --features tch); implies --no-build.
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+}
+
+/// `--network`: one of [`NETWORKS`].
+fn parse_network(text: &str) -> Result<String> {
+    if !NETWORKS.iter().any(|(n, _)| *n == text) {
+        let names: Vec<&str> = NETWORKS.iter().map(|(n, _)| *n).collect();
+        bail!("--network takes {}, got `{text}`", names.join(" or "));
+    }
+    Ok(text.to_string())
+}
+
+/// A whole number of at least 1.
+fn positive(text: &str) -> Result<usize> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("takes a positive number, got `{text}`"),
+    }
+}
+
+impl BenchCompareArgs {
+    /// The settings of the comparison: defaults that depend on other arguments filled in.
+    pub fn validate(self) -> Result<Args> {
+        let experiment = match self.experiment {
+            Some(e) => e,
+            None => NETWORKS
+                .iter()
+                .find(|(n, _)| *n == self.network)
+                .map(|(_, e)| e.to_string())
+                .context("the network was checked")?,
+        };
+        Ok(Args {
+            batch_size: self.batch_size,
+            steps: self.steps,
+            warmup: self.warmup,
+            rounds: self.rounds,
+            threads: self.threads.unwrap_or_else(available_threads),
+            python: self.python,
+            out: self.out,
+            network: self.network,
+            experiment,
+            build: !self.no_build && self.binary.is_none(),
+            backend: self.backend,
+            binary: self.binary,
+        })
+    }
+}
+
+/// The settings of one `cargo xtask bench-compare`.
 #[derive(Debug)]
-struct Args {
+pub struct Args {
     batch_size: usize,
     steps: usize,
     warmup: usize,
@@ -85,88 +167,8 @@ struct Args {
     binary: Option<PathBuf>,
 }
 
-impl Args {
-    fn parse(args: &[String]) -> Result<Option<Self>> {
-        let mut out = Args {
-            batch_size: 32,
-            steps: 10,
-            warmup: 2,
-            rounds: 3,
-            threads: available_threads(),
-            python: "python3".into(),
-            out: PathBuf::from("results/bench"),
-            network: NETWORKS[0].0.into(),
-            experiment: String::new(),
-            build: true,
-            backend: "flex".into(),
-            binary: None,
-        };
-        let mut experiment = None;
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .with_context(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            let positive = |name: &str, v: String| -> Result<usize> {
-                match v.parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(n),
-                    _ => bail!("{name} takes a positive number, got `{v}`"),
-                }
-            };
-            match arg.as_str() {
-                "--batch-size" => out.batch_size = positive(arg, value(arg)?)?,
-                "--steps" => out.steps = positive(arg, value(arg)?)?,
-                "--warmup" => {
-                    let v = value(arg)?;
-                    out.warmup = v
-                        .parse()
-                        .with_context(|| format!("--warmup takes a number, got `{v}`"))?;
-                }
-                "--rounds" => out.rounds = positive(arg, value(arg)?)?,
-                "--threads" => out.threads = positive(arg, value(arg)?)?,
-                "--python" => out.python = value(arg)?,
-                "--out" => out.out = PathBuf::from(value(arg)?),
-                "--network" => {
-                    let v = value(arg)?;
-                    if !NETWORKS.iter().any(|(n, _)| *n == v) {
-                        let names: Vec<&str> = NETWORKS.iter().map(|(n, _)| *n).collect();
-                        bail!("--network takes {}, got `{v}`", names.join(" or "));
-                    }
-                    out.network = v;
-                }
-                "--experiment" => experiment = Some(value(arg)?),
-                "--no-build" => out.build = false,
-                "--backend" => out.backend = value(arg)?,
-                "--binary" => {
-                    out.binary = Some(PathBuf::from(value(arg)?));
-                    out.build = false;
-                }
-                "--help" | "-h" => {
-                    println!("{USAGE}");
-                    return Ok(None);
-                }
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
-            }
-        }
-        out.experiment = match experiment {
-            Some(e) => e,
-            None => NETWORKS
-                .iter()
-                .find(|(n, _)| *n == out.network)
-                .map(|(_, e)| e.to_string())
-                .expect("the network was checked"),
-        };
-        Ok(Some(out))
-    }
-}
-
-/// Entry point of `cargo xtask bench-compare` (arguments after the task name).
-pub fn run(args: &[String]) -> Result<()> {
-    let Some(args) = Args::parse(args)? else {
-        return Ok(());
-    };
+/// Entry point of `cargo xtask bench-compare`.
+pub fn run(args: Args) -> Result<()> {
     let root = workspace_root()?;
     let machine = machine();
 
@@ -978,9 +980,18 @@ mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    /// `cargo xtask bench-compare ARGS` through the command line parser.
+    fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Args> {
+        let argv = std::iter::once("bench-compare").chain(args.iter().map(AsRef::as_ref));
+        match crate::parse_task(argv)? {
+            crate::Task::BenchCompare(args) => args.validate(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
     #[test]
     fn args_defaults_and_values() {
-        let a = Args::parse(&[]).unwrap().unwrap();
+        let a = parse_args::<&str>(&[]).unwrap();
         assert_eq!((a.batch_size, a.steps, a.warmup), (32, 10, 2));
         assert_eq!(a.threads, available_threads());
         assert!(a.build);
@@ -995,22 +1006,18 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let a = Args::parse(&args).unwrap().unwrap();
+        let a = parse_args(&args).unwrap();
         assert_eq!((a.batch_size, a.threads, a.python.as_str()), (64, 2, "py"));
         assert!(!a.build);
-        assert!(Args::parse(&["--steps".into(), "0".into()]).is_err());
-        assert_eq!(Args::parse(&[]).unwrap().unwrap().rounds, 3);
-        let a = Args::parse(&["--rounds", "1"].map(String::from))
-            .unwrap()
-            .unwrap();
+        assert!(parse_args(&["--steps", "0"]).is_err());
+        assert_eq!(parse_args::<&str>(&[]).unwrap().rounds, 3);
+        let a = parse_args(&["--rounds", "1"]).unwrap();
         assert_eq!(a.rounds, 1);
-        assert!(Args::parse(&["--rounds", "0"].map(String::from)).is_err());
-        assert!(Args::parse(&["--rounds", "x"].map(String::from)).is_err());
-        assert!(Args::parse(&["--bogus".into()]).is_err());
+        assert!(parse_args(&["--rounds", "0"]).is_err());
+        assert!(parse_args(&["--rounds", "x"]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
         assert_eq!(a.backend, "flex");
-        let a = Args::parse(&["--backend", "tch", "--binary", "/x/capsnet"].map(String::from))
-            .unwrap()
-            .unwrap();
+        let a = parse_args(&["--backend", "tch", "--binary", "/x/capsnet"]).unwrap();
         assert_eq!(a.backend, "tch");
         assert_eq!(a.binary.as_deref(), Some(Path::new("/x/capsnet")));
         assert!(!a.build, "--binary implies --no-build");
@@ -1018,14 +1025,13 @@ mod tests {
 
     #[test]
     fn network_sets_the_default_experiment() {
-        let parse =
-            |args: &[&str]| Args::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let a = parse(&[]).unwrap().unwrap();
+        let parse = |args: &[&str]| parse_args(args);
+        let a = parse(&[]).unwrap();
         assert_eq!(
             (a.network.as_str(), a.experiment.as_str()),
             ("capsnet", "experiments/mnist.toml")
         );
-        let a = parse(&["--network", "efficient-capsnet"]).unwrap().unwrap();
+        let a = parse(&["--network", "efficient-capsnet"]).unwrap();
         assert_eq!(
             (a.network.as_str(), a.experiment.as_str()),
             ("efficient-capsnet", "experiments/efficient_capsnet.toml")
@@ -1035,13 +1041,13 @@ mod tests {
             ["--experiment", "x.toml", "--network", "efficient-capsnet"],
             ["--network", "efficient-capsnet", "--experiment", "x.toml"],
         ] {
-            let a = parse(&args).unwrap().unwrap();
+            let a = parse(&args).unwrap();
             assert_eq!(
                 (a.network.as_str(), a.experiment.as_str()),
                 ("efficient-capsnet", "x.toml")
             );
         }
-        let a = parse(&["--experiment", "y.toml"]).unwrap().unwrap();
+        let a = parse(&["--experiment", "y.toml"]).unwrap();
         assert_eq!(
             (a.network.as_str(), a.experiment.as_str()),
             ("capsnet", "y.toml")
@@ -1058,7 +1064,7 @@ mod tests {
             // All 2 cores unless the case says otherwise (a later --threads wins).
             let mut a: Vec<String> = ["--threads", "2"].map(String::from).to_vec();
             a.extend(args.iter().map(|s| s.to_string()));
-            Args::parse(&a).unwrap().unwrap()
+            parse_args(&a).unwrap()
         };
         assert_eq!(record_stem(&m, &parse(&[])), "vm-amd-epyc-b32");
         assert_eq!(
@@ -1451,7 +1457,7 @@ esac
         .map(String::from)
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
-        run(&args).unwrap();
+        run(parse_args(&args).unwrap()).unwrap();
         let log: Vec<String> = std::fs::read_to_string(&calls)
             .unwrap()
             .lines()

@@ -5,12 +5,20 @@
 //! - `test`: only the test suite.
 //! - `setup`: only what `ci` and `test` do first: install what the tests need (cargo-nextest, a
 //!   Python venv with `tensorboard`; see `setup.rs`).
-//! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`).
+//! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`; the launchers
+//!   behind `launcher.rs`'s trait are `local.rs` and `slurm.rs`).
 //! - `collect`, `tables`: results tables from run summaries (see `tables.rs`).
 //! - `bench-compare`: capsnet vs the PyTorch reference on the same machine (`bench_compare.rs`).
+//! - `capsnet`: build the CLI like the tests do and run it.
+//!
+//! The command line is one clap [`Cli`]: each task's arguments are declared beside the task
+//! (`sweep::SweepArgs`, `tables::TablesArgs`, …) and the help text comes from their doc
+//! comments. `test`, `ci` and `capsnet` pass the arguments after them through verbatim.
 
 mod bench_compare;
 mod figures;
+mod launcher;
+mod local;
 mod runs;
 mod setup;
 mod slurm;
@@ -22,52 +30,94 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
 
-const HELP: &str = "usage: cargo xtask <task> [args]
-  ci                      fmt check, clippy -D warnings, nextest (release), tables --check — what CI runs
-  test [nextest args]     the test suite (release)
-  setup                   what ci and test do first: install cargo-nextest if missing, make the
-                          tests' Python venv (target/xtask-venv, pinned tensorboard); a
-                          CAPSNET_PYTHON you set is used instead of the venv
-  sweep EXP.toml [...]    run a sweep (`cargo xtask sweep --help`)
-  collect SWEEP_DIR RAW   copy finished runs' summaries into results/raw/<table> (SWEEP_DIR may
-                          be a .tar.gz from `capsnet launch --archive`)
-  tables [--check]        write results/<table>.md/.csv from results/raw (or check they are current)
-  capsnet [args]          build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`)
-  bench-compare [...]     capsnet vs the PyTorch reference (scripts/reference) on this machine";
+/// Project orchestration (`cargo xtask <task>`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Option<Task>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// fmt check, clippy -D warnings, nextest (release), tables --check — what CI runs.
+    #[command(disable_help_flag = true)]
+    Ci {
+        /// Extra arguments for `cargo nextest run`, passed through as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The test suite (release).
+    #[command(disable_help_flag = true)]
+    Test {
+        /// Arguments for `cargo nextest run`, passed through as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// What ci and test do first: install cargo-nextest if missing, make the tests' Python venv
+    /// (target/xtask-venv, pinned tensorboard); a CAPSNET_PYTHON you set is used instead of the
+    /// venv.
+    Setup,
+    // Its help is `SweepArgs`'s doc comment.
+    Sweep(sweep::SweepArgs),
+    /// Copy finished runs' summaries into results/raw/<table> (SWEEP_DIR may be a .tar.gz from
+    /// `capsnet launch --archive`).
+    Collect(tables::CollectArgs),
+    /// Write results/<table>.md/.csv from results/raw (or check they are current).
+    Tables(tables::TablesArgs),
+    /// Build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`).
+    #[command(disable_help_flag = true)]
+    Capsnet {
+        /// Arguments for capsnet, passed through as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    // Its help is `BenchCompareArgs`'s doc comment.
+    BenchCompare(bench_compare::BenchCompareArgs),
+}
 
 fn main() {
-    if let Err(err) = run() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version are not errors; a bad command line exits 1, as every other error.
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if let Err(err) = run(cli) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let rest = args.get(1..).unwrap_or_default();
-    match args.first().map(String::as_str) {
-        Some("ci") => ci(rest),
-        Some("test") => test(rest),
-        Some("setup") => {
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Some(Task::Ci { args }) => ci(&args),
+        Some(Task::Test { args }) => test(&args),
+        Some(Task::Setup) => {
             let python = prepare_tests(&repo_root()?)?;
             println!("CAPSNET_PYTHON={}", python.to_string_lossy());
             Ok(())
         }
-        Some("sweep") if rest.iter().any(|a| a == "-h" || a == "--help") => {
-            println!("{}", sweep::USAGE);
+        Some(Task::Sweep(mut args)) => {
+            args.validate()?;
+            sweep::run(args)
+        }
+        Some(Task::Collect(args)) => tables::collect(&args.sweep, &args.raw),
+        Some(Task::Tables(args)) => tables::tables(&repo_root()?, args.check),
+        Some(Task::Capsnet { args }) => capsnet(&args),
+        Some(Task::BenchCompare(args)) => bench_compare::run(args.validate()?),
+        None => {
+            Cli::command().print_help()?;
             Ok(())
         }
-        Some("sweep") => sweep::run(sweep::SweepArgs::parse(rest)?),
-        Some("collect") => tables::collect(rest),
-        Some("tables") => tables::tables(&repo_root()?, rest),
-        Some("capsnet") => capsnet(rest),
-        Some("bench-compare") => bench_compare::run(rest),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            println!("{HELP}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task `{other}`\n{HELP}"),
     }
 }
 
@@ -110,7 +160,7 @@ fn ci(extra: &[String]) -> Result<()> {
     let mut args = vec!["--profile".to_string(), "ci".to_string()];
     args.extend(extra.iter().cloned());
     run_tests(&python, &args)?;
-    tables::tables(&root, &["--check".into()])
+    tables::tables(&root, true)
 }
 
 fn test(extra: &[String]) -> Result<()> {
@@ -168,4 +218,47 @@ pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The task `cargo xtask ARGS` parses to (tests of the tasks' arguments).
+#[cfg(test)]
+fn parse_task<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Task, clap::Error> {
+    let cli = Cli::try_parse_from(std::iter::once("xtask").chain(args))?;
+    Ok(cli.task.expect("a task"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// `test`, `ci` and `capsnet` pass what follows them through verbatim, flags and `--help`
+    /// included.
+    #[test]
+    fn trailing_arguments_pass_through() {
+        let parse = |args: &[&str]| parse_task(args.iter().copied()).unwrap();
+        let Task::Test { args } = parse(&["test", "-E", "test(foo)", "--no-capture"]) else {
+            panic!("not test")
+        };
+        assert_eq!(args, ["-E", "test(foo)", "--no-capture"]);
+        let Task::Ci { args } = parse(&["ci", "--retries", "2"]) else {
+            panic!("not ci")
+        };
+        assert_eq!(args, ["--retries", "2"]);
+        let Task::Capsnet { args } = parse(&["capsnet", "--help"]) else {
+            panic!("not capsnet")
+        };
+        assert_eq!(args, ["--help"]);
+        let Task::Capsnet { args } = parse(&["capsnet", "train", "e.toml", "--run-dir", "r"])
+        else {
+            panic!("not capsnet")
+        };
+        assert_eq!(args, ["train", "e.toml", "--run-dir", "r"]);
+        assert!(Cli::try_parse_from(["xtask", "bogus"]).is_err());
+        assert!(Cli::try_parse_from(["xtask"]).unwrap().task.is_none());
+    }
 }

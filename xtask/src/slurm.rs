@@ -1,4 +1,5 @@
-//! Slurm launcher for sweeps: runs the sweep's job scripts as one Slurm job array.
+//! Slurm launcher for sweeps ([`SlurmLauncher`], `--launcher slurm`): runs the sweep's job
+//! scripts as one Slurm job array.
 //!
 //! Job `i` of a sweep is the script `SWEEP_DIR/jobs/<i>.sh` (it writes its exit code to
 //! `SWEEP_DIR/jobs/<i>.exit`). [`submit_and_wait`] writes `SWEEP_DIR/slurm/array.sbatch`, whose
@@ -14,6 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::launcher::{JobState, LaunchArgs, Launcher, SweepContext, finish};
 
 /// How long `squeue` may keep failing (controller restarting, network blip) before
 /// [`submit_and_wait`] gives up waiting. The job itself is left alone.
@@ -56,6 +59,61 @@ impl Default for SlurmOptions {
             poll: Duration::from_secs(5),
             max_parallel: None,
         }
+    }
+}
+
+/// Runs a sweep's jobs as one Slurm job array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmLauncher {
+    options: SlurmOptions,
+}
+
+/// `--launcher slurm` from the sweep's flags (refuses the local-only `--devices`).
+pub fn make(args: &LaunchArgs) -> Result<Box<dyn Launcher>> {
+    Ok(Box::new(SlurmLauncher {
+        options: options(args)?,
+    }))
+}
+
+/// The [`SlurmOptions`] the sweep's flags ask for: `--jobs N` (N > 1) limits the running tasks.
+pub fn options(args: &LaunchArgs) -> Result<SlurmOptions> {
+    if args.devices.is_some() {
+        bail!(
+            "--devices is for the local launcher; on Slurm use --gpus-per-task N (Slurm picks \
+             the GPUs and each task uses the first it gets)"
+        );
+    }
+    Ok(SlurmOptions {
+        partition: args.partition.clone(),
+        time_limit: args.time_limit.clone(),
+        cpus_per_task: args.cpus_per_task,
+        gpus_per_task: args.gpus_per_task,
+        max_parallel: args.jobs.filter(|&j| j > 1),
+        ..SlurmOptions::default()
+    })
+}
+
+impl Launcher for SlurmLauncher {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    /// Marks the jobs submitted, runs them as one array ([`submit_and_wait`]) and reads each
+    /// job's `.exit` file and summary once the array has left the queue.
+    fn launch(&self, ctx: &SweepContext, jobs: &[usize]) -> Result<()> {
+        ctx.statuses
+            .update(|statuses| {
+                for &i in jobs {
+                    statuses[i].status = JobState::Submitted;
+                }
+            })
+            .1?;
+        submit_and_wait(&ctx.plan.dir, jobs, &self.options)?;
+        let mut statuses = ctx.statuses.lock();
+        for &i in jobs {
+            finish(&ctx.jobs_dir, &mut statuses[i], None);
+        }
+        Ok(())
     }
 }
 

@@ -155,13 +155,28 @@ struct PaperNumber {
     std: Option<f64>,
 }
 
-/// Runs `cargo xtask tables [--check]` in the repository `root`.
-pub fn tables(root: &Path, args: &[String]) -> Result<()> {
-    let check = match args {
-        [] => false,
-        [flag] if flag == "--check" => true,
-        _ => bail!("usage: cargo xtask tables [--check]"),
-    };
+/// `cargo xtask tables` arguments.
+#[derive(Debug, clap::Args)]
+pub struct TablesArgs {
+    /// Check that the committed tables and figures are current instead of writing them.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `cargo xtask collect` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// A sweep directory, or the .tar.gz of `capsnet launch --archive`.
+    #[arg(value_name = "SWEEP_DIR|ARCHIVE.tar.gz")]
+    pub sweep: PathBuf,
+    /// Where the run records go (results/raw/<table>).
+    #[arg(value_name = "RAW_DIR")]
+    pub raw: PathBuf,
+}
+
+/// Runs `cargo xtask tables` in the repository `root`: writes every table and figure, or with
+/// `check` fails unless the committed ones are current.
+pub fn tables(root: &Path, check: bool) -> Result<()> {
     let results = root.join("results");
     let outputs = render_all(&results)?;
     if check {
@@ -431,11 +446,7 @@ fn render(
 
 /// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json` and
 /// `config.resolved.toml` into `RAW_DIR/<job>/` (small files, meant to be committed).
-pub fn collect(args: &[String]) -> Result<()> {
-    let [sweep, raw] = args else {
-        bail!("usage: cargo xtask collect SWEEP_DIR|ARCHIVE.tar.gz RAW_DIR")
-    };
-    let (sweep, raw) = (Path::new(sweep), Path::new(raw));
+pub fn collect(sweep: &Path, raw: &Path) -> Result<()> {
     // An archive from `capsnet launch --archive` (e.g. back from a GPU machine): unpacked
     // beside it, then collected like a sweep directory.
     let unpacked;
@@ -520,18 +531,17 @@ mod tests {
             .unwrap();
         assert!(status.success());
         let raw = tmp.join("raw");
-        let arg = |p: &Path| p.to_str().unwrap().to_string();
-        collect(&[arg(&archive), arg(&raw)]).unwrap();
+        collect(&archive, &raw).unwrap();
         assert!(
             raw.join("a/summary.json").is_file() && raw.join("b/config.resolved.toml").is_file()
         );
         assert!(!raw.join("unfinished").exists());
         let raw2 = tmp.join("raw2");
-        collect(&[arg(&out), arg(&raw2)]).unwrap();
+        collect(&out, &raw2).unwrap();
         assert!(raw2.join("b/summary.json").is_file());
         let text = tmp.join("notes.txt");
         std::fs::write(&text, "x").unwrap();
-        let err = collect(&[arg(&text), arg(&raw)]).unwrap_err().to_string();
+        let err = collect(&text, &raw).unwrap_err().to_string();
         assert!(err.contains(".tar.gz"), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
@@ -747,14 +757,14 @@ match = { model = { routing = { iterations = 3 } } }
         let raw = results.join("raw/t");
         write_run(&raw, "a", 1.0, 1, true);
         // Row r3 has no runs: nothing may be written.
-        assert!(tables(&tmp, &[]).is_err());
+        assert!(tables(&tmp, false).is_err());
         assert!(!results.join("t.md").exists());
         write_run(&raw, "d", 0.5, 3, true);
-        assert!(tables(&tmp, &["--check".into()]).is_err());
-        tables(&tmp, &[]).unwrap();
-        tables(&tmp, &["--check".into()]).unwrap();
+        assert!(tables(&tmp, true).is_err());
+        tables(&tmp, false).unwrap();
+        tables(&tmp, true).unwrap();
         write_run(&raw, "e", 0.7, 3, true);
-        let err = format!("{:#}", tables(&tmp, &["--check".into()]).unwrap_err());
+        let err = format!("{:#}", tables(&tmp, true).unwrap_err());
         assert!(err.contains("stale"), "{err}");
     }
 
@@ -816,10 +826,10 @@ match = { arch = "capsnet" }
         assert!(drawn > 5_000, "only {drawn} non-white pixels");
         // Same records, same bytes; a new run makes the figure stale.
         assert_eq!(render_all(&results).unwrap(), out);
-        tables(&tmp, &[]).unwrap();
-        tables(&tmp, &["--check".into()]).unwrap();
+        tables(&tmp, false).unwrap();
+        tables(&tmp, true).unwrap();
         std::fs::write(results.join("figures/f.png"), b"not the figure").unwrap();
-        let err = format!("{:#}", tables(&tmp, &["--check".into()]).unwrap_err());
+        let err = format!("{:#}", tables(&tmp, true).unwrap_err());
         assert!(err.contains("figures/f.png"), "{err}");
         // A series on an evaluation set the runs lack, and a non-numeric x, are errors.
         let bad_set = format!("{manifest}{figure}set = \"train\"\n");
