@@ -5,12 +5,18 @@
 //! `--network efficient-capsnet` Efficient-CapsNet (`experiments/efficient_capsnet.toml`); the
 //! reference script gets the same `--network`.
 //!
-//! Builds the workspace the way the tests do (`cargo build --release --workspace --all-targets`),
-//! checks that both implementations report the same layer table (`info --json`), runs both
-//! benchmarks with the same batch size, steps and thread count, prints a table and writes
+//! [`run`] is a sequence of named steps: [`preflight`] (the reference can run), [`build`] (the
+//! workspace the way the tests build it, `cargo build --release --workspace --all-targets`),
+//! [`check_layer_tables`] (both implementations report the same layer table, `info --json`),
+//! [`run_rounds`] (both benchmarks with the same batch size, steps and thread count),
+//! [`combine_rounds`] (medians and ratios) and [`write_report`]: it prints a table and writes
 //! `results/bench/<machine>-b<batch>.json` (`<machine>-b<batch>-efficient-capsnet.json` for
 //! Efficient-CapsNet; both raw results, ratios, network, versions, exact commands, machine, load
 //! average) and a `.md` rendering of it next to it.
+//!
+//! What the two sides print and what the record holds are typed: [`BenchResult`] (`capsnet
+//! bench`), [`ReferenceBench`] (`capsnet_torch.py bench`), [`NetworkInfo`] (`info --json` of
+//! either) and [`Report`] (the record; optional fields keep older records readable).
 //!
 //! The machine's speed drifts, so the pair runs `--rounds` times (default 3), alternating which
 //! of the two goes first; the reported figures are medians over the rounds and the ratios are
@@ -21,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Map, Value, json};
+use capsnet_common::cpu::VectorIsa;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The networks the reference script implements (`--network`) and the experiment each compares
 /// against by default. The first is the default network.
@@ -29,11 +38,6 @@ const NETWORKS: [(&str, &str); 2] = [
     ("capsnet", "experiments/mnist.toml"),
     ("efficient-capsnet", "experiments/efficient_capsnet.toml"),
 ];
-
-/// The network of a report (`capsnet` for records written before `--network` existed).
-fn report_network(report: &Value) -> &str {
-    report["network"].as_str().unwrap_or(NETWORKS[0].0)
-}
 
 /// The burn version the workspace pins (`Cargo.toml`).
 const BURN_VERSION: &str = "0.22.1";
@@ -47,6 +51,256 @@ const INSTALL_HINT: &str = "install PyTorch into a virtual environment and point
     cargo xtask bench-compare --python /work/venv-torch/bin/python
 (PyPI's Linux torch wheel is the CUDA build, several GB with its nvidia wheels; it runs on the CPU
 too. See scripts/reference/README.md.)";
+
+/// What `capsnet bench` prints (`capsnet_train::bench::BenchResult`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Experiment name.
+    pub name: String,
+    /// Network.
+    pub arch: String,
+    /// Backend.
+    pub backend: String,
+    pub batch_size: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Training images per second (forward, backward, Adam step, loss read back).
+    pub train_images_per_sec: f64,
+    /// Median milliseconds per training step.
+    pub train_ms_per_step_median: f64,
+    /// Inference images per second (forward without autodiff, scores read back).
+    pub inference_images_per_sec: f64,
+    /// FLOP model: GFLOP per trained image.
+    pub train_gflop_per_image: f64,
+    /// Achieved training GFLOP/s under the FLOP model.
+    pub train_gflops: f64,
+    /// Achieved inference GFLOP/s under the FLOP model.
+    pub inference_gflops: f64,
+    /// Fraction of `peak_gflops` reached in training, when a peak was given.
+    pub train_peak_fraction: Option<f64>,
+    /// The machine's peak GFLOP/s as given by the user (`--peak-gflops`).
+    pub peak_gflops: Option<f64>,
+    /// Peak resident memory of the process (MiB).
+    pub peak_rss_mib: Option<f64>,
+    pub machine: MachineInfo,
+    /// Code revision.
+    pub git_revision: String,
+}
+
+/// The machine as `capsnet bench` reports it (`capsnet_train::machine::MachineInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    pub hostname: String,
+    pub cpu: String,
+    /// Hardware threads available to the process.
+    pub threads: usize,
+    pub os: String,
+    /// The CPU's vector instruction sets (absent in older records).
+    #[serde(default)]
+    pub vector_isa: VectorIsa,
+    /// The GEMM kernels flex runs on this CPU (absent, read as empty, in older records).
+    #[serde(default)]
+    pub flex_gemm: String,
+}
+
+/// What `scripts/reference/capsnet_torch.py bench` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceBench {
+    /// `pytorch-reference`.
+    pub name: String,
+    pub arch: String,
+    /// `--network` (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// `pytorch-cpu` or `pytorch-cuda`.
+    pub backend: String,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub train_images_per_sec: f64,
+    /// `sorted(times)[len / 2]`, as `capsnet bench` computes it.
+    pub train_ms_per_step_median: f64,
+    pub inference_images_per_sec: f64,
+    pub machine: ReferenceMachine,
+    pub torch_version: String,
+    /// `torch.get_num_threads()`.
+    pub threads: usize,
+    pub dtype: String,
+    /// The Adam implementation (`fused`, `foreach`, `for-loop`).
+    pub adam: String,
+    pub channels_last: bool,
+    pub params: u64,
+    /// CUDA runs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// CUDA runs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_version: Option<String>,
+}
+
+/// The machine as the reference script reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceMachine {
+    pub hostname: String,
+    pub cpu: String,
+    pub threads: usize,
+    pub os: String,
+    /// The ATen kernels dispatched to, e.g. AVX2 (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_cpu_capability: Option<String>,
+}
+
+/// What `capsnet info --json` and `capsnet_torch.py info --json` both print, as far as the
+/// comparison reads it (capsnet prints more: routing, FLOP model, memory estimate).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub layers: Vec<LayerInfo>,
+    pub params: u64,
+}
+
+/// One row of the layer table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub name: String,
+    /// Output shape per example.
+    pub output: Vec<usize>,
+    pub params: u64,
+}
+
+/// The record `cargo xtask bench-compare` writes to `results/bench/<stem>.json` (its keys in
+/// alphabetical order, as [`write_report`] writes them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub what: String,
+    /// When timing started.
+    pub date_utc: String,
+    /// `--network` (absent in records written before it existed: CapsNet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub threads: usize,
+    pub machine: Machine,
+    pub load_average_start: Option<Vec<f64>>,
+    pub load_average_end: Option<Vec<f64>>,
+    pub versions: Versions,
+    pub commands: Commands,
+    pub model_check: ModelCheck,
+    #[serde(flatten)]
+    pub results: Results,
+}
+
+/// The machine as bench-compare records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub cpu: String,
+    /// Threads available to this process (all cores, as `--threads` defaults to).
+    pub cores: usize,
+    pub logical_cpus_in_cpuinfo: Option<usize>,
+    pub os: String,
+    /// Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_isa: Option<VectorIsa>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    pub rustc: String,
+    pub burn: String,
+    pub torch: String,
+    pub python: String,
+    pub capsnet_git_revision: Option<String>,
+}
+
+/// The exact commands run (`build`: `None` with `--no-build`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commands {
+    pub build: Option<String>,
+    pub capsnet: String,
+    pub pytorch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheck {
+    pub layers_match: bool,
+    /// Parameters of the network (the same on both sides).
+    pub params: u64,
+}
+
+/// The results part of a [`Report`] ([`combine_rounds`]): one round's raw results, or the
+/// medians of several with every round kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub capsnet: BenchResult,
+    pub pytorch: ReferenceBench,
+    pub ratios_capsnet_over_pytorch: Ratios,
+    /// Several rounds: min and max of the per-round ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratios_capsnet_over_pytorch_range: Option<RatioRange>,
+    /// Several rounds: how `capsnet` and `pytorch` were aggregated, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<String>,
+    /// Several rounds: each round (empty, and absent from the JSON, for one round).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Round>,
+}
+
+/// capsnet / PyTorch throughputs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    pub train_images_per_sec: f64,
+    pub inference_images_per_sec: f64,
+}
+
+impl Ratios {
+    /// capsnet's throughputs over the reference's.
+    fn of(ours: &BenchResult, reference: &ReferenceBench) -> Ratios {
+        Ratios {
+            train_images_per_sec: ours.train_images_per_sec / reference.train_images_per_sec,
+            inference_images_per_sec: ours.inference_images_per_sec
+                / reference.inference_images_per_sec,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatioRange {
+    pub train_images_per_sec: MinMax,
+    pub inference_images_per_sec: MinMax,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MinMax {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl MinMax {
+    fn of(values: impl Iterator<Item = f64>) -> MinMax {
+        let (min, max) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        MinMax { min, max }
+    }
+}
+
+/// One round: both sides' raw results in the order they ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// 1-based.
+    pub round: usize,
+    /// Which side ran first.
+    pub order: [Side; 2],
+    pub date_utc: String,
+    pub load_average_start: Option<Vec<f64>>,
+    pub capsnet: BenchResult,
+    pub pytorch: ReferenceBench,
+    /// Set by [`combine_rounds`] when there are several rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratios_capsnet_over_pytorch: Option<Ratios>,
+}
 
 /// capsnet vs the PyTorch reference (scripts/reference) on this machine.
 ///
@@ -170,9 +424,66 @@ pub struct Args {
 /// Entry point of `cargo xtask bench-compare`.
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root()?;
-    let machine = machine();
+    let reference = preflight(&args, &root)?;
+    let binary = build(&args, &root)?;
+    let params = check_layer_tables(&args, &root, &binary, &reference)?;
+    let sides = Sides::new(&args, &root, &binary, &reference);
+    // The load when timing starts (after the build, which loads the machine itself).
+    let load_start = load_average();
+    let started = utc_timestamp();
+    if let Some(&[one, ..]) = load_start.as_deref()
+        && one > QUIET_LOAD
+    {
+        eprintln!(
+            "warning: load average {one:.2} before timing (> {QUIET_LOAD}): timings will be noisy"
+        );
+    }
+    let rounds = run_rounds(&args, &sides)?;
+    let load_end = load_average();
+    let results = combine_rounds(rounds)?;
+    let report = Report {
+        what: "capsnet bench vs the PyTorch reference (scripts/reference/capsnet_torch.py), same \
+               machine, one invocation"
+            .into(),
+        date_utc: started,
+        network: Some(args.network.clone()),
+        batch_size: args.batch_size,
+        steps: args.steps,
+        warmup: args.warmup,
+        threads: args.threads,
+        machine: machine(),
+        load_average_start: load_start,
+        load_average_end: load_end,
+        versions: Versions {
+            rustc: command_line("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
+            burn: BURN_VERSION.into(),
+            torch: reference.torch_version.clone(),
+            python: reference.python_version.clone(),
+            capsnet_git_revision: Some(results.capsnet.git_revision.clone()),
+        },
+        commands: Commands {
+            build: args.build.then(|| BUILD_COMMAND.join(" ")),
+            capsnet: sides.ours_cmd,
+            pytorch: sides.ref_cmd,
+        },
+        model_check: ModelCheck {
+            layers_match: true,
+            params,
+        },
+        results,
+    };
+    write_report(&args, &root, &report)
+}
 
-    // Fail before the (possibly long) build when the reference cannot run.
+/// The reference script and the Python that runs it.
+struct Reference {
+    script: PathBuf,
+    torch_version: String,
+    python_version: String,
+}
+
+/// Fails before the (possibly long) build when the reference cannot run.
+fn preflight(args: &Args, root: &Path) -> Result<Reference> {
     let script = root.join("scripts/reference/capsnet_torch.py");
     if !script.is_file() {
         bail!("{} is missing", script.display());
@@ -182,23 +493,33 @@ pub fn run(args: Args) -> Result<()> {
         "PyTorch {torch_version} (Python {python_version}, {})",
         args.python
     );
+    Ok(Reference {
+        script,
+        torch_version,
+        python_version,
+    })
+}
 
-    let build_cmd = [
-        "cargo",
-        "build",
-        "--release",
-        "--workspace",
-        "--all-targets",
-    ];
+/// How [`build`] builds capsnet: like the test suite.
+const BUILD_COMMAND: [&str; 5] = [
+    "cargo",
+    "build",
+    "--release",
+    "--workspace",
+    "--all-targets",
+];
+
+/// Builds the workspace (unless `--no-build`/`--binary`); returns the capsnet binary to time.
+fn build(args: &Args, root: &Path) -> Result<PathBuf> {
     if args.build {
-        eprintln!("$ {}", build_cmd.join(" "));
-        let status = Command::new(build_cmd[0])
-            .args(&build_cmd[1..])
-            .current_dir(&root)
+        eprintln!("$ {}", BUILD_COMMAND.join(" "));
+        let status = Command::new(BUILD_COMMAND[0])
+            .args(&BUILD_COMMAND[1..])
+            .current_dir(root)
             .status()
             .context("cannot start cargo")?;
         if !status.success() {
-            bail!("`{}` failed with {status}", build_cmd.join(" "));
+            bail!("`{}` failed with {status}", BUILD_COMMAND.join(" "));
         }
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -214,109 +535,132 @@ pub fn run(args: Args) -> Result<()> {
         bail!(
             "{} does not exist (run without --no-build, or `{}`)",
             binary.display(),
-            build_cmd.join(" ")
+            BUILD_COMMAND.join(" ")
         );
     }
-    let binary_shown = binary
-        .strip_prefix(&root)
-        .unwrap_or(&binary)
-        .display()
-        .to_string();
-    let rustc = command_line("rustc", &["-V"]).unwrap_or_else(|| "unknown".into());
-    let threads = args.threads.to_string();
+    Ok(binary)
+}
 
-    // Same network on both sides: the layer tables (shapes and parameters) must agree.
-    let ours_info = run_json(
-        Command::new(&binary)
+/// Same network on both sides: the layer tables (shapes and parameters) must agree. Returns the
+/// parameter count.
+fn check_layer_tables(
+    args: &Args,
+    root: &Path,
+    binary: &Path,
+    reference: &Reference,
+) -> Result<u64> {
+    let ours: NetworkInfo = run_json(
+        Command::new(binary)
             .args(["info", &args.experiment, "--json"])
-            .current_dir(&root),
+            .current_dir(root),
         "capsnet info",
     )?;
-    let ref_info = run_json(
+    let theirs: NetworkInfo = run_json(
         Command::new(&args.python)
-            .arg(&script)
+            .arg(&reference.script)
             .args(["info", "--json", "--network", &args.network])
-            .current_dir(&root),
+            .current_dir(root),
         "capsnet_torch.py info",
     )?;
-    if ours_info["layers"] != ref_info["layers"] || ours_info["params"] != ref_info["params"] {
+    if ours.layers != theirs.layers || ours.params != theirs.params {
         bail!(
             "the PyTorch reference (--network {}) is not the network of {}:\ncapsnet: {}\npytorch: {}",
             args.network,
             args.experiment,
-            ours_info["layers"],
-            ref_info["layers"]
+            serde_json::to_string(&ours.layers)?,
+            serde_json::to_string(&theirs.layers)?
         );
     }
+    Ok(ours.params)
+}
 
-    // The load when timing starts (after the build, which loads the machine itself).
-    let load_start = load_average();
-    let started = utc_timestamp();
-    if let Some(&[one, ..]) = load_start.as_deref()
-        && one > QUIET_LOAD
-    {
-        eprintln!(
-            "warning: load average {one:.2} before timing (> {QUIET_LOAD}): timings will be noisy"
+/// The two benchmark commands, as run and as recorded.
+struct Sides<'a> {
+    args: &'a Args,
+    root: &'a Path,
+    binary: &'a Path,
+    script: &'a Path,
+    /// `--batch-size N --steps N --warmup N`, the same on both sides.
+    bench_args: [String; 6],
+    threads: String,
+    /// capsnet's command line as recorded (the binary relative to the workspace).
+    ours_cmd: String,
+    /// The reference's command line as recorded.
+    ref_cmd: String,
+}
+
+impl<'a> Sides<'a> {
+    fn new(args: &'a Args, root: &'a Path, binary: &'a Path, reference: &'a Reference) -> Self {
+        let threads = args.threads.to_string();
+        let bench_args = [
+            "--batch-size".to_string(),
+            args.batch_size.to_string(),
+            "--steps".into(),
+            args.steps.to_string(),
+            "--warmup".into(),
+            args.warmup.to_string(),
+        ];
+        let binary_shown = binary.strip_prefix(root).unwrap_or(binary).display();
+        let ours_cmd = format!(
+            "RAYON_NUM_THREADS={threads} OMP_NUM_THREADS={threads} {binary_shown} bench {} {} --backend {}",
+            args.experiment,
+            bench_args.join(" "),
+            args.backend
         );
+        let script_shown = "scripts/reference/capsnet_torch.py";
+        let ref_cmd = format!(
+            "OMP_NUM_THREADS={threads} {} {script_shown} bench --network {} {} --threads {threads} --device cpu",
+            args.python,
+            args.network,
+            bench_args.join(" ")
+        );
+        Sides {
+            args,
+            root,
+            binary,
+            script: &reference.script,
+            bench_args,
+            threads,
+            ours_cmd,
+            ref_cmd,
+        }
     }
 
-    let bench_args = [
-        "--batch-size".to_string(),
-        args.batch_size.to_string(),
-        "--steps".into(),
-        args.steps.to_string(),
-        "--warmup".into(),
-        args.warmup.to_string(),
-    ];
-    let ours_cmd = format!(
-        "RAYON_NUM_THREADS={threads} OMP_NUM_THREADS={threads} {binary_shown} bench {} {} --backend {}",
-        args.experiment,
-        bench_args.join(" "),
-        args.backend
-    );
-    let script_shown = "scripts/reference/capsnet_torch.py";
-    let ref_cmd = format!(
-        "OMP_NUM_THREADS={threads} {} {script_shown} bench --network {} {} --threads {threads} --device cpu",
-        args.python,
-        args.network,
-        bench_args.join(" ")
-    );
-    let run_ours = || {
-        eprintln!("$ {ours_cmd}");
+    fn run_ours(&self) -> Result<BenchResult> {
+        eprintln!("$ {}", self.ours_cmd);
         run_json(
-            Command::new(&binary)
-                .args(["bench", &args.experiment])
-                .args(&bench_args)
-                .args(["--backend", &args.backend])
-                .env("RAYON_NUM_THREADS", &threads)
-                .env("OMP_NUM_THREADS", &threads)
-                .current_dir(&root),
+            Command::new(self.binary)
+                .args(["bench", &self.args.experiment])
+                .args(&self.bench_args)
+                .args(["--backend", &self.args.backend])
+                .env("RAYON_NUM_THREADS", &self.threads)
+                .env("OMP_NUM_THREADS", &self.threads)
+                .current_dir(self.root),
             "capsnet bench",
         )
-    };
-    let run_reference = || {
-        eprintln!("$ {ref_cmd}");
+    }
+
+    fn run_reference(&self) -> Result<ReferenceBench> {
+        eprintln!("$ {}", self.ref_cmd);
         run_json(
-            Command::new(&args.python)
-                .arg(&script)
-                .args(["bench", "--network", &args.network])
-                .args(&bench_args)
-                .args(["--threads", &threads, "--device", "cpu"])
-                .env("OMP_NUM_THREADS", &threads)
-                .current_dir(&root),
+            Command::new(&self.args.python)
+                .arg(self.script)
+                .args(["bench", "--network", &self.args.network])
+                .args(&self.bench_args)
+                .args(["--threads", &self.threads, "--device", "cpu"])
+                .env("OMP_NUM_THREADS", &self.threads)
+                .current_dir(self.root),
             "capsnet_torch.py bench",
         )
-    };
+    }
+}
 
+/// Runs both sides `--rounds` times, alternating which goes first ([`round_order`]).
+fn run_rounds(args: &Args, sides: &Sides) -> Result<Vec<Round>> {
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {
         let order = round_order(round);
-        let mut entry = json!({
-            "round": round + 1,
-            "order": order.map(Side::key),
-            "date_utc": utc_timestamp(),
-            "load_average_start": load_average(),
-        });
+        let (date_utc, load_average_start) = (utc_timestamp(), load_average());
         if args.rounds > 1 {
             eprintln!(
                 "round {}/{}: {} first",
@@ -325,56 +669,30 @@ pub fn run(args: Args) -> Result<()> {
                 order[0].label()
             );
         }
+        let (mut ours, mut theirs) = (None, None);
         for side in order {
-            entry[side.key()] = match side {
-                Side::Capsnet => run_ours()?,
-                Side::Pytorch => run_reference()?,
-            };
+            match side {
+                Side::Capsnet => ours = Some(sides.run_ours()?),
+                Side::Pytorch => theirs = Some(sides.run_reference()?),
+            }
         }
-        rounds.push(entry);
+        rounds.push(Round {
+            round: round + 1,
+            order,
+            date_utc,
+            load_average_start,
+            capsnet: ours.context("capsnet ran in every round")?,
+            pytorch: theirs.context("the reference ran in every round")?,
+            ratios_capsnet_over_pytorch: None,
+        });
     }
-    let load_end = load_average();
-    let results = combine_rounds(rounds)?;
+    Ok(rounds)
+}
 
-    let mut report = json!({
-        "what": "capsnet bench vs the PyTorch reference (scripts/reference/capsnet_torch.py), same machine, one invocation",
-        "date_utc": started,
-        "network": args.network,
-        "batch_size": args.batch_size,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "threads": args.threads,
-        "machine": machine,
-        "load_average_start": load_start,
-        "load_average_end": load_end,
-        "versions": {
-            "rustc": rustc,
-            "burn": BURN_VERSION,
-            "torch": torch_version,
-            "python": python_version,
-            "capsnet_git_revision": results
-                .get("capsnet")
-                .and_then(|c| c.get("git_revision"))
-                .cloned()
-                .unwrap_or(Value::Null),
-        },
-        "commands": {
-            "build": if args.build { Value::from(build_cmd.join(" ")) } else { Value::Null },
-            "capsnet": ours_cmd,
-            "pytorch": ref_cmd,
-        },
-        "model_check": {
-            "layers_match": true,
-            "params": ours_info["params"],
-        },
-    });
-    report
-        .as_object_mut()
-        .expect("the report is an object")
-        .extend(results);
-
-    let md = render_markdown(&report);
-    println!("\n{}", table(&report));
+/// Prints the table and writes the record and its `.md` rendering into `--out`.
+fn write_report(args: &Args, root: &Path, report: &Report) -> Result<()> {
+    let md = render_markdown(report);
+    println!("\n{}", table(report));
     let out_dir = if args.out.is_absolute() {
         args.out.clone()
     } else {
@@ -382,10 +700,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let stem = record_stem(&machine, &args);
+    let stem = record_stem(&report.machine, args);
     let json_path = out_dir.join(format!("{stem}.json"));
     let md_path = out_dir.join(format!("{stem}.md"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+    // Through `Value`, whose maps are sorted: the keys in alphabetical order, as always.
+    let json = serde_json::to_string_pretty(&serde_json::to_value(report)?)? + "\n";
+    std::fs::write(&json_path, json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
@@ -395,7 +715,7 @@ pub fn run(args: Args) -> Result<()> {
 /// The file name of the record without its extension:
 /// `<machine>-b<batch>[-<network>][-<backend>][-t<threads>]`, the network only when it is not
 /// `capsnet`, the backend only when it is not `flex`, the threads only when they are not all cores.
-fn record_stem(machine: &Value, args: &Args) -> String {
+fn record_stem(machine: &Machine, args: &Args) -> String {
     let mut stem = format!("{}-b{}", machine_slug(machine), args.batch_size);
     if args.network != NETWORKS[0].0 {
         stem.push_str(&format!("-{}", args.network));
@@ -403,21 +723,23 @@ fn record_stem(machine: &Value, args: &Args) -> String {
     if args.backend != "flex" {
         stem.push_str(&format!("-{}", args.backend));
     }
-    if Some(args.threads) != machine["cores"].as_u64().map(|c| c as usize) {
+    if args.threads != machine.cores {
         stem.push_str(&format!("-t{}", args.threads));
     }
     stem
 }
 
 /// One of the two implementations being compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
     Capsnet,
     Pytorch,
 }
 
 impl Side {
     /// Its key in the report (`capsnet`, `pytorch`).
+    #[cfg(test)]
     fn key(self) -> &'static str {
         match self {
             Side::Capsnet => "capsnet",
@@ -443,9 +765,6 @@ fn round_order(round: usize) -> [Side; 2] {
     }
 }
 
-/// The throughputs compared as ratios capsnet / PyTorch.
-const RATIO_KEYS: [&str; 2] = ["train_images_per_sec", "inference_images_per_sec"];
-
 /// The median (mean of the middle two for an even count); `None` for no values.
 fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
@@ -458,28 +777,18 @@ fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// `ratios_capsnet_over_pytorch` of one pair of bench results (or of their medians).
-fn ratios(ours: &Value, reference: &Value) -> Result<Value> {
-    let mut out = Map::new();
-    for key in RATIO_KEYS {
-        let a = ours[key]
-            .as_f64()
-            .with_context(|| format!("capsnet bench output has no `{key}`"))?;
-        let b = reference[key]
-            .as_f64()
-            .with_context(|| format!("reference output has no `{key}`"))?;
-        out.insert(key.into(), Value::from(a / b));
-    }
-    Ok(Value::Object(out))
-}
-
 /// One side's bench results over several rounds as one result: each top-level numeric field
 /// that differs between rounds becomes its median over the rounds (throughputs, step times,
 /// GFLOP/s, peak memory); everything else (equal numbers, strings, nested objects) is taken from
-/// the first round.
-fn median_result(results: &[&Value]) -> Value {
+/// the first round. Field by field whatever the type's fields are (through its JSON form), so a
+/// field the bench output gains is aggregated too. No results give `T` read from `null`.
+fn median_result<T: Serialize + DeserializeOwned>(results: &[&T]) -> Result<T> {
+    let results: Vec<Value> = results
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
     let Some(Value::Object(first)) = results.first() else {
-        return Value::Null;
+        return Ok(serde_json::from_value(Value::Null)?);
     };
     let mut out = first.clone();
     for (key, value) in out.iter_mut() {
@@ -494,66 +803,51 @@ fn median_result(results: &[&Value]) -> Value {
             *value = Value::from(m);
         }
     }
-    Value::Object(out)
+    Ok(serde_json::from_value(Value::Object(out))?)
 }
 
-/// The report's result fields from the rounds (objects with `capsnet` and `pytorch` raw
-/// results): `capsnet`, `pytorch` and `ratios_capsnet_over_pytorch`. One round gives its raw
-/// results and their ratios, exactly as a single run. Several give the median results
-/// (`median_result`), the ratios of those medians, `rounds` (each with its own ratios),
-/// `ratios_capsnet_over_pytorch_range` (min and max of the per-round ratios) and `aggregation`.
-fn combine_rounds(mut rounds: Vec<Value>) -> Result<Map<String, Value>> {
-    let mut out = Map::new();
+/// The report's [`Results`] from the rounds. One round gives its raw results and their ratios,
+/// exactly as a single run. Several give the median results ([`median_result`]), the ratios of
+/// those medians, the rounds (each with its own ratios), the range of the per-round ratios and
+/// `aggregation`.
+fn combine_rounds(mut rounds: Vec<Round>) -> Result<Results> {
     if rounds.is_empty() {
         bail!("no rounds to combine");
     }
     if rounds.len() == 1 {
-        let round = &rounds[0];
-        out.insert(
-            "ratios_capsnet_over_pytorch".into(),
-            ratios(&round["capsnet"], &round["pytorch"])?,
-        );
-        out.insert("capsnet".into(), round["capsnet"].clone());
-        out.insert("pytorch".into(), round["pytorch"].clone());
-        return Ok(out);
+        let round = rounds.remove(0);
+        return Ok(Results {
+            ratios_capsnet_over_pytorch: Ratios::of(&round.capsnet, &round.pytorch),
+            capsnet: round.capsnet,
+            pytorch: round.pytorch,
+            ratios_capsnet_over_pytorch_range: None,
+            aggregation: None,
+            rounds: Vec::new(),
+        });
     }
     for round in &mut rounds {
-        let r = ratios(&round["capsnet"], &round["pytorch"])?;
-        round["ratios_capsnet_over_pytorch"] = r;
+        round.ratios_capsnet_over_pytorch = Some(Ratios::of(&round.capsnet, &round.pytorch));
     }
-    let side = |key: &str| median_result(&rounds.iter().map(|r| &r[key]).collect::<Vec<_>>());
-    let (ours, reference) = (side("capsnet"), side("pytorch"));
-    out.insert(
-        "ratios_capsnet_over_pytorch".into(),
-        ratios(&ours, &reference)?,
-    );
-    let mut range = Map::new();
-    for key in RATIO_KEYS {
-        let per_round: Vec<f64> = rounds
-            .iter()
-            .map(|r| num(&r["ratios_capsnet_over_pytorch"][key]))
-            .collect();
-        let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        range.insert(key.into(), json!({"min": min, "max": max}));
-    }
-    out.insert(
-        "ratios_capsnet_over_pytorch_range".into(),
-        Value::Object(range),
-    );
-    out.insert(
-        "aggregation".into(),
-        Value::from(format!(
+    let ours = median_result(&rounds.iter().map(|r| &r.capsnet).collect::<Vec<_>>())?;
+    let theirs = median_result(&rounds.iter().map(|r| &r.pytorch).collect::<Vec<_>>())?;
+    let per_round = || rounds.iter().filter_map(|r| r.ratios_capsnet_over_pytorch);
+    let range = RatioRange {
+        train_images_per_sec: MinMax::of(per_round().map(|r| r.train_images_per_sec)),
+        inference_images_per_sec: MinMax::of(per_round().map(|r| r.inference_images_per_sec)),
+    };
+    Ok(Results {
+        ratios_capsnet_over_pytorch: Ratios::of(&ours, &theirs),
+        ratios_capsnet_over_pytorch_range: Some(range),
+        aggregation: Some(format!(
             "capsnet, pytorch: median over the {} rounds of each numeric field that differs \
              between rounds (other fields from round 1); ratios_capsnet_over_pytorch: ratios of \
              those medians; ratios_capsnet_over_pytorch_range: min and max of the per-round ratios",
             rounds.len()
         )),
-    );
-    out.insert("capsnet".into(), ours);
-    out.insert("pytorch".into(), reference);
-    out.insert("rounds".into(), Value::Array(rounds));
-    Ok(out)
+        capsnet: ours,
+        pytorch: theirs,
+        rounds,
+    })
 }
 
 /// The workspace root: `xtask/..` when built as xtask, else the nearest ancestor of the current
@@ -595,8 +889,8 @@ fn torch_versions(python: &str) -> Result<(String, String)> {
     Ok((torch, py))
 }
 
-/// Runs `cmd` (stderr passed through) and parses its stdout as one JSON value.
-fn run_json(cmd: &mut Command, what: &str) -> Result<Value> {
+/// Runs `cmd` (stderr passed through) and parses its stdout as one JSON value of type `T`.
+fn run_json<T: DeserializeOwned>(cmd: &mut Command, what: &str) -> Result<T> {
     let output = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -636,7 +930,7 @@ fn load_average() -> Option<Vec<f64>> {
 }
 
 /// Hostname, CPU model and core counts (from /proc/cpuinfo where available).
-fn machine() -> Value {
+fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -656,50 +950,56 @@ fn machine() -> Value {
     let os = command_line("uname", &["-sr"]).unwrap_or_else(|| std::env::consts::OS.into())
         + " "
         + std::env::consts::ARCH;
-    json!({
-        "hostname": hostname,
-        "cpu": cpu,
-        "cores": available_threads(),
-        "logical_cpus_in_cpuinfo": if logical > 0 { Value::from(logical) } else { Value::Null },
-        "os": os,
-        "vector_isa": capsnet_common::cpu::vector_isa_from_cpuinfo(&cpuinfo),
-    })
+    Machine {
+        hostname,
+        cpu,
+        cores: available_threads(),
+        logical_cpus_in_cpuinfo: (logical > 0).then_some(logical),
+        os,
+        vector_isa: Some(capsnet_common::cpu::vector_isa_from_cpuinfo(&cpuinfo)),
+    }
+}
+
+impl Report {
+    /// The network compared (`capsnet` for records written before `--network` existed).
+    fn network(&self) -> &str {
+        self.network.as_deref().unwrap_or(NETWORKS[0].0)
+    }
+
+    /// The rounds of a report of several rounds; `None` for a single run (no `rounds`).
+    fn rounds(&self) -> Option<&[Round]> {
+        Some(self.results.rounds.as_slice()).filter(|r| r.len() > 1)
+    }
 }
 
 /// The machine's vector ISA, with the GEMM kernels flex ran and PyTorch's CPU capability as
 /// each side reported them (older records: what they have).
-fn isa_line(report: &Value) -> String {
-    let isa = &report["machine"]["vector_isa"];
-    let mut line = match (isa["widest"].as_str(), isa["features"].as_array()) {
-        (Some(widest), Some(features)) => {
-            let features: Vec<&str> = features.iter().filter_map(Value::as_str).collect();
-            format!("{widest} ({})", features.join(", "))
-        }
-        _ => "not recorded".into(),
+fn isa_line(report: &Report) -> String {
+    let mut line = match &report.machine.vector_isa {
+        Some(isa) => format!("{} ({})", isa.widest, isa.features.join(", ")),
+        None => "not recorded".into(),
     };
     // The side's (median) result, else its result in any round.
-    let first = |side: &str, key: &str| -> Option<String> {
-        let rounds = report["rounds"].as_array().into_iter().flatten();
-        std::iter::once(&report[side])
-            .chain(rounds.map(|r| &r[side]))
-            .find_map(|r| r["machine"][key].as_str().map(str::to_string))
-    };
-    if let Some(gemm) = first("capsnet", "flex_gemm") {
+    let r = &report.results;
+    let gemm = std::iter::once(&r.capsnet)
+        .chain(r.rounds.iter().map(|r| &r.capsnet))
+        .map(|c| c.machine.flex_gemm.as_str())
+        .find(|g| !g.is_empty());
+    if let Some(gemm) = gemm {
         line += &format!("; capsnet (flex): {gemm}");
     }
-    if let Some(cap) = first("pytorch", "torch_cpu_capability") {
+    let capability = std::iter::once(&r.pytorch)
+        .chain(r.rounds.iter().map(|r| &r.pytorch))
+        .find_map(|p| p.machine.torch_cpu_capability.as_deref());
+    if let Some(cap) = capability {
         line += &format!("; PyTorch CPU capability: {cap}");
     }
     line
 }
 
 /// `hostname-cpu-model`, lower case, `[a-z0-9-]` only.
-fn machine_slug(machine: &Value) -> String {
-    let raw = format!(
-        "{}-{}",
-        machine["hostname"].as_str().unwrap_or("unknown"),
-        machine["cpu"].as_str().unwrap_or("unknown")
-    );
+fn machine_slug(machine: &Machine) -> String {
+    let raw = format!("{}-{}", machine.hostname, machine.cpu);
     let mut slug = String::new();
     for ch in raw.to_lowercase().chars() {
         if ch.is_ascii_alphanumeric() {
@@ -716,66 +1016,48 @@ fn utc_timestamp() -> String {
     capsnet_common::format_utc_rfc3339(capsnet_common::unix_now())
 }
 
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
-
 /// The comparison rows: (label, capsnet, pytorch, ratio).
-fn rows(report: &Value) -> Vec<(&'static str, String, String, String)> {
-    let (ours, theirs) = (&report["capsnet"], &report["pytorch"]);
-    let ratios = &report["ratios_capsnet_over_pytorch"];
+fn rows(report: &Report) -> Vec<(&'static str, String, String, String)> {
+    let (ours, theirs) = (&report.results.capsnet, &report.results.pytorch);
+    let ratios = &report.results.ratios_capsnet_over_pytorch;
     vec![
         (
             "train images/s",
-            format!("{:.1}", num(&ours["train_images_per_sec"])),
-            format!("{:.1}", num(&theirs["train_images_per_sec"])),
-            format!("{:.2}×", num(&ratios["train_images_per_sec"])),
+            format!("{:.1}", ours.train_images_per_sec),
+            format!("{:.1}", theirs.train_images_per_sec),
+            format!("{:.2}×", ratios.train_images_per_sec),
         ),
         (
             "train ms/step (median)",
-            format!("{:.0}", num(&ours["train_ms_per_step_median"])),
-            format!("{:.0}", num(&theirs["train_ms_per_step_median"])),
+            format!("{:.0}", ours.train_ms_per_step_median),
+            format!("{:.0}", theirs.train_ms_per_step_median),
             String::new(),
         ),
         (
             "inference images/s",
-            format!("{:.1}", num(&ours["inference_images_per_sec"])),
-            format!("{:.1}", num(&theirs["inference_images_per_sec"])),
-            format!("{:.2}×", num(&ratios["inference_images_per_sec"])),
+            format!("{:.1}", ours.inference_images_per_sec),
+            format!("{:.1}", theirs.inference_images_per_sec),
+            format!("{:.2}×", ratios.inference_images_per_sec),
         ),
     ]
 }
 
-fn loads(v: &Value) -> String {
-    match v.as_array() {
+fn loads(loads: &Option<Vec<f64>>) -> String {
+    match loads {
         Some(l) => l
             .iter()
-            .map(|x| format!("{:.2}", num(x)))
+            .map(|x| format!("{x:.2}"))
             .collect::<Vec<_>>()
             .join(", "),
         None => "unknown".into(),
     }
 }
 
-fn headers(report: &Value) -> (String, String) {
+fn headers(report: &Report) -> (String, String) {
     (
-        format!(
-            "capsnet ({})",
-            report["capsnet"]["backend"].as_str().unwrap_or("?")
-        ),
-        format!(
-            "PyTorch {}",
-            report["versions"]["torch"].as_str().unwrap_or("?")
-        ),
+        format!("capsnet ({})", report.results.capsnet.backend),
+        format!("PyTorch {}", report.versions.torch),
     )
-}
-
-/// The rounds of a report of several rounds; `None` for a single run (no `rounds`).
-fn report_rounds(report: &Value) -> Option<&[Value]> {
-    report["rounds"]
-        .as_array()
-        .map(Vec::as_slice)
-        .filter(|r| r.len() > 1)
 }
 
 const ROUND_HEADER: [&str; 8] = [
@@ -790,63 +1072,64 @@ const ROUND_HEADER: [&str; 8] = [
 ];
 
 /// One row per round, in the columns of `ROUND_HEADER`.
-fn round_rows(rounds: &[Value]) -> Vec<[String; 8]> {
-    let first = |round: &Value| match round["order"][0].as_str() {
-        Some("capsnet") => Side::Capsnet.label().to_string(),
-        Some("pytorch") => Side::Pytorch.label().to_string(),
-        Some(other) => other.to_string(),
-        None => "?".into(),
-    };
+fn round_rows(rounds: &[Round]) -> Vec<[String; 8]> {
     rounds
         .iter()
         .map(|round| {
-            let (ours, theirs) = (&round["capsnet"], &round["pytorch"]);
-            let r = &round["ratios_capsnet_over_pytorch"];
+            let (ours, theirs) = (&round.capsnet, &round.pytorch);
+            let r = round.ratios_capsnet_over_pytorch.unwrap_or(Ratios {
+                train_images_per_sec: f64::NAN,
+                inference_images_per_sec: f64::NAN,
+            });
             [
-                round["round"].to_string(),
-                first(round),
-                format!("{:.1}", num(&ours["train_images_per_sec"])),
-                format!("{:.1}", num(&ours["inference_images_per_sec"])),
-                format!("{:.1}", num(&theirs["train_images_per_sec"])),
-                format!("{:.1}", num(&theirs["inference_images_per_sec"])),
-                format!("{:.2}×", num(&r["train_images_per_sec"])),
-                format!("{:.2}×", num(&r["inference_images_per_sec"])),
+                round.round.to_string(),
+                round.order[0].label().to_string(),
+                format!("{:.1}", ours.train_images_per_sec),
+                format!("{:.1}", ours.inference_images_per_sec),
+                format!("{:.1}", theirs.train_images_per_sec),
+                format!("{:.1}", theirs.inference_images_per_sec),
+                format!("{:.2}×", r.train_images_per_sec),
+                format!("{:.2}×", r.inference_images_per_sec),
             ]
         })
         .collect()
 }
 
 /// `training 0.45×–0.52×, inference 0.55×–0.60×`: the range of the per-round ratios.
-fn ratio_range(report: &Value) -> String {
-    let range = &report["ratios_capsnet_over_pytorch_range"];
-    let one = |key: &str| {
-        format!(
-            "{:.2}×–{:.2}×",
-            num(&range[key]["min"]),
-            num(&range[key]["max"])
-        )
+fn ratio_range(report: &Report) -> String {
+    let unknown = MinMax {
+        min: f64::NAN,
+        max: f64::NAN,
     };
+    let range = report
+        .results
+        .ratios_capsnet_over_pytorch_range
+        .unwrap_or(RatioRange {
+            train_images_per_sec: unknown,
+            inference_images_per_sec: unknown,
+        });
+    let one = |m: MinMax| format!("{:.2}×–{:.2}×", m.min, m.max);
     format!(
         "training {}, inference {}",
-        one("train_images_per_sec"),
-        one("inference_images_per_sec")
+        one(range.train_images_per_sec),
+        one(range.inference_images_per_sec)
     )
 }
 
 /// Plain-text table for the terminal.
-fn table(report: &Value) -> String {
+fn table(report: &Report) -> String {
     let (ours, theirs) = headers(report);
-    let rounds = report_rounds(report);
+    let rounds = report.rounds();
     let mut out = format!(
         "{}, batch {}, {} threads, {} timed steps{} — {}\n",
-        report_network(report),
-        report["batch_size"],
-        report["threads"],
-        report["steps"],
+        report.network(),
+        report.batch_size,
+        report.threads,
+        report.steps,
         rounds
             .map(|r| format!(", median of {} rounds", r.len()))
             .unwrap_or_default(),
-        report["machine"]["cpu"].as_str().unwrap_or("?")
+        report.machine.cpu
     );
     out += &format!(
         "{:<24} {:>18} {:>18} {:>18}\n",
@@ -876,23 +1159,16 @@ fn table(report: &Value) -> String {
     }
     out += &format!(
         "load average when timing started: {}",
-        loads(&report["load_average_start"])
+        loads(&report.load_average_start)
     );
     out
 }
 
 /// The `.md` rendering of a report.
-fn render_markdown(report: &Value) -> String {
+fn render_markdown(report: &Report) -> String {
     let (ours, theirs) = headers(report);
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "—".into(),
-        other => other.to_string(),
-    };
-    let m = &report["machine"];
-    let v = &report["versions"];
-    let c = &report["commands"];
-    let rounds = report_rounds(report);
+    let (m, v) = (&report.machine, &report.versions);
+    let rounds = report.rounds();
     let how = match rounds {
         None => "one after the other on the same machine".to_string(),
         Some(r) => format!(
@@ -900,7 +1176,7 @@ fn render_markdown(report: &Value) -> String {
             r.len()
         ),
     };
-    let (title, network, batch_norm) = match report_network(report) {
+    let (title, network, batch_norm) = match report.network() {
         "efficient-capsnet" => (
             "Efficient-CapsNet".to_string(),
             "Efficient-CapsNet's MNIST network (Mazzia et al. 2021; `--network efficient-capsnet`)"
@@ -918,11 +1194,11 @@ fn render_markdown(report: &Value) -> String {
          A training step is forward, loss, backward, Adam step and reading the loss back; \
          inference is a forward pass without autodiff, decoder masked by the longest \
          capsule.{batch_norm}\n\n",
-        report["batch_size"],
-        capsnet_common::group_thousands(report["model_check"]["params"].as_u64().unwrap_or(0)),
-        report["threads"],
-        report["warmup"],
-        report["steps"],
+        report.batch_size,
+        capsnet_common::group_thousands(report.model_check.params),
+        report.threads,
+        report.warmup,
+        report.steps,
     );
     if let Some(r) = rounds {
         md += &format!(
@@ -953,24 +1229,26 @@ fn render_markdown(report: &Value) -> String {
          - load average (1, 5, 15 min): {} when timing started, {} at the end\n\
          - versions: {}, burn {}, PyTorch {} (Python {}), capsnet revision {}\n\
          - commands:\n",
-        s(&report["date_utc"]),
-        s(&m["cpu"]),
-        s(&m["hostname"]),
-        s(&m["cores"]),
-        s(&m["os"]),
+        report.date_utc,
+        m.cpu,
+        m.hostname,
+        m.cores,
+        m.os,
         isa_line(report),
-        loads(&report["load_average_start"]),
-        loads(&report["load_average_end"]),
-        s(&v["rustc"]),
-        s(&v["burn"]),
-        s(&v["torch"]),
-        s(&v["python"]),
-        s(&v["capsnet_git_revision"]),
+        loads(&report.load_average_start),
+        loads(&report.load_average_end),
+        v.rustc,
+        v.burn,
+        v.torch,
+        v.python,
+        v.capsnet_git_revision.as_deref().unwrap_or("—"),
     );
-    for key in ["build", "capsnet", "pytorch"] {
-        if let Some(cmd) = c[key].as_str() {
-            md += &format!("  - `{cmd}`\n");
-        }
+    let c = &report.commands;
+    for cmd in [c.build.as_deref(), Some(&c.capsnet), Some(&c.pytorch)]
+        .into_iter()
+        .flatten()
+    {
+        md += &format!("  - `{cmd}`\n");
     }
     md
 }
@@ -978,7 +1256,22 @@ fn render_markdown(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn num(v: &Value) -> f64 {
+        v.as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// A record (given as JSON) as the renderers read it.
+    fn typed(report: &Value) -> Report {
+        serde_json::from_value(report.clone()).unwrap()
+    }
+
+    /// The machine of a record, from JSON.
+    fn machine_of(machine: Value) -> Machine {
+        serde_json::from_value(machine).unwrap()
+    }
 
     /// `cargo xtask bench-compare ARGS` through the command line parser.
     fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Args> {
@@ -1059,7 +1352,7 @@ mod tests {
 
     #[test]
     fn record_names_keep_capsnet_and_add_other_networks() {
-        let m = json!({"hostname": "vm", "cpu": "AMD EPYC", "cores": 2});
+        let m = machine_of(json!({"hostname": "vm", "cpu": "AMD EPYC", "cores": 2, "os": "Linux"}));
         let parse = |args: &[&str]| {
             // All 2 cores unless the case says otherwise (a later --threads wins).
             let mut a: Vec<String> = ["--threads", "2"].map(String::from).to_vec();
@@ -1096,7 +1389,9 @@ mod tests {
 
     #[test]
     fn slug_is_filename_safe() {
-        let m = json!({"hostname": "vm", "cpu": "AMD EPYC 7B13 64-Core Processor"});
+        let m = machine_of(json!({
+            "hostname": "vm", "cpu": "AMD EPYC 7B13 64-Core Processor", "cores": 2, "os": "Linux"
+        }));
         assert_eq!(machine_slug(&m), "vm-amd-epyc-7b13-64-core-processor");
     }
 
@@ -1113,14 +1408,14 @@ mod tests {
         report.as_object_mut().unwrap().extend(
             json!({
                 "ratios_capsnet_over_pytorch": {"train_images_per_sec": 0.5, "inference_images_per_sec": 2.0},
-                "capsnet": {"backend": "flex", "train_images_per_sec": 10.0, "train_ms_per_step_median": 3200.0, "inference_images_per_sec": 100.0},
-                "pytorch": {"train_images_per_sec": 20.0, "train_ms_per_step_median": 1600.0, "inference_images_per_sec": 50.0},
+                "capsnet": bench("flex", 10.0, 100.0),
+                "pytorch": reference("pytorch-cpu", 20.0, 50.0),
             })
             .as_object()
             .unwrap()
             .clone(),
         );
-        let md = render_markdown(&report);
+        let md = render_markdown(&typed(&report));
         assert!(
             md.contains("| train images/s | 10.0 | 20.0 | 0.50× |"),
             "{md}"
@@ -1139,12 +1434,12 @@ mod tests {
         assert!(!md.contains("Batch norm"), "{md}");
         assert_eq!(capsnet_common::group_thousands(999), "999");
         assert_eq!(capsnet_common::group_thousands(1000), "1,000");
-        assert!(table(&report).contains("capsnet (flex)"));
-        assert!(table(&report).starts_with("capsnet, batch 32"));
+        assert!(table(&typed(&report)).contains("capsnet (flex)"));
+        assert!(table(&typed(&report)).starts_with("capsnet, batch 32"));
 
         report["network"] = json!("efficient-capsnet");
         report["model_check"]["params"] = json!(1_573_168);
-        let md = render_markdown(&report);
+        let md = render_markdown(&typed(&report));
         assert!(
             md.starts_with(
                 "# Efficient-CapsNet throughput: capsnet vs the PyTorch reference, batch 32"
@@ -1159,43 +1454,65 @@ mod tests {
             md.contains("Batch norm uses batch statistics in training"),
             "{md}"
         );
-        assert!(table(&report).starts_with("efficient-capsnet, batch 32"));
+        assert!(table(&typed(&report)).starts_with("efficient-capsnet, batch 32"));
     }
 
-    /// A bench result with the fields the renderer reads (and a few it copies through).
+    /// A `capsnet bench` result (every field, as [`BenchResult`] writes it).
     fn bench(backend: &str, train: f64, infer: f64) -> Value {
         json!({
-            "backend": backend, "batch_size": 32, "steps": 10,
-            "git_revision": "abc", "machine": {"threads": 2},
+            "name": "mnist", "arch": "capsnet", "backend": backend, "batch_size": 32, "steps": 10,
+            "git_revision": "abc",
+            "machine": {"hostname": "h", "cpu": "X", "threads": 2, "os": "Linux",
+                        "vector_isa": {"widest": "AVX2", "features": ["avx2", "fma"]},
+                        "flex_gemm": "x86-v3 kernels"},
             "train_images_per_sec": train, "inference_images_per_sec": infer,
             "train_ms_per_step_median": 32_000.0 / train,
+            "train_gflop_per_image": 0.5, "train_gflops": 0.5 * train,
+            "inference_gflops": infer / 6.0, "train_peak_fraction": null, "peak_gflops": null,
+            "peak_rss_mib": 100.0,
         })
     }
 
-    fn round(n: usize, ours: Value, theirs: Value) -> Value {
+    /// A `capsnet_torch.py bench` result (every field, as [`ReferenceBench`] writes it).
+    fn reference(backend: &str, train: f64, infer: f64) -> Value {
         json!({
-            "round": n, "order": round_order(n - 1).map(Side::key),
-            "capsnet": ours, "pytorch": theirs,
+            "name": "pytorch-reference", "arch": "capsnet", "network": "capsnet",
+            "backend": backend, "batch_size": 32, "steps": 10,
+            "machine": {"hostname": "h", "cpu": "X", "threads": 2, "os": "linux x86_64",
+                        "torch_cpu_capability": "AVX2"},
+            "train_images_per_sec": train, "inference_images_per_sec": infer,
+            "train_ms_per_step_median": 32_000.0 / train,
+            "torch_version": "2.11.0", "threads": 2, "dtype": "float32", "adam": "fused",
+            "channels_last": false, "params": 8215568,
         })
+    }
+
+    fn round(n: usize, ours: Value, theirs: Value) -> Round {
+        serde_json::from_value(json!({
+            "round": n, "order": round_order(n - 1).map(Side::key),
+            "date_utc": "2026-01-01T00:00:00Z", "load_average_start": null,
+            "capsnet": ours, "pytorch": theirs,
+        }))
+        .unwrap()
     }
 
     /// Three rounds whose median ratio (train 0.4) differs from the ratio of the medians (0.5).
-    fn three_rounds() -> Vec<Value> {
+    fn three_rounds() -> Vec<Round> {
         vec![
             round(
                 1,
                 bench("flex", 10.0, 100.0),
-                bench("pytorch-cpu", 25.0, 50.0),
+                reference("pytorch-cpu", 25.0, 50.0),
             ),
             round(
                 2,
                 bench("flex", 12.0, 90.0),
-                bench("pytorch-cpu", 15.0, 60.0),
+                reference("pytorch-cpu", 15.0, 60.0),
             ),
             round(
                 3,
                 bench("flex", 8.0, 120.0),
-                bench("pytorch-cpu", 20.0, 40.0),
+                reference("pytorch-cpu", 20.0, 40.0),
             ),
         ]
     }
@@ -1234,10 +1551,13 @@ mod tests {
             bench("flex", 12.0, 90.0),
             bench("flex", 8.0, 120.0),
         );
-        let mut c = c;
+        let (mut a, mut b, mut c) = (a, b, c);
+        a["machine"] = json!({"threads": 2});
+        b["machine"] = json!({"threads": 2});
         c["git_revision"] = json!("later");
         c["machine"] = json!({"threads": 3});
-        let m = median_result(&[&a, &b, &c]);
+        // Generic over the result type: here the JSON itself.
+        let m: Value = median_result(&[&a, &b, &c]).unwrap();
         assert_eq!(m["train_images_per_sec"], json!(10.0));
         assert_eq!(m["inference_images_per_sec"], json!(100.0));
         assert!(close(num(&m["train_ms_per_step_median"]), 3200.0));
@@ -1247,31 +1567,43 @@ mod tests {
         assert_eq!(m["git_revision"], json!("abc"));
         assert_eq!(m["machine"], json!({"threads": 2}));
         assert_eq!(m["backend"], json!("flex"));
-        assert_eq!(median_result(&[&a]), a);
-        assert_eq!(median_result(&[]), Value::Null);
+        assert_eq!(median_result(&[&a]).unwrap(), a);
+        assert_eq!(median_result::<Value>(&[]).unwrap(), Value::Null);
+        // Typed results come back typed, with the medians.
+        let typed: Vec<BenchResult> = [10.0, 12.0, 8.0]
+            .map(|t| serde_json::from_value(bench("flex", t, 100.0)).unwrap())
+            .to_vec();
+        let m = median_result(&typed.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(m.train_images_per_sec, 10.0);
+        assert_eq!(m.git_revision, "abc");
     }
 
     #[test]
     fn ratios_need_both_throughputs() {
-        let r = ratios(&bench("flex", 10.0, 100.0), &bench("pt", 20.0, 50.0)).unwrap();
+        let ours: BenchResult = serde_json::from_value(bench("flex", 10.0, 100.0)).unwrap();
+        let theirs: ReferenceBench = serde_json::from_value(reference("pt", 20.0, 50.0)).unwrap();
+        let r = serde_json::to_value(Ratios::of(&ours, &theirs)).unwrap();
         assert_eq!(r["train_images_per_sec"], json!(0.5));
         assert_eq!(r["inference_images_per_sec"], json!(2.0));
+        // Output without both throughputs is not a bench result: it is refused when read.
         assert!(
-            ratios(
-                &json!({"train_images_per_sec": 1.0}),
-                &bench("pt", 1.0, 1.0)
-            )
-            .is_err()
+            serde_json::from_value::<BenchResult>(json!({"train_images_per_sec": 1.0})).is_err()
         );
-        assert!(ratios(&bench("flex", 1.0, 1.0), &json!({})).is_err());
+        assert!(serde_json::from_value::<ReferenceBench>(json!({})).is_err());
     }
 
     #[test]
     fn one_round_reports_like_a_single_run() {
         let ours = bench("flex", 10.0, 100.0);
-        let theirs = bench("pytorch-cpu", 20.0, 50.0);
+        let theirs = reference("pytorch-cpu", 20.0, 50.0);
         let out = combine_rounds(vec![round(1, ours.clone(), theirs.clone())]).unwrap();
-        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        let out = serde_json::to_value(out).unwrap();
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["capsnet", "pytorch", "ratios_capsnet_over_pytorch"]);
         assert_eq!(out["capsnet"], ours);
         assert_eq!(out["pytorch"], theirs);
@@ -1284,7 +1616,7 @@ mod tests {
 
     #[test]
     fn several_rounds_report_medians_ratios_of_medians_and_per_round_ratios() {
-        let out = combine_rounds(three_rounds()).unwrap();
+        let out = serde_json::to_value(combine_rounds(three_rounds()).unwrap()).unwrap();
         assert_eq!(out["capsnet"]["train_images_per_sec"], json!(10.0));
         assert_eq!(out["pytorch"]["train_images_per_sec"], json!(20.0));
         assert_eq!(out["capsnet"]["inference_images_per_sec"], json!(100.0));
@@ -1311,30 +1643,32 @@ mod tests {
     /// The fields of a report that do not come from the benchmark results.
     fn report_fixture() -> Value {
         json!({
+            "what": "test", "date_utc": "2026-01-01T00:00:00Z",
             "batch_size": 32, "threads": 2, "steps": 10, "warmup": 2,
             "machine": {"cpu": "X", "hostname": "h", "cores": 2, "os": "Linux",
                         "vector_isa": {"widest": "AVX2", "features": ["avx2", "fma"]}},
             "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [0.5, 0.2, 0.3],
             "versions": {"rustc": "rustc 1.95", "burn": "0.22.1", "torch": "2.11.0", "python": "3.11"},
             "commands": {"build": null, "capsnet": "a", "pytorch": "b"},
-            "model_check": {"params": 8215568},
+            "model_check": {"layers_match": true, "params": 8215568},
         })
     }
 
     /// [`report_fixture`] with the results of `rounds` merged in.
-    fn report_with(rounds: Vec<Value>) -> Value {
+    fn report_with(rounds: Vec<Round>) -> Value {
         let mut report = report_fixture();
+        let results = serde_json::to_value(combine_rounds(rounds).unwrap()).unwrap();
         report
             .as_object_mut()
             .unwrap()
-            .extend(combine_rounds(rounds).unwrap());
+            .extend(results.as_object().unwrap().clone());
         report
     }
 
     #[test]
     fn markdown_and_table_show_rounds() {
         let report = report_with(three_rounds());
-        let md = render_markdown(&report);
+        let md = render_markdown(&typed(&report));
         assert!(
             md.contains("in 3 rounds, alternating which goes first"),
             "{md}"
@@ -1357,7 +1691,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- vector ISA: AVX2 (avx2, fma)"), "{md}");
-        let t = table(&report);
+        let t = table(&typed(&report));
         assert!(t.contains("median of 3 rounds"), "{t}");
         assert!(
             t.contains("training 0.40×–0.80×, inference 1.50×–3.00×"),
@@ -1380,12 +1714,12 @@ mod tests {
         let single = report_with(vec![round(
             1,
             bench("flex", 10.0, 100.0),
-            bench("pytorch-cpu", 20.0, 50.0),
+            reference("pytorch-cpu", 20.0, 50.0),
         )]);
-        let md = render_markdown(&single);
+        let md = render_markdown(&typed(&single));
         assert!(md.contains("one after the other on the same machine, 2 threads each"));
         assert!(!md.contains("Per round") && !md.contains("rounds"), "{md}");
-        assert!(!table(&single).contains("round"));
+        assert!(!table(&typed(&single)).contains("round"));
     }
     /// Runs `run` with fake `capsnet` and `python` executables in a scratch folder that log each
     /// bench call and report its call number as the training throughput; returns the call log
@@ -1408,11 +1742,25 @@ mod tests {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let calls = dir.join("calls");
-        let info = r#"{"layers": [["conv1", [256, 20, 20]]], "params": 42}"#;
+        let info = r#"{"name": "fake", "layers": [{"name": "conv1", "output": [256, 20, 20], "params": 42}], "params": 42}"#;
+        // Each side's bench output with its call number as the training throughput: the JSON
+        // before and after that number.
+        let output = |side: &str| {
+            let mut result = match side {
+                "capsnet" => bench("fake", 1.0, 10.0),
+                _ => reference("fake", 1.0, 10.0),
+            };
+            result["train_images_per_sec"] = json!("N");
+            result["train_ms_per_step_median"] = json!(1.0);
+            let text = result.to_string();
+            let (before, after) = text.split_once("\"N\"").unwrap();
+            (before.to_string(), after.to_string())
+        };
         // `$1`/`$2`: the command for capsnet, the script and the command for python. `check`: a
         // shell test the arguments must pass.
         let fake = |name: &str, side: &str, command: &str, check: &str| {
             let path = dir.join(name);
+            let (before, after) = output(side);
             std::fs::write(
                 &path,
                 format!(
@@ -1422,8 +1770,7 @@ if [ \"$1\" = -c ]; then echo 9.9.9; echo 3.0.0; exit 0; fi
 case \"{command}\" in
   info) echo '{info}' ;;
   bench) echo {side} >> '{calls}'; n=$(( $(wc -l < '{calls}') ))
-         echo \"{{\\\"backend\\\": \\\"fake\\\", \\\"train_images_per_sec\\\": $n, \\
-\\\"inference_images_per_sec\\\": 10.0, \\\"train_ms_per_step_median\\\": 1.0}}\" ;;
+         echo '{before}'$n'{after}' ;;
   *) exit 3 ;;
 esac
 ",
@@ -1544,8 +1891,9 @@ esac
                 "what"
             ]
         );
-        assert_eq!(report["capsnet"]["train_images_per_sec"], json!(1));
-        assert_eq!(report["pytorch"]["train_images_per_sec"], json!(2));
+        // The call numbers, as the f64 fields of the typed results.
+        assert_eq!(report["capsnet"]["train_images_per_sec"], json!(1.0));
+        assert_eq!(report["pytorch"]["train_images_per_sec"], json!(2.0));
         assert_eq!(
             report["ratios_capsnet_over_pytorch"]["train_images_per_sec"],
             json!(0.5)
@@ -1593,17 +1941,38 @@ esac
 mod committed_records {
     use super::*;
 
+    fn committed() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/bench")
+    }
+
+    fn read(path: &Path) -> Report {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Every committed record, old ones included, reads as a [`Report`].
+    #[test]
+    fn committed_records_read_as_reports() {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(committed()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let report = read(&path);
+                assert!(report.results.rounds.len() != 1, "{}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen > 3, "expected the committed bench records");
+    }
+
     /// The committed records written since the report took its current form (the older ones
     /// predate the `vector ISA` line) render to their committed `.md`, byte for byte.
     #[test]
     fn committed_records_render_to_their_markdown() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/bench");
         for stem in ["vm-amd-epyc-b1", "vm-amd-epyc-b16"] {
-            let path = dir.join(format!("{stem}.json"));
-            let report: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let path = committed().join(format!("{stem}.json"));
             let md = std::fs::read_to_string(path.with_extension("md")).unwrap();
-            assert_eq!(render_markdown(&report), md, "{}", path.display());
+            assert_eq!(render_markdown(&read(&path)), md, "{}", path.display());
         }
     }
 }
