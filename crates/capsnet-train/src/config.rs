@@ -595,7 +595,7 @@ impl Default for TrainConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// `flex` (default CPU), `ndarray`, `tch` (libtorch CPU), `tch-cuda`, `wgpu`, `cuda`.
-    pub backend: String,
+    pub backend: crate::backend::BackendKind,
     /// Which device (see [`crate::backend::DeviceSelector`]): `"default"` (the backend's best:
     /// wgpu's preferred adapter, CUDA device 0; the default), an index `N` (CUDA device `N`, the
     /// `N`-th discrete GPU for wgpu), or for wgpu `"discrete:N"`, `"integrated:N"`,
@@ -666,7 +666,7 @@ impl Precision {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            backend: "flex".into(),
+            backend: crate::backend::BackendKind::Flex,
             device: crate::backend::DeviceSelector::Default,
             precision: Precision::F32,
             fused_ops: true,
@@ -711,7 +711,7 @@ impl ExperimentConfig {
         self.train.validate()?;
         validate_loss(&self.loss)?;
         self.validate_network_input()?;
-        crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;
+        self.runtime.backend.ensure_compiled()?;
         Ok(())
     }
 
