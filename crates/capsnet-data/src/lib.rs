@@ -16,7 +16,9 @@
 //!   within the margins, squish, erase) and its batch source [`EfficientAugmented`].
 //! - [`batch`]: [`fill_batch`] into reused `f32` buffers, and a prefetching [`Loader`].
 //! - [`multimnist`]: MultiMNIST (overlapping digit pairs, on the fly) and two-target accuracy.
-//! - [`affnist`]: expanded MNIST, affNIST-like affine warps and the real affNIST `.mat` files.
+//! - [`expanded`]: expanded MNIST (digits centred or placed at random on a larger canvas).
+//! - [`affine`]: affNIST-like affine warps of digits and their seeded test-set generator.
+//! - [`affnist`]: the real affNIST `.mat` files.
 //! - [`cifar`], [`norb`], [`svhn`]: CIFAR-10 (binary batches, archive download, crops),
 //!   smallNORB (NORB matrix files, 48×48 downscale) and SVHN (MATLAB v5 `.mat` files).
 //! - [`image_folder`]: a user's folder of class folders (PNG, JPEG), decoded in parallel.
@@ -50,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+pub mod affine;
 pub mod affnist;
 pub mod augment;
 pub mod batch;
@@ -58,6 +61,7 @@ pub mod dataset;
 pub mod download;
 pub mod efficient_augment;
 mod error;
+pub mod expanded;
 pub mod idx;
 pub mod image_folder;
 pub mod mat;

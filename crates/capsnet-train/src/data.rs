@@ -19,9 +19,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use capsnet_data::affnist::{
-    AffineConfig, AffineMnist, ExpandedConfig, ExpandedMnist, centred, load_affnist_mats,
-};
+use capsnet_data::affine::{AffineConfig, AffineMnist};
+use capsnet_data::affnist::load_affnist_mats;
+use capsnet_data::expanded::{ExpandedConfig, ExpandedMnist, centred};
 use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
 use capsnet_data::norb::NorbOptions;
 use capsnet_data::{
