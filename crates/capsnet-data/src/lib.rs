@@ -56,18 +56,23 @@ pub mod affine;
 pub mod affnist;
 pub mod augment;
 pub mod batch;
+pub mod builtin;
 pub mod cifar;
 pub mod dataset;
 pub mod download;
 pub mod efficient_augment;
 mod error;
 pub mod expanded;
+pub mod files;
 pub mod idx;
 pub mod image_folder;
+pub mod loader;
 pub mod mat;
+pub mod mnist;
 pub mod multimnist;
 pub mod norb;
 pub mod rng;
+pub mod sources;
 pub mod svhn;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
@@ -78,13 +83,15 @@ pub use augment::{Shift, shift_image, shift_map};
 pub use batch::{
     Batch, BatchSource, CroppedImages, Loader, LoaderConfig, ShiftedImages, fill_batch, num_batches,
 };
-pub use dataset::{
-    DataSources, Dims, ExpectedFile, IdxDataset, ImageSet, Located, Split, load, load_files,
-    load_with_progress,
-};
+pub use builtin::BuiltinDataset;
+pub use dataset::{DatasetFacts, Dims, ImageSet, Split};
 pub use download::{DownloadProgress, NoProgress};
 #[cfg(feature = "download")]
 pub use download::{download_file, download_files};
 pub use efficient_augment::EfficientAugmented;
 pub use error::DataError;
+pub use files::ExpectedFile;
+pub use loader::{Loaded, Provenance, load, load_smallnorb};
+pub use mnist::{IdxDataset, Located, load_files};
 pub use rng::{Rng, STREAM_AUGMENT, STREAM_SHUFFLE, epoch_permutation, shuffle};
+pub use sources::DataSources;
