@@ -218,3 +218,67 @@ impl BuiltinDataset {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdxDataset;
+    use crate::mnist::split_files;
+    use crate::test_util::write_split;
+
+    #[test]
+    fn provenance_names_the_files_and_how_they_were_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("mnist");
+        write_split(&sub, Split::Test, &[0; 2 * 784], &[1, 2], true);
+        let mut sources = DataSources::at(dir.path());
+        sources.verify = false;
+        let loaded = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
+        assert_eq!(loaded.images.labels(), [1, 2]);
+        let p = &loaded.provenance;
+        assert_eq!((p.dataset, p.split), (BuiltinDataset::Mnist, Split::Test));
+        assert_eq!(p.dir, sub);
+        let expected: Vec<PathBuf> = split_files(Split::Test)
+            .iter()
+            .map(|f| sub.join(format!("{f}.gz")))
+            .collect();
+        assert_eq!(p.files, expected);
+        assert!(!p.downloaded && !p.verified);
+        assert_eq!(p.check(), "not verified");
+        let verified = Provenance {
+            verified: true,
+            ..p.clone()
+        };
+        assert_eq!(verified.check(), "checksums verified");
+        let svhn = Provenance {
+            dataset: BuiltinDataset::Svhn,
+            ..verified
+        };
+        assert_eq!(svhn.check(), "MD5 verified");
+    }
+
+    #[test]
+    fn without_a_cache_nothing_is_fetched_and_every_path_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sources = DataSources {
+            explicit: Some(dir.path().to_path_buf()),
+            download: true,
+            ..DataSources::default()
+        };
+        for dataset in BuiltinDataset::ALL {
+            let err = dataset
+                .load(Split::Test, &sources, &NoProgress)
+                .unwrap_err();
+            let DataError::DataNotFound {
+                dataset: name,
+                tried,
+                ..
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert!(name.starts_with(dataset.name()), "{name}");
+            assert!(!tried.is_empty() && tried.iter().all(|p| p.starts_with(dir.path())));
+        }
+    }
+}
