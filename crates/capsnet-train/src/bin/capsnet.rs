@@ -948,26 +948,29 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
-    use capsnet_data::{DataSources, Split};
-    use capsnet_train::config::Dataset;
-    use capsnet_train::data::load_builtin_split;
-    const FETCHABLE: [&str; 5] = ["mnist", "fashion-mnist", "cifar10", "svhn", "smallnorb"];
+    use capsnet_data::{BuiltinDataset, DataSources, Split};
+    // Every built-in dataset the data crate can fetch, by its facts.
+    let fetchable: Vec<&str> = BuiltinDataset::ALL
+        .into_iter()
+        .filter(|d| d.facts().fetchable)
+        .map(BuiltinDataset::name)
+        .collect();
     let mut wanted: Vec<&str> = Vec::new();
     for name in args.dataset.split(',').map(str::trim) {
         match name {
             "all" => {
-                for n in FETCHABLE {
+                for &n in &fetchable {
                     if !wanted.contains(&n) {
                         wanted.push(n);
                     }
                 }
             }
-            name => match FETCHABLE.iter().find(|n| **n == name.to_ascii_lowercase()) {
+            name => match fetchable.iter().find(|n| **n == name.to_ascii_lowercase()) {
                 Some(n) if wanted.contains(n) => {}
                 Some(n) => wanted.push(n),
                 None => bail!(
                     "--dataset {name}: expected one of {} or all, or several separated by commas (multimnist and expanded-mnist are generated from mnist)",
-                    FETCHABLE.join(", ")
+                    fetchable.join(", ")
                 ),
             },
         }
@@ -984,17 +987,14 @@ fn download(args: DownloadArgs) -> Result<()> {
     ));
     let mut root = None;
     for name in wanted {
-        let dataset = Dataset::parse(name).expect("the fetchable names are dataset names");
+        let dataset: BuiltinDataset = name.parse()?;
         for split in [Split::Train, Split::Test] {
-            let (set, dir) = load_builtin_split(dataset, split, &sources, &progress)?;
-            let checked = match name {
-                "svhn" => "MD5 verified",
-                "smallnorb" => "canonical shapes verified (no published checksum)",
-                _ => "checksums verified",
-            };
+            let loaded = dataset.load(split, &sources, &progress)?;
+            let dir = &loaded.provenance.dir;
             outln!(
-                "{name} {split}: {} images, {checked}, in {}",
-                set.len(),
+                "{name} {split}: {} images, {}, in {}",
+                loaded.images.len(),
+                loaded.provenance.check(),
                 dir.display()
             );
             root = dir
