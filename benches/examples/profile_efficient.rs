@@ -4,9 +4,9 @@
 //! convolution, the capsule layer with self-attention routing, the decoder, and the whole step.
 //!
 //!     cargo build --release --workspace --all-targets
-//!     MIMALLOC_PURGE_DELAY=1000 target/release/examples/profile_efficient [BATCH]
+//!     target/release/examples/profile_efficient [BATCH]
 //!
-//! (The `capsnet` binary sets `MIMALLOC_PURGE_DELAY` itself; set it here to time the same.)
+//! (`capsnet_bench::device` applies the `capsnet` binary's allocator settings first.)
 //! Each figure is the median of several timed repetitions after a warm-up, forward + backward
 //! with the gradients read back. Speed only; docs/performance.md has the numbers.
 

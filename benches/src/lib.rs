@@ -11,7 +11,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use capsnet_train::backend::BackendKind;
 
 /// The backend named by `CAPSNET_BENCH_BACKEND` (default `flex`) and its autodiff device.
+/// The first call applies the `capsnet` binary's allocator settings to this process
+/// ([`capsnet_train::allocator::apply`]) and prints them, so the benches time what users run.
 pub fn device() -> (BackendKind, Device) {
+    static ALLOCATOR_SETTINGS: std::sync::Once = std::sync::Once::new();
+    ALLOCATOR_SETTINGS.call_once(|| {
+        let settings = capsnet_train::allocator::apply();
+        eprintln!(
+            "allocator: {}, purge delay {} ms; glibc: {}",
+            settings.global, settings.mimalloc_purge_delay_ms, settings.glibc
+        );
+    });
     let name = std::env::var("CAPSNET_BENCH_BACKEND").unwrap_or_else(|_| "flex".into());
     let kind = BackendKind::parse(&name).unwrap_or_else(|e| panic!("CAPSNET_BENCH_BACKEND: {e}"));
     let device = kind

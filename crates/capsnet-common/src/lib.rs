@@ -1,7 +1,17 @@
 //! Helpers shared by the burn crates and `xtask`, which must build in seconds and so never
 //! depends on burn. Its only dependencies are `toml` and `serde`.
+//!
+//! Every JSON file the `capsnet` binary writes and xtask reads has its one type here
+//! ([`summary::Summary`], [`bench::BenchResult`], [`info::InfoReport`], [`sweep::SweepPlan`],
+//! with [`machine::MachineInfo`] and [`device::DeviceSelector`] inside them), so a renamed
+//! field is a compile error on both sides.
 
+pub mod bench;
 pub mod cpu;
+pub mod device;
+pub mod info;
+pub mod machine;
+pub mod summary;
 pub mod sweep;
 
 use std::collections::BTreeMap;

@@ -10,13 +10,15 @@
 //!
 //! # Where data comes from
 //!
-//! [`load_cifar10`] looks in each root of [`DataSources::roots`], in order, for the split's
-//! files in `<root>/cifar10/cifar-10-batches-bin/`, then `<root>/cifar-10-batches-bin/`; the
-//! first directory holding all of them wins. Failing that, and if downloading is on (feature
+//! [`BuiltinDataset::Cifar10`](crate::BuiltinDataset::Cifar10) loads a split by the route
+//! every built-in dataset takes ([`crate::loader`]). It looks in each root of
+//! [`DataSources::roots`](crate::DataSources::roots), in order, for the split's files in
+//! `<root>/cifar10/cifar-10-batches-bin/`, then `<root>/cifar-10-batches-bin/`; the first
+//! directory holding all of them wins. Failing that, and if downloading is on (feature
 //! `download`), `cifar-10-binary.tar.gz` is downloaded from the mirrors ([`CIFAR10_MIRRORS`],
 //! overridable with `$CAPSNET_CIFAR_MIRROR`) into `<cache>/cifar10/`, its SHA-256 checked
-//! (unless [`DataSources::verify`] is off), the batch files extracted into
-//! `<cache>/cifar10/cifar-10-batches-bin/` and the archive deleted.
+//! (unless [`DataSources::verify`](crate::DataSources::verify) is off), the batch files
+//! extracted into `<cache>/cifar10/cifar-10-batches-bin/` and the archive deleted.
 //!
 //! # Verification
 //!
@@ -31,15 +33,14 @@
 //! for training, the central one for evaluation. [`crate::CroppedImages`] makes both, for any
 //! channel-first image set (smallNORB's 32×32 crops of 48×48 images, too).
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::download::{DownloadProgress, NoProgress};
-use crate::{DataError, DataSources, Dims, ImageSet, Split};
+use crate::dataset::DatasetFacts;
+use crate::{DataError, Dims, ImageSet, Split};
 
 /// Sub-directory of a data root (and of the cache) holding `cifar-10-batches-bin/`.
 pub const CIFAR10_SUBDIR: &str = "cifar10";
@@ -92,6 +93,16 @@ pub const CIFAR10_CLASS_NAMES: [&str; 10] = [
     "ship",
     "truck",
 ];
+/// CIFAR-10's facts.
+pub const CIFAR10_FACTS: DatasetFacts = DatasetFacts {
+    name: CIFAR10_SUBDIR,
+    class_names: &CIFAR10_CLASS_NAMES,
+    dims: CIFAR10_DIMS,
+    mirror_env: CIFAR_MIRROR_ENV,
+    mirrors: &CIFAR10_MIRRORS,
+    fetchable: true,
+    verification: "checksums verified",
+};
 /// Bytes per record: a label byte and 3,072 pixels.
 pub const CIFAR10_RECORD_BYTES: usize = 1 + CIFAR10_DIMS.size();
 /// Records in each canonical batch file.
@@ -222,57 +233,21 @@ pub fn locate_cifar10(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<Pa
     Err(tried)
 }
 
-/// The mirrors to download the archive from: the base URLs in `env_value` (the value of
-/// `$CAPSNET_CIFAR_MIRROR`; separated by commas or whitespace) if it names any, else
-/// [`CIFAR10_MIRRORS`].
-pub fn cifar10_mirrors(env_value: Option<&OsStr>) -> Vec<String> {
-    crate::dataset::mirrors_or(env_value, &CIFAR10_MIRRORS)
-}
-
-/// Loads a CIFAR-10 split from `sources` (see the [module docs](self)), downloading it if
-/// allowed, from the mirrors of `$CAPSNET_CIFAR_MIRROR` or [`CIFAR10_MIRRORS`]. Returns the
-/// set and the directory its files were read from.
-pub fn load_cifar10(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
-    load_cifar10_with(split, sources, &cifar10_mirrors_from_env(), &NoProgress)
-}
-
-/// [`cifar10_mirrors`] of this process's `$CAPSNET_CIFAR_MIRROR`.
-pub fn cifar10_mirrors_from_env() -> Vec<String> {
-    cifar10_mirrors(std::env::var_os(CIFAR_MIRROR_ENV).as_deref())
-}
-
-/// [`load_cifar10`] with explicit download `mirrors` (the environment is not read) and
-/// progress reporting.
-pub fn load_cifar10_with(
-    split: Split,
-    sources: &DataSources,
+/// Downloads and extracts the archive (both splits) into `<cache>/cifar10/` from the first
+/// of `mirrors` that serves it intact (its SHA-256 checked when `verify`).
+#[cfg(feature = "download")]
+pub(crate) fn fetch(
+    cache: &Path,
     mirrors: &[String],
-    progress: &dyn DownloadProgress,
-) -> Result<(ImageSet, PathBuf), DataError> {
-    // The archive holds both splits, and extraction fails unless every batch file is there.
-    #[cfg(feature = "download")]
-    let fetch = |cache: &Path| {
-        let sha256 = sources.verify.then_some(CIFAR10_ARCHIVE_SHA256);
-        download_cifar10(&cache.join(CIFAR10_SUBDIR), mirrors, sha256, progress).map(|_| ())
-    };
-    #[cfg(feature = "download")]
-    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
-    #[cfg(not(feature = "download"))]
-    let fetch: Option<crate::dataset::Fetch<'_>> = {
-        let _ = (mirrors, progress);
-        None
-    };
-    let dir = crate::dataset::locate_or_fetch(
-        sources,
-        |roots| locate_cifar10(split, roots),
-        fetch,
-        |tried| not_found(split, tried, sources.download),
-    )?;
-    let set = load_cifar10_dir(&dir, split, sources.verify)?;
-    Ok((set, dir))
+    verify: bool,
+    progress: &dyn crate::DownloadProgress,
+) -> Result<(), DataError> {
+    let sha256 = verify.then_some(CIFAR10_ARCHIVE_SHA256);
+    download_cifar10(&cache.join(CIFAR10_SUBDIR), mirrors, sha256, progress).map(|_| ())
 }
 
-fn not_found(split: Split, tried: Vec<PathBuf>, download: bool) -> DataError {
+/// The error when no root holds the split's files: every path looked at, and how to fix it.
+pub(crate) fn not_found(split: Split, tried: Vec<PathBuf>, download: bool) -> DataError {
     let mut hint = format!(
         "Unpack {CIFAR10_ARCHIVE} (binary version, from {}) into a data root (data.root / \
          --data-dir, or CAPSNET_DATA)",
@@ -306,7 +281,7 @@ pub fn download_cifar10(
     dir: &Path,
     mirrors: &[impl AsRef<str>],
     sha256: Option<&str>,
-    progress: &dyn DownloadProgress,
+    progress: &dyn crate::DownloadProgress,
 ) -> Result<PathBuf, DataError> {
     use crate::ExpectedFile;
     // `download_file` fetches `<mirror>/<name>.gz` and checks the gzip stream.
@@ -326,7 +301,7 @@ pub fn download_cifar10(
         };
         let checked = match sha256 {
             Some(expected) => {
-                let found = file_sha256(&archive)?;
+                let found = crate::files::file_sha256(&archive)?;
                 if found == expected {
                     Ok(())
                 } else {
@@ -361,23 +336,6 @@ pub fn download_cifar10(
         file: name.to_owned(),
         failures,
     })
-}
-
-/// Lowercase hex SHA-256 of a file's bytes, streamed.
-#[cfg(feature = "download")]
-fn file_sha256(path: &Path) -> Result<String, DataError> {
-    use sha2::{Digest, Sha256};
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(crate::dataset::hex(&hasher.finalize())),
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(DataError::io(path, e)),
-        }
-    }
 }
 
 /// Extracts the batch files (and `batches.meta.txt`, if present) of a `.tar.gz` archive in

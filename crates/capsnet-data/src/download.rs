@@ -40,8 +40,8 @@ mod http {
     use sha2::{Digest, Sha256};
 
     use super::DownloadProgress;
-    use crate::dataset::hex;
-    use crate::{DataError, ExpectedFile};
+    use crate::DataError;
+    use crate::files::{ExpectedFile, hex};
 
     /// Downloads `<mirror>/<file.name>.gz` into `dir` (created if needed) from the first
     /// mirror that serves it intact, verifying `file.sha256` against the decompressed data.
@@ -267,10 +267,11 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::dataset::sha256_hex;
+    use crate::files::sha256_hex;
+    use crate::mnist::split_files;
     use crate::test_server::{Reply, Server};
     use crate::test_util::{gz, idx_images, idx_labels, real_data_root};
-    use crate::{DataError, DataSources, ExpectedFile, IdxDataset, Split, load};
+    use crate::{BuiltinDataset, DataError, DataSources, ExpectedFile, IdxDataset, Split, load};
 
     const NAME: &str = "t10k-images-idx3-ubyte";
 
@@ -529,7 +530,7 @@ mod tests {
     #[test]
     fn load_downloads_missing_files_into_the_cache_once() {
         let pixels: Vec<u8> = (0..4 * 784).map(|i| (i % 256) as u8).collect();
-        let [images, labels] = Split::Test.file_names();
+        let [images, labels] = split_files(Split::Test);
         let server = Server::start(vec![
             (
                 &format!("/m/{images}.gz"),
@@ -547,10 +548,11 @@ mod tests {
             cache: Some(cache.clone()),
             download: true,
             verify: false, // the fixtures do not have the canonical checksums
-            mirrors: vec![server.url("m")],
+            mirrors: [(BuiltinDataset::Mnist, vec![server.url("m")])].into(),
             ..DataSources::default()
         };
-        let (set, used) = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
+        let loaded = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
+        let (set, used) = (loaded.images, loaded.provenance.dir);
         assert_eq!(used, cache.join("mnist"));
         assert_eq!((set.len(), set.labels()), (4, &[3, 1, 4, 1][..]));
         assert_eq!(set.images(), pixels);
@@ -572,8 +574,7 @@ mod tests {
     #[test]
     fn load_downloads_real_mnist_test_set_with_canonical_checksums() {
         let real = real_data_root().join("mnist");
-        let routes: Vec<(String, Reply)> = Split::Test
-            .file_names()
+        let routes: Vec<(String, Reply)> = split_files(Split::Test)
             .iter()
             .map(|name| {
                 let bytes = std::fs::read(real.join(format!("{name}.gz"))).unwrap();
@@ -585,10 +586,15 @@ mod tests {
         let sources = DataSources {
             cache: Some(dir.path().to_path_buf()),
             download: true,
-            mirrors: vec![dead_mirror(), server.url("mnist")],
+            mirrors: [(
+                BuiltinDataset::Mnist,
+                vec![dead_mirror(), server.url("mnist")],
+            )]
+            .into(),
             ..DataSources::default()
         };
-        let (set, used) = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
+        let loaded = load(IdxDataset::Mnist, Split::Test, &sources).unwrap();
+        let (set, used) = (loaded.images, loaded.provenance.dir);
         assert_eq!(used, dir.path().join("mnist"));
         assert_eq!(set.len(), 10_000);
         assert_eq!(set.label(0), 7);

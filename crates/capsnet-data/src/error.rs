@@ -274,7 +274,7 @@ mod tests {
             dataset: "mnist test".into(),
             files: vec!["a".into(), "b".into()],
             tried: vec!["/r1/a".into(), "/r2/a.gz".into()],
-            hint: crate::dataset::IDX_NOT_FOUND_HINT.into(),
+            hint: crate::mnist::IDX_NOT_FOUND_HINT.into(),
         };
         let msg = e.to_string();
         for needle in [

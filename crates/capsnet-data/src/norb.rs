@@ -17,9 +17,12 @@
 //!
 //! # Loading
 //!
-//! [`load_smallnorb`] looks for the `-dat` and `-cat` files (raw or `.gz`, as distributed)
-//! in `<root>/smallnorb/` then `<root>/`, in each root of [`DataSources::roots`] (there is
-//! no download). It streams the image file, keeping the camera(s) chosen by
+//! [`crate::load_smallnorb`] (and [`BuiltinDataset::SmallNorb`](crate::BuiltinDataset::SmallNorb), with
+//! [`NorbOptions::PAPER`]) loads a split by the route every built-in dataset takes
+//! ([`crate::loader`]): it looks for the `-dat` and `-cat` files (raw or `.gz`, as
+//! distributed) in `<root>/smallnorb/` then `<root>/`, in each root of
+//! [`DataSources::roots`](crate::DataSources::roots) (downloading them when allowed, see
+//! below), then [`load_norb_files`] streams the image file, keeping the camera(s) chosen by
 //! [`NorbOptions::view`] and shrinking each image to [`NorbOptions::side`] pixels if asked.
 //! The result is an [`ImageSet`] of 5 classes with one channel per camera kept.
 //!
@@ -39,8 +42,8 @@
 //! # Verification
 //!
 //! No checksum of the files is published in a form this crate can check, so with
-//! [`DataSources::verify`] on the loader requires the canonical shapes instead: 24,300
-//! image pairs of 96×96 and 24,300 labels. The structure is always checked strictly: magic
+//! [`DataSources::verify`](crate::DataSources::verify) on the loader requires the canonical
+//! shapes instead: 24,300 image pairs of 96×96 and 24,300 labels. The structure is always checked strictly: magic
 //! numbers, shapes, truncated files, trailing bytes, label range.
 
 use std::fs::File;
@@ -49,8 +52,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+use crate::dataset::DatasetFacts;
 use crate::idx::{is_gzip_path, read_file};
-use crate::{DataError, DataSources, Dims, DownloadProgress, ImageSet, NoProgress, Split};
+use crate::{DataError, Dims, ImageSet, Split};
 
 /// Magic number of a NORB `u8` matrix (`0x1E3D4C55`).
 pub const NORB_UINT8_MAGIC: u32 = 0x1E3D_4C55;
@@ -73,6 +77,21 @@ pub const NORB_PAPER_SIDE: usize = 48;
 pub const NORB_NUM_CLASSES: usize = 5;
 /// Category names, by label.
 pub const NORB_CLASS_NAMES: [&str; 5] = ["animal", "human", "airplane", "truck", "car"];
+/// smallNORB's facts: the images as [`NorbOptions::PAPER`] shapes them (both cameras as two
+/// channels, 48×48).
+pub const SMALLNORB_FACTS: DatasetFacts = DatasetFacts {
+    name: NORB_SUBDIR,
+    class_names: &NORB_CLASS_NAMES,
+    dims: Dims {
+        channels: 2,
+        height: NORB_PAPER_SIDE,
+        width: NORB_PAPER_SIDE,
+    },
+    mirror_env: NORB_MIRROR_ENV,
+    mirrors: &NORB_MIRRORS,
+    fetchable: true,
+    verification: "canonical shapes verified (no published checksum)",
+};
 /// Largest number of dimensions accepted in a NORB header.
 pub const NORB_MAX_DIMS: usize = 16;
 
@@ -174,7 +193,7 @@ pub enum NorbView {
     Right,
 }
 
-/// How [`load_smallnorb`] shapes the images.
+/// How [`crate::load_smallnorb`] shapes the images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NorbOptions {
     /// Camera(s) to keep: one channel each.
@@ -445,76 +464,37 @@ pub fn locate_norb(split: Split, roots: &[PathBuf]) -> Result<[PathBuf; 2], Vec<
     Ok(paths.try_into().expect("two files asked, two found"))
 }
 
-/// Loads a smallNORB split from `sources` (see the [module docs](self)), shaped by
-/// `options`, downloading from the mirrors of `$CAPSNET_NORB_MIRROR` or [`NORB_MIRRORS`] when
-/// allowed. Returns the set and the directory of its image file.
-pub fn load_smallnorb(
-    split: Split,
-    sources: &DataSources,
-    options: NorbOptions,
-) -> Result<(ImageSet, PathBuf), DataError> {
-    load_smallnorb_with(
-        split,
-        sources,
-        options,
-        &norb_mirrors_from_env(),
-        &NoProgress,
-    )
+/// The error when no root holds the split's files: every path looked at, and how to fix it.
+pub(crate) fn not_found(split: Split, tried: Vec<PathBuf>) -> DataError {
+    let files = norb_files(split);
+    DataError::DataNotFound {
+        dataset: format!("smallnorb {split}"),
+        files: vec![
+            format!("{} (or .gz)", files.dat),
+            format!("{} (or .gz)", files.cat),
+        ],
+        tried,
+        hint: format!(
+            "Download them from {} into <root>/{NORB_SUBDIR}/ of a data root (data.root / \
+             --data-dir, or CAPSNET_DATA), or enable downloading",
+            NORB_MIRRORS[0]
+        ),
+    }
 }
 
-/// The mirrors of this process's `$CAPSNET_NORB_MIRROR` if it names any, else [`NORB_MIRRORS`].
-pub fn norb_mirrors_from_env() -> Vec<String> {
-    crate::dataset::mirrors_or(std::env::var_os(NORB_MIRROR_ENV).as_deref(), &NORB_MIRRORS)
-}
-
-/// [`load_smallnorb`] with explicit download `mirrors` and progress reporting.
-pub fn load_smallnorb_with(
+/// Downloads the split's `-dat` and `-cat` files (gzipped) into `<cache>/smallnorb/` from the
+/// first of `mirrors` that serves each as whole gzip data.
+#[cfg(feature = "download")]
+pub(crate) fn fetch(
     split: Split,
-    sources: &DataSources,
-    options: NorbOptions,
+    cache: &Path,
     mirrors: &[String],
-    progress: &dyn DownloadProgress,
-) -> Result<(ImageSet, PathBuf), DataError> {
-    let not_found = |tried| {
-        let files = norb_files(split);
-        DataError::DataNotFound {
-            dataset: format!("smallnorb {split}"),
-            files: vec![
-                format!("{} (or .gz)", files.dat),
-                format!("{} (or .gz)", files.cat),
-            ],
-            tried,
-            hint: format!(
-                "Download them from {} into <root>/{NORB_SUBDIR}/ of a data root (data.root / \
-                 --data-dir, or CAPSNET_DATA), or enable downloading",
-                NORB_MIRRORS[0]
-            ),
-        }
-    };
-    #[cfg(feature = "download")]
-    let fetch = |cache: &Path| {
-        let files = norb_files(split);
-        let expected =
-            [files.dat, files.cat].map(|name| crate::ExpectedFile { name, sha256: None });
-        crate::download::download_files(&cache.join(NORB_SUBDIR), mirrors, &expected, progress)
-            .map(|_| ())
-    };
-    #[cfg(feature = "download")]
-    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
-    #[cfg(not(feature = "download"))]
-    let fetch: Option<crate::dataset::Fetch<'_>> = {
-        let _ = (mirrors, progress);
-        None
-    };
-    let [dat, cat] = crate::dataset::locate_or_fetch(
-        sources,
-        |roots| locate_norb(split, roots),
-        fetch,
-        not_found,
-    )?;
-    let set = load_norb_files(&dat, &cat, options, sources.verify)?;
-    let dir = dat.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok((set, dir))
+    progress: &dyn crate::DownloadProgress,
+) -> Result<(), DataError> {
+    let files = norb_files(split);
+    let expected = [files.dat, files.cat].map(|name| crate::ExpectedFile { name, sha256: None });
+    crate::download::download_files(&cache.join(NORB_SUBDIR), mirrors, &expected, progress)
+        .map(|_| ())
 }
 
 /// Loads an image file (`-dat`, raw or `.gz`) and a label file (`-cat`) shaped by

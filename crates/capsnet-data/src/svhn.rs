@@ -13,18 +13,24 @@
 //!
 //! # Loading
 //!
-//! [`load_svhn`] looks for the split's file in `<root>/svhn/` then `<root>/`, in each root
-//! of [`DataSources::roots`]; failing that, with downloads on (feature `download`), it fetches
+//! [`BuiltinDataset::Svhn`](crate::BuiltinDataset::Svhn) loads a split by the route every
+//! built-in dataset takes ([`crate::loader`]): it looks for the split's file in
+//! `<root>/svhn/` then `<root>/`, in each root of
+//! [`DataSources::roots`](crate::DataSources::roots); failing that, with downloads on (feature `download`), it fetches
 //! the file from [`SVHN_MIRRORS`] (overridable with `$CAPSNET_SVHN_MIRROR`) into
 //! `<cache>/svhn/`, keeping it only if its MD5 is the published one (when verifying). With
-//! [`DataSources::verify`] on, the file's MD5 must be the published one ([`svhn_md5`]); the
+//! [`DataSources::verify`](crate::DataSources::verify) on, the file's MD5 must be the published one ([`svhn_md5`]); the
 //! structure is always checked.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::dataset::DatasetFacts;
+use crate::files::check_digest;
+/// Lowercase hex MD5 (RFC 1321) of `bytes`, to check the published SVHN sums (re-exported
+/// from [`crate::files`]).
+pub use crate::files::md5_hex;
 use crate::mat::{MatArray, MatClass, MatValue};
-use crate::{DataError, DataSources, Dims, DownloadProgress, ImageSet, NoProgress, Split};
+use crate::{DataError, Dims, ImageSet, Split};
 
 /// The MAT-file reader, re-exported under its former path `svhn::mat`.
 pub use crate::mat;
@@ -54,6 +60,17 @@ pub const SVHN_DIMS: Dims = Dims {
 };
 /// Number of classes (the digits 0 to 9).
 pub const SVHN_NUM_CLASSES: usize = 10;
+
+/// SVHN's facts (a label is the digit shown, so the class names are MNIST's).
+pub const SVHN_FACTS: DatasetFacts = DatasetFacts {
+    name: SVHN_SUBDIR,
+    class_names: &crate::mnist::MNIST_CLASS_NAMES,
+    dims: SVHN_DIMS,
+    mirror_env: SVHN_MIRROR_ENV,
+    mirrors: &SVHN_MIRRORS,
+    fetchable: true,
+    verification: "MD5 verified",
+};
 
 const FORMAT: &str = "SVHN";
 
@@ -186,15 +203,7 @@ pub fn load_svhn_file(path: &Path, verify: bool) -> Result<ImageSet, DataError> 
                 path.display()
             ))
         })?;
-        let found = md5_hex(&bytes);
-        if found != expected {
-            return Err(DataError::DigestMismatch {
-                path: path.to_path_buf(),
-                algorithm: "MD5",
-                expected: expected.to_owned(),
-                found,
-            });
-        }
+        check_digest(path, "MD5", expected, md5_hex(&bytes))?;
     }
     Ok(set)
 }
@@ -207,31 +216,9 @@ pub fn locate_svhn(split: Split, roots: &[PathBuf]) -> Result<PathBuf, Vec<PathB
     Ok(paths.remove(0))
 }
 
-/// The mirrors of `$CAPSNET_SVHN_MIRROR` (`env_value`) if it names any, else [`SVHN_MIRRORS`].
-pub fn svhn_mirrors(env_value: Option<&std::ffi::OsStr>) -> Vec<String> {
-    crate::dataset::mirrors_or(env_value, &SVHN_MIRRORS)
-}
-
-/// Loads an SVHN split from `sources` (see the [module docs](self)), downloading from the
-/// mirrors of `$CAPSNET_SVHN_MIRROR` or [`SVHN_MIRRORS`] when allowed. Returns the set and the
-/// directory of its file.
-pub fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
-    load_svhn_with(split, sources, &svhn_mirrors_from_env(), &NoProgress)
-}
-
-/// [`svhn_mirrors`] of this process's `$CAPSNET_SVHN_MIRROR`.
-pub fn svhn_mirrors_from_env() -> Vec<String> {
-    svhn_mirrors(std::env::var_os(SVHN_MIRROR_ENV).as_deref())
-}
-
-/// [`load_svhn`] with explicit download `mirrors` and progress reporting.
-pub fn load_svhn_with(
-    split: Split,
-    sources: &DataSources,
-    mirrors: &[String],
-    progress: &dyn DownloadProgress,
-) -> Result<(ImageSet, PathBuf), DataError> {
-    let not_found = |tried| DataError::DataNotFound {
+/// The error when no root holds the split's file: every path looked at, and how to fix it.
+pub(crate) fn not_found(split: Split, tried: Vec<PathBuf>) -> DataError {
+    DataError::DataNotFound {
         dataset: format!("svhn {split}"),
         files: vec![svhn_file(split).to_owned()],
         tried,
@@ -240,55 +227,36 @@ pub fn load_svhn_with(
              root (data.root / --data-dir, or CAPSNET_DATA), or enable downloading",
             SVHN_MIRRORS[0]
         ),
-    };
-    #[cfg(feature = "download")]
-    let fetch = |cache: &Path| {
-        let name = svhn_file(split);
-        let verify = sources.verify;
-        let check = move |path: &Path| -> Result<(), String> {
-            if !verify {
-                return Ok(());
-            }
-            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-            let expected = svhn_md5(name).expect("the split files have published sums");
-            let found = md5_hex(&bytes);
-            match found == expected {
-                true => Ok(()),
-                false => Err(format!(
-                    "checksum mismatch: MD5 of {name} is {found}, expected {expected}"
-                )),
-            }
-        };
-        crate::download::download_plain(&cache.join(SVHN_SUBDIR), mirrors, name, &check, progress)
-            .map(|_| ())
-    };
-    #[cfg(feature = "download")]
-    let fetch: Option<crate::dataset::Fetch<'_>> = Some(&fetch);
-    #[cfg(not(feature = "download"))]
-    let fetch: Option<crate::dataset::Fetch<'_>> = {
-        let _ = (mirrors, progress);
-        None
-    };
-    let path = crate::dataset::locate_or_fetch(
-        sources,
-        |roots| locate_svhn(split, roots),
-        fetch,
-        not_found,
-    )?;
-    let set = load_svhn_file(&path, sources.verify)?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok((set, dir))
+    }
 }
 
-/// Lowercase hex MD5 (RFC 1321) of `bytes`, to check the published SVHN sums.
-pub fn md5_hex(bytes: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(32), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+/// Downloads the split's file into `<cache>/svhn/` from the first of `mirrors` that serves
+/// it whole (and, when `verify`, with the published MD5).
+#[cfg(feature = "download")]
+pub(crate) fn fetch(
+    split: Split,
+    cache: &Path,
+    mirrors: &[String],
+    verify: bool,
+    progress: &dyn crate::DownloadProgress,
+) -> Result<(), DataError> {
+    let name = svhn_file(split);
+    let check = move |path: &Path| -> Result<(), String> {
+        if !verify {
+            return Ok(());
+        }
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let expected = svhn_md5(name).expect("the split files have published sums");
+        let found = md5_hex(&bytes);
+        match found == expected {
+            true => Ok(()),
+            false => Err(format!(
+                "checksum mismatch: MD5 of {name} is {found}, expected {expected}"
+            )),
+        }
+    };
+    crate::download::download_plain(&cache.join(SVHN_SUBDIR), mirrors, name, &check, progress)
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub(crate) fn idx_labels(labels: &[u8]) -> Vec<u8> {
 /// Writes a split's two files (28×28 images) into `dir`, as `.gz` if `gzip`.
 pub(crate) fn write_split(dir: &Path, split: Split, pixels: &[u8], labels: &[u8], gzip: bool) {
     std::fs::create_dir_all(dir).unwrap();
-    let [images_name, labels_name] = split.file_names();
+    let [images_name, labels_name] = crate::mnist::split_files(split);
     for (name, bytes) in [
         (images_name, idx_images(pixels)),
         (labels_name, idx_labels(labels)),

@@ -4,10 +4,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use capsnet_data::affnist::{
-    AFFNIST_DIMS, AffineConfig, AffineMnist, AffineParams, AffineRanges, ExpandedConfig,
-    ExpandedMnist, load_affnist_mat, load_affnist_mats, parse_affnist_mat, warp,
-};
+use capsnet_data::affine::{AffineConfig, AffineMnist, AffineParams, AffineRanges, warp};
+use capsnet_data::affnist::{AFFNIST_DIMS, load_affnist_mat, load_affnist_mats, parse_affnist_mat};
+use capsnet_data::expanded::{ExpandedConfig, ExpandedMnist};
 mod common;
 
 use capsnet_data::{DataError, Dims, ImageSet, Rng, Shift, shift_image};

@@ -4,10 +4,35 @@
 use std::path::{Path, PathBuf};
 
 use capsnet_data::cifar::{
-    CIFAR10_BATCHES_DIR, CIFAR10_DIMS, CIFAR10_MIRRORS, CIFAR10_RECORD_BYTES, CIFAR10_SUBDIR,
-    cifar10_files, cifar10_mirrors, load_cifar10, locate_cifar10, parse_cifar10_batch,
+    CIFAR_MIRROR_ENV, CIFAR10_BATCHES_DIR, CIFAR10_DIMS, CIFAR10_MIRRORS, CIFAR10_RECORD_BYTES,
+    CIFAR10_SUBDIR, cifar10_files, locate_cifar10, parse_cifar10_batch,
 };
-use capsnet_data::{DataError, DataSources, Split};
+use capsnet_data::{BuiltinDataset, DataError, DataSources, ImageSet, NoProgress, Split};
+
+/// A CIFAR-10 split through the one loader: the images and the directory they came from.
+fn load_cifar10(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
+    let loaded = BuiltinDataset::Cifar10.load(split, sources, &NoProgress)?;
+    Ok((loaded.images, loaded.provenance.dir))
+}
+
+/// [`load_cifar10`] from `mirrors`.
+#[cfg(feature = "download")]
+fn load_cifar10_with(
+    split: Split,
+    sources: &DataSources,
+    mirrors: &[String],
+) -> Result<(ImageSet, PathBuf), DataError> {
+    let sources = sources
+        .clone()
+        .with_mirrors(BuiltinDataset::Cifar10, mirrors);
+    load_cifar10(split, &sources)
+}
+
+/// The mirrors the sources read from `$CAPSNET_CIFAR_MIRROR` = `value` give CIFAR-10.
+fn cifar10_mirrors(value: Option<&std::ffi::OsStr>) -> Vec<String> {
+    let var = |key: &str| value.filter(|_| key == CIFAR_MIRROR_ENV).map(Into::into);
+    DataSources::from_vars(None, var).mirrors_for(BuiltinDataset::Cifar10)
+}
 
 /// A pixel value that depends on the record, channel, row and column.
 fn pixel(record: usize, c: usize, y: usize, x: usize) -> u8 {
@@ -271,14 +296,14 @@ mod download {
 
     use capsnet_data::cifar::{
         CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_SHA256, CIFAR10_BATCHES_DIR, CIFAR10_SUBDIR,
-        download_cifar10, extract_cifar10_archive, load_cifar10_with,
+        download_cifar10, extract_cifar10_archive,
     };
-    use capsnet_data::dataset::sha256_hex;
+    use capsnet_data::files::sha256_hex;
     use capsnet_data::test_server::{Reply, Server};
     use capsnet_data::{DataError, DataSources, NoProgress, Split};
     use flate2::{Compression, write::GzEncoder};
 
-    use super::{batch, image};
+    use super::{batch, image, load_cifar10_with};
 
     /// The shared local HTTP server, serving `routes` as plain bodies.
     fn serve(routes: Vec<(String, Vec<u8>)>) -> Server {
@@ -364,7 +389,7 @@ mod download {
             ..DataSources::default()
         };
         let mirrors = [server.url("missing"), server.url("good")];
-        let (set, used) = load_cifar10_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap();
+        let (set, used) = load_cifar10_with(Split::Test, &sources, &mirrors).unwrap();
         let batches = cache.join(CIFAR10_SUBDIR).join(CIFAR10_BATCHES_DIR);
         assert_eq!(used, batches);
         assert_eq!(set.labels(), [4, 2]);
@@ -386,7 +411,7 @@ mod download {
         );
 
         // The training split came with the archive: no new request.
-        let (train, _) = load_cifar10_with(Split::Train, &sources, &mirrors, &NoProgress).unwrap();
+        let (train, _) = load_cifar10_with(Split::Train, &sources, &mirrors).unwrap();
         assert_eq!(train.labels(), [0, 1, 2, 3, 4]);
         assert_eq!(train.image(3), image(3));
         assert_eq!(server.requests().len(), 2);
@@ -432,8 +457,7 @@ mod download {
             download: true,
             ..DataSources::default()
         };
-        let err =
-            load_cifar10_with(Split::Test, &sources, &[server.url("m")], &NoProgress).unwrap_err();
+        let err = load_cifar10_with(Split::Test, &sources, &[server.url("m")]).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("checksum mismatch") && msg.contains(CIFAR10_ARCHIVE_SHA256),

@@ -6,10 +6,35 @@ use std::path::{Path, PathBuf};
 
 use capsnet_data::norb::{
     NORB_INT32_MAGIC, NORB_SUBDIR, NORB_UINT8_MAGIC, NorbElement, NorbInfo, NorbOptions, NorbView,
-    load_norb_files, load_smallnorb, locate_norb, norb_files, parse_norb_header, parse_norb_info,
+    load_norb_files, locate_norb, norb_files, parse_norb_header, parse_norb_info,
     parse_norb_labels, parse_norb_u8,
 };
-use capsnet_data::{DataError, DataSources, Dims, Split};
+use capsnet_data::{DataError, DataSources, Dims, ImageSet, NoProgress, Split};
+
+/// A smallNORB split shaped by `options`, through the one loader route: the images and the
+/// directory they came from.
+fn load_smallnorb(
+    split: Split,
+    sources: &DataSources,
+    options: NorbOptions,
+) -> Result<(ImageSet, PathBuf), DataError> {
+    let loaded = capsnet_data::load_smallnorb(split, sources, options, &NoProgress)?;
+    Ok((loaded.images, loaded.provenance.dir))
+}
+
+/// [`load_smallnorb`] from `mirrors`.
+#[cfg(feature = "download")]
+fn load_smallnorb_with(
+    split: Split,
+    sources: &DataSources,
+    options: NorbOptions,
+    mirrors: &[String],
+) -> Result<(ImageSet, PathBuf), DataError> {
+    let sources = sources
+        .clone()
+        .with_mirrors(capsnet_data::BuiltinDataset::SmallNorb, mirrors);
+    load_smallnorb(split, &sources, options)
+}
 use flate2::{Compression, write::GzEncoder};
 
 /// A NORB matrix file: magic, ndim, max(3, ndim) dimensions (padding ones set to `pad`),
@@ -477,8 +502,6 @@ fn missing_files_list_every_path_tried() {
 /// `<cache>/smallnorb/`; a corrupt gzip body is refused and not kept.
 #[test]
 fn downloads_a_missing_split_into_the_cache() {
-    use capsnet_data::NoProgress;
-    use capsnet_data::norb::load_smallnorb_with;
     use capsnet_data::test_server::{Reply, Server};
     let files = norb_files(Split::Test);
     let (dat, cat) = (images_file(2, 8), labels_file(&[1, 3]));
@@ -499,14 +522,8 @@ fn downloads_a_missing_split_into_the_cache() {
         verify: false, // the fixture is not the canonical 24,300 pairs
         ..DataSources::default()
     };
-    let err = load_smallnorb_with(
-        Split::Test,
-        &sources,
-        stereo(),
-        &[server.url("bad")],
-        &NoProgress,
-    )
-    .unwrap_err();
+    let err =
+        load_smallnorb_with(Split::Test, &sources, stereo(), &[server.url("bad")]).unwrap_err();
     assert!(err.to_string().contains("corrupt gzip"), "{err}");
     assert_eq!(
         std::fs::read_dir(cache.join(NORB_SUBDIR)).unwrap().count(),
@@ -514,8 +531,7 @@ fn downloads_a_missing_split_into_the_cache() {
     );
 
     let mirrors = [server.url("bad"), server.url("m")];
-    let (set, dir) =
-        load_smallnorb_with(Split::Test, &sources, stereo(), &mirrors, &NoProgress).unwrap();
+    let (set, dir) = load_smallnorb_with(Split::Test, &sources, stereo(), &mirrors).unwrap();
     assert_eq!(dir, cache.join(NORB_SUBDIR));
     assert_eq!(set.labels(), [1, 3]);
     assert_eq!(set.images(), pairs(2, 8));

@@ -32,8 +32,9 @@ fn data_root() -> PathBuf {
 
 fn load_real(kind: IdxDataset, split: Split) -> ImageSet {
     let root = data_root();
-    let (set, dir) = load(kind, split, &DataSources::at(&root))
+    let loaded = load(kind, split, &DataSources::at(&root))
         .unwrap_or_else(|e| panic!("loading {kind} {split}: {e}"));
+    let (set, dir) = (loaded.images, loaded.provenance.dir);
     assert_eq!(dir, root.join(kind.name()));
     set
 }
@@ -81,7 +82,7 @@ fn mnist_files_fail_fashion_mnist_checksums() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("fashion-mnist");
     std::fs::create_dir_all(&fake).unwrap();
-    for name in Split::Test.file_names() {
+    for name in capsnet_data::mnist::split_files(Split::Test) {
         let file = format!("{name}.gz");
         std::fs::copy(data_root().join("mnist").join(&file), fake.join(&file)).unwrap();
     }
@@ -97,6 +98,8 @@ fn mnist_files_fail_fashion_mnist_checksums() {
     );
     let mut unverified = DataSources::at(dir.path());
     unverified.verify = false;
-    let (set, _) = load(IdxDataset::FashionMnist, Split::Test, &unverified).unwrap();
+    let set = load(IdxDataset::FashionMnist, Split::Test, &unverified)
+        .unwrap()
+        .images;
     assert_eq!(set.label(0), 7);
 }

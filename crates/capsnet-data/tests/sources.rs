@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use capsnet_data::affnist::centred;
+use capsnet_data::expanded::centred;
 use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
 use capsnet_data::{
     Batch, BatchSource, CroppedImages, Dims, ImageSet, Loader, LoaderConfig, Rng, ShiftedImages,

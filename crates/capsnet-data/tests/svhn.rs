@@ -9,10 +9,26 @@ use capsnet_data::mat::{MAT_MAX_DEPTH, MatValue, parse_mat_variables};
 // `svhn::mat` is the reader's former path, kept as a re-export of `capsnet_data::mat`.
 use capsnet_data::svhn::mat::{MatClass, MatStorage, parse_mat};
 use capsnet_data::svhn::{
-    SVHN_DIMS, SVHN_SUBDIR, SVHN_TEST_FILE, load_svhn, load_svhn_file, locate_svhn, md5_hex,
-    parse_svhn,
+    SVHN_DIMS, SVHN_SUBDIR, SVHN_TEST_FILE, load_svhn_file, locate_svhn, md5_hex, parse_svhn,
 };
-use capsnet_data::{DataError, DataSources, Split};
+use capsnet_data::{BuiltinDataset, DataError, DataSources, ImageSet, NoProgress, Split};
+
+/// An SVHN split through the one loader: the images and the directory they came from.
+fn load_svhn(split: Split, sources: &DataSources) -> Result<(ImageSet, PathBuf), DataError> {
+    let loaded = BuiltinDataset::Svhn.load(split, sources, &NoProgress)?;
+    Ok((loaded.images, loaded.provenance.dir))
+}
+
+/// [`load_svhn`] from `mirrors`.
+#[cfg(feature = "download")]
+fn load_svhn_with(
+    split: Split,
+    sources: &DataSources,
+    mirrors: &[String],
+) -> Result<(ImageSet, PathBuf), DataError> {
+    let sources = sources.clone().with_mirrors(BuiltinDataset::Svhn, mirrors);
+    load_svhn(split, &sources)
+}
 use flate2::{Compression, write::ZlibEncoder};
 
 // MAT-file constants, from the format's documentation.
@@ -835,8 +851,6 @@ fn non_numeric_and_malformed_nested_variables_are_errors_naming_them() {
 /// verification a file whose MD5 is not the published one is refused and not kept.
 #[test]
 fn downloads_a_missing_split_into_the_cache() {
-    use capsnet_data::NoProgress;
-    use capsnet_data::svhn::load_svhn_with;
     use capsnet_data::test_server::{Reply, Server};
     let bytes = mat_file(&[&x_var(2), &y_uint8_storage(&[3, 10])], true);
     let route = format!("/good/{SVHN_TEST_FILE}");
@@ -852,7 +866,7 @@ fn downloads_a_missing_split_into_the_cache() {
     };
     let mirrors = [server.url("missing"), server.url("good")];
     // The fixture is not the published file: refused, nothing kept.
-    let err = load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap_err();
+    let err = load_svhn_with(Split::Test, &sources, &mirrors).unwrap_err();
     let DataError::MirrorsExhausted { failures, .. } = &err else {
         panic!("{err:?}")
     };
@@ -865,12 +879,12 @@ fn downloads_a_missing_split_into_the_cache() {
     assert_eq!(kept, 0);
 
     sources.verify = false;
-    let (set, dir) = load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap();
+    let (set, dir) = load_svhn_with(Split::Test, &sources, &mirrors).unwrap();
     assert_eq!(dir, cache.join(SVHN_SUBDIR));
     assert_eq!(set.labels(), [3, 0]);
     assert_eq!(std::fs::read(dir.join(SVHN_TEST_FILE)).unwrap(), bytes);
     // Found in the cache the second time: no new request.
     let before = server.requests().len();
-    load_svhn_with(Split::Test, &sources, &mirrors, &NoProgress).unwrap();
+    load_svhn_with(Split::Test, &sources, &mirrors).unwrap();
     assert_eq!(server.requests().len(), before);
 }

@@ -6,11 +6,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use serde::Serialize;
 
 use crate::config::ExperimentConfig;
 use crate::error::TrainError;
-use crate::machine::MachineInfo;
 use crate::net::{Net, Targets};
 use crate::train_loop::{optimizer, training_device};
 
@@ -27,42 +25,7 @@ pub struct BenchOptions {
     pub peak_gflops: Option<f64>,
 }
 
-/// Measured throughput.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchResult {
-    /// Experiment name.
-    pub name: String,
-    /// Network.
-    pub arch: String,
-    /// Backend.
-    pub backend: String,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Timed steps.
-    pub steps: usize,
-    /// Training images per second (forward, backward, Adam step, loss read back).
-    pub train_images_per_sec: f64,
-    /// Median milliseconds per training step.
-    pub train_ms_per_step_median: f64,
-    /// Inference images per second (forward without autodiff, scores read back).
-    pub inference_images_per_sec: f64,
-    /// FLOP model: GFLOP per trained image (3 × forward, element-wise work not counted).
-    pub train_gflop_per_image: f64,
-    /// Achieved training GFLOP/s under the FLOP model.
-    pub train_gflops: f64,
-    /// Achieved inference GFLOP/s under the FLOP model.
-    pub inference_gflops: f64,
-    /// Fraction of `peak_gflops` reached in training, when a peak was given.
-    pub train_peak_fraction: Option<f64>,
-    /// The machine's peak GFLOP/s as given by the user (`--peak-gflops`).
-    pub peak_gflops: Option<f64>,
-    /// Peak resident memory of the process (MiB; CPU backends hold tensors there).
-    pub peak_rss_mib: Option<f64>,
-    /// Machine.
-    pub machine: MachineInfo,
-    /// Code revision.
-    pub git_revision: String,
-}
+pub use capsnet_common::bench::BenchResult;
 
 /// Times training steps and inference of `config`'s network on random data.
 pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResult, TrainError> {
@@ -107,7 +70,7 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
     Ok(BenchResult {
         name: config.name.clone(),
         arch: config.arch.name().into(),
-        backend: config.runtime.backend.clone(),
+        backend: config.runtime.backend.name().into(),
         batch_size: options.batch_size,
         steps: options.steps,
         train_images_per_sec: train_ips,
@@ -119,8 +82,10 @@ pub fn run(config: &ExperimentConfig, options: BenchOptions) -> Result<BenchResu
         train_peak_fraction: options.peak_gflops.map(|p| train_gflops / p),
         peak_gflops: options.peak_gflops,
         peak_rss_mib: peak_rss_mib(),
-        machine: MachineInfo::current(),
+        machine: crate::machine::current(),
         git_revision: crate::machine::build_revision().to_string(),
+        // Idempotent: the settings in effect (the binary applied them at start).
+        allocator: Some(crate::allocator::apply()),
     })
 }
 

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use capsnet_data::norb::NORB_PAPER_SIDE;
+use capsnet_data::BuiltinDataset;
 use capsnet_model::{
     BaselineCnnConfig, CapsNetConfig, ConvAlgorithm, EfficientCapsNetConfig, Kernels, LossConfig,
     ModelConfigError,
@@ -353,18 +353,33 @@ impl Dataset {
         Self::Idx,
     ];
 
-    /// The name used in experiment files and summaries.
+    /// The name used in experiment files and summaries (a built-in dataset's is the data
+    /// crate's, [`BuiltinDataset::name`]).
     pub fn name(self) -> &'static str {
         match self {
-            Self::Mnist => "mnist",
-            Self::FashionMnist => "fashion-mnist",
-            Self::Cifar10 => "cifar10",
+            Self::Mnist => BuiltinDataset::Mnist.name(),
+            Self::FashionMnist => BuiltinDataset::FashionMnist.name(),
+            Self::Cifar10 => BuiltinDataset::Cifar10.name(),
             Self::MultiMnist => "multimnist",
             Self::ExpandedMnist => "expanded-mnist",
-            Self::SmallNorb => "smallnorb",
-            Self::Svhn => "svhn",
+            Self::SmallNorb => BuiltinDataset::SmallNorb.name(),
+            Self::Svhn => BuiltinDataset::Svhn.name(),
             Self::ImageFolder => "image-folder",
             Self::Idx => "idx",
+        }
+    }
+
+    /// The built-in dataset whose files this one is read from (MNIST for the datasets
+    /// generated from it); `None` for a user's data. Its facts (classes, class names, image
+    /// shape, mirrors) are the data crate's ([`BuiltinDataset::facts`]).
+    pub fn builtin(self) -> Option<BuiltinDataset> {
+        match self {
+            Self::Mnist | Self::MultiMnist | Self::ExpandedMnist => Some(BuiltinDataset::Mnist),
+            Self::FashionMnist => Some(BuiltinDataset::FashionMnist),
+            Self::Cifar10 => Some(BuiltinDataset::Cifar10),
+            Self::SmallNorb => Some(BuiltinDataset::SmallNorb),
+            Self::Svhn => Some(BuiltinDataset::Svhn),
+            Self::ImageFolder | Self::Idx => None,
         }
     }
 
@@ -393,11 +408,7 @@ impl Dataset {
     /// Number of classes of a built-in dataset (5 for smallNORB, 10 for the others); `None`
     /// for a user's data, whose classes are known once its files are listed.
     pub fn classes(self) -> Option<usize> {
-        match self {
-            Self::SmallNorb => Some(capsnet_data::norb::NORB_NUM_CLASSES),
-            Self::ImageFolder | Self::Idx => None,
-            _ => Some(10),
-        }
+        self.builtin().map(BuiltinDataset::num_classes)
     }
 
     /// Whether the data is the user's (`image-folder`, `idx`): no download, no checksums,
@@ -469,16 +480,29 @@ impl DataConfig {
                 )
             }
             Dataset::Idx => return None,
-            Dataset::Mnist | Dataset::FashionMnist => (1, 28, 28),
-            Dataset::Cifar10 => (3, 32, 32),
             Dataset::MultiMnist => {
                 // Saturating: an absurd padding must give a clear mismatch error, not a panic.
-                let side = self.multimnist.padding.saturating_mul(2).saturating_add(28);
-                (1, side, side)
+                let mnist = BuiltinDataset::Mnist.dims();
+                let side = self
+                    .multimnist
+                    .padding
+                    .saturating_mul(2)
+                    .saturating_add(mnist.height);
+                (mnist.channels, side, side)
             }
-            Dataset::ExpandedMnist => (1, self.affnist.canvas, self.affnist.canvas),
-            Dataset::SmallNorb => (2, NORB_PAPER_SIDE, NORB_PAPER_SIDE),
-            Dataset::Svhn => (3, 32, 32),
+            Dataset::ExpandedMnist => (
+                BuiltinDataset::Mnist.dims().channels,
+                self.affnist.canvas,
+                self.affnist.canvas,
+            ),
+            Dataset::Mnist
+            | Dataset::FashionMnist
+            | Dataset::Cifar10
+            | Dataset::SmallNorb
+            | Dataset::Svhn => {
+                let dims = self.dataset.builtin().expect("a built-in dataset").dims();
+                (dims.channels, dims.height, dims.width)
+            }
         })
     }
 }
@@ -595,7 +619,7 @@ impl Default for TrainConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// `flex` (default CPU), `ndarray`, `tch` (libtorch CPU), `tch-cuda`, `wgpu`, `cuda`.
-    pub backend: String,
+    pub backend: crate::backend::BackendKind,
     /// Which device (see [`crate::backend::DeviceSelector`]): `"default"` (the backend's best:
     /// wgpu's preferred adapter, CUDA device 0; the default), an index `N` (CUDA device `N`, the
     /// `N`-th discrete GPU for wgpu), or for wgpu `"discrete:N"`, `"integrated:N"`,
@@ -666,7 +690,7 @@ impl Precision {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            backend: "flex".into(),
+            backend: crate::backend::BackendKind::Flex,
             device: crate::backend::DeviceSelector::Default,
             precision: Precision::F32,
             fused_ops: true,
@@ -711,7 +735,7 @@ impl ExperimentConfig {
         self.train.validate()?;
         validate_loss(&self.loss)?;
         self.validate_network_input()?;
-        crate::backend::BackendKind::parse(&self.runtime.backend)?.ensure_compiled()?;
+        self.runtime.backend.ensure_compiled()?;
         Ok(())
     }
 

@@ -19,14 +19,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use capsnet_data::affnist::{
-    AffineConfig, AffineMnist, ExpandedConfig, ExpandedMnist, centred, load_affnist_mats,
-};
+use capsnet_data::affine::{AffineConfig, AffineMnist};
+use capsnet_data::affnist::load_affnist_mats;
+use capsnet_data::expanded::{ExpandedConfig, ExpandedMnist, centred};
 use capsnet_data::multimnist::{MultiMnist, MultiMnistConfig};
-use capsnet_data::norb::NorbOptions;
 use capsnet_data::{
-    BatchSource, CroppedImages, DataSources, EfficientAugmented, IdxDataset, ImageSet,
-    ShiftedImages, Split,
+    BatchSource, CroppedImages, DataSources, EfficientAugmented, ImageSet, Loaded, ShiftedImages,
+    Split,
 };
 
 use crate::config::{Augmentation, DataConfig, Dataset, ExperimentConfig, ImageColor, ImageResize};
@@ -210,17 +209,12 @@ fn stored_images(
     })
 }
 
-/// The class names of a built-in dataset (digits for the MNIST family and SVHN); empty for a
-/// user's data, whose loader names them.
+/// The class names of a built-in dataset (digits for the MNIST family and SVHN), from the data
+/// crate's facts; empty for a user's data, whose loader names them.
 pub fn builtin_class_names(dataset: Dataset) -> Vec<String> {
-    let names: &[&str] = match dataset {
-        Dataset::FashionMnist => &IdxDataset::FashionMnist.class_names(),
-        Dataset::Cifar10 => &capsnet_data::cifar::CIFAR10_CLASS_NAMES,
-        Dataset::SmallNorb => &capsnet_data::norb::NORB_CLASS_NAMES,
-        Dataset::Mnist | Dataset::MultiMnist | Dataset::ExpandedMnist | Dataset::Svhn => {
-            &IdxDataset::Mnist.class_names()
-        }
-        Dataset::ImageFolder | Dataset::Idx => &[],
+    let names: &[&str] = match dataset.builtin() {
+        Some(builtin) => builtin.class_names(),
+        None => &[],
     };
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -449,50 +443,30 @@ fn both_splits(
     from: &Sources,
     dataset: Dataset,
 ) -> Result<(ImageSet, ImageSet, PathBuf), TrainError> {
-    let (train, dir) = load_builtin_split(dataset, Split::Train, &from.files, &from.progress)?;
-    let (test, _) = load_builtin_split(dataset, Split::Test, &from.files, &from.progress)?;
-    Ok((train, test, dir))
+    let train = load_builtin_split(dataset, Split::Train, &from.files, &from.progress)?;
+    let test = load_builtin_split(dataset, Split::Test, &from.files, &from.progress)?;
+    Ok((train.images, test.images, train.provenance.dir))
 }
 
 /// One split of a built-in dataset's stored images (MNIST for the datasets generated from
-/// it), found in the roots of `files` or fetched into its cache from the dataset's mirrors
-/// (overridable by its `CAPSNET_…_MIRROR` variable), and checked: the one route of the
-/// experiment loaders and `capsnet download`. smallNORB comes as the paper prepares it (both
-/// cameras as 2 channels, 48×48). A user's data (`image-folder`, `idx`) is an error.
+/// it): [`capsnet_data::BuiltinDataset::load`], the one route of the experiment loaders and
+/// `capsnet download`, which finds the files in the roots of `files` or fetches them into its
+/// cache from the dataset's mirrors (overridable by its `CAPSNET_…_MIRROR` variable) and
+/// checks them. smallNORB comes as the paper prepares it (both cameras as 2 channels, 48×48).
+/// A user's data (`image-folder`, `idx`) is an error.
 pub fn load_builtin_split(
     dataset: Dataset,
     split: Split,
     files: &DataSources,
     progress: &dyn capsnet_data::DownloadProgress,
-) -> Result<(ImageSet, PathBuf), TrainError> {
-    use capsnet_data::{cifar, norb, svhn};
-    Ok(match dataset {
-        Dataset::Mnist | Dataset::MultiMnist | Dataset::ExpandedMnist => {
-            capsnet_data::load_with_progress(IdxDataset::Mnist, split, files, progress)?
-        }
-        Dataset::FashionMnist => {
-            capsnet_data::load_with_progress(IdxDataset::FashionMnist, split, files, progress)?
-        }
-        Dataset::Cifar10 => {
-            cifar::load_cifar10_with(split, files, &cifar::cifar10_mirrors_from_env(), progress)?
-        }
-        Dataset::Svhn => {
-            svhn::load_svhn_with(split, files, &svhn::svhn_mirrors_from_env(), progress)?
-        }
-        Dataset::SmallNorb => norb::load_smallnorb_with(
-            split,
-            files,
-            NorbOptions::PAPER,
-            &norb::norb_mirrors_from_env(),
-            progress,
-        )?,
-        Dataset::ImageFolder | Dataset::Idx => {
-            return Err(TrainError::Invalid(format!(
-                "data.dataset = {:?} is your own data: it is read from data.root, never fetched",
-                dataset.name()
-            )));
-        }
-    })
+) -> Result<Loaded, TrainError> {
+    let Some(builtin) = dataset.builtin() else {
+        return Err(TrainError::Invalid(format!(
+            "data.dataset = {:?} is your own data: it is read from data.root, never fetched",
+            dataset.name()
+        )));
+    };
+    Ok(builtin.load(split, files, progress)?)
 }
 
 /// MultiMNIST: pairs generated from MNIST, the training pairs seeded by the experiment seed,

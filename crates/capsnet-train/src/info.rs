@@ -1,22 +1,11 @@
 //! Layer shapes and parameter counts of an experiment's network (`capsnet info`).
 
 use burn::tensor::Device;
-use serde::Serialize;
+pub use capsnet_common::info::{ForwardMacs, InfoReport, LayerInfo, MemoryEstimate, RoutingInfo};
 
 use crate::config::{Arch, ExperimentConfig};
 use crate::error::ConfigError;
 use crate::net::Net;
-
-/// One row of the layer table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LayerInfo {
-    /// Layer name.
-    pub name: String,
-    /// Output shape per example (batch dimension omitted).
-    pub output: Vec<usize>,
-    /// Parameters of the layer.
-    pub params: usize,
-}
 
 /// The layer table of an experiment's network, checked against the built module's count.
 pub fn layers(config: &ExperimentConfig) -> Result<(Vec<LayerInfo>, usize), ConfigError> {
@@ -216,36 +205,6 @@ fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
     rows
 }
 
-/// Multiply-accumulates of one forward pass per image, by part of the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ForwardMacs {
-    /// Convolutions (CapsNet: conv1 + PrimaryCaps; CNN: all convolutions).
-    pub convolutions: u64,
-    /// CapsNet votes û = W·u.
-    pub votes: u64,
-    /// CapsNet routing: weighted sums and agreements over all iterations.
-    pub routing: u64,
-    /// Fully connected layers (CapsNet decoder; CNN classifier).
-    pub dense: u64,
-}
-
-impl ForwardMacs {
-    /// Total forward multiply-accumulates per image.
-    pub fn total(&self) -> u64 {
-        self.convolutions + self.votes + self.routing + self.dense
-    }
-
-    /// FLOPs per image of a training step: forward + backward ≈ 3 × forward, 2 FLOPs per MAC.
-    pub fn train_flops(&self) -> f64 {
-        6.0 * self.total() as f64
-    }
-
-    /// FLOPs per image of inference (2 per MAC).
-    pub fn inference_flops(&self) -> f64 {
-        2.0 * self.total() as f64
-    }
-}
-
 /// The FLOP model of an experiment's network (element-wise work such as squash, softmax and
 /// activations is not counted; it is memory-bound and small in FLOPs).
 pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
@@ -327,33 +286,6 @@ fn decoder_macs(decoder: &capsnet_model::DecoderConfig, input: usize, output: us
 /// Per-example memory above which `capsnet info` (and a training run's log) warns that the
 /// votes and routing dominate: 64 MiB, about 40× the paper network's 1.5 MiB.
 pub const ROUTING_WARNING_BYTES: u64 = 64 << 20;
-
-/// Estimated memory of training an experiment's network (`capsnet info`): what one example
-/// costs and an estimated peak at the configured batch. An estimate from the shapes, not a
-/// measurement (docs/performance.md compares it with measured peaks).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemoryEstimate {
-    /// Bytes per value (`runtime.precision`).
-    pub bytes_per_value: u64,
-    /// Every layer's output for one example (the layer table's shapes), in bytes.
-    pub activations_per_example: u64,
-    /// The votes `û_{j|i}` of one example (children × classes × class dim), in bytes.
-    pub votes_per_example: u64,
-    /// Routing intermediates of one example kept for the backward pass (logits, couplings
-    /// and agreements per iteration; children × classes each), in bytes.
-    pub routing_per_example: u64,
-    /// Capsules routed from (children) and to (parents).
-    pub capsules: Option<(usize, usize)>,
-    /// Parameters, their gradients and Adam's two moments, in bytes.
-    pub parameters_and_optimizer: u64,
-    /// `train.batch_size`.
-    pub batch: usize,
-    /// `parameters_and_optimizer + batch × 2 × (activations + votes + routing)`: the values
-    /// kept for the backward pass and as many again for their gradients.
-    pub training_peak: u64,
-    /// Set when the votes and routing of one example exceed [`ROUTING_WARNING_BYTES`].
-    pub warning: Option<String>,
-}
 
 /// The [`MemoryEstimate`] of `config`'s network from its layer table `rows` and `params`.
 pub fn memory(config: &ExperimentConfig, rows: &[LayerInfo], params: usize) -> MemoryEstimate {

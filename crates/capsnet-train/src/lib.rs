@@ -12,6 +12,7 @@
 //! - [`info`] and [`bench`]: layer shapes, parameter counts and throughput.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod backend;
 pub mod bench;
 pub mod board;

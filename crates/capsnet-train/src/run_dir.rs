@@ -46,6 +46,12 @@ pub enum Start {
     Resume,
 }
 
+/// Whether `dir` holds a run (its resolved configuration): what `train --resume-or-start`
+/// resumes. A directory without one is started (and refused if it holds anything else).
+pub fn holds_run(dir: &Path) -> bool {
+    dir.join(RESOLVED_CONFIG).is_file()
+}
+
 /// Prepares `dir` for a run.
 ///
 /// - New run: `dir` must not exist or be empty (or `overwrite` deletes it).

@@ -9,9 +9,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use capsnet_data::{Batch, Loader, LoaderConfig, Rng};
-use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
 use crate::checkpoint::{self, LastEval, LoopState};
 use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
 use crate::data::{ExperimentData, load_experiment_data};
@@ -45,80 +43,7 @@ pub struct TrainOptions {
     pub stop_after_secs: Option<f64>,
 }
 
-/// What a run reports when it ends (`summary.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Experiment name.
-    pub name: String,
-    /// `capsnet`, `efficient-capsnet` or `baseline-cnn`.
-    pub arch: String,
-    /// Dataset name.
-    pub dataset: String,
-    /// The capsule network's routing, as [`capsnet_model::RoutingConfig::describe`] writes it
-    /// (`dynamic r=3`, `self-attention`); absent for the CNN and in older summaries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routing: Option<String>,
-    /// Whether all configured epochs ran.
-    pub completed: bool,
-    /// Why a run ended before its last epoch (`--stop-after-secs`, `--stop-after-steps`);
-    /// absent for a completed run and in summaries older than this field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-    /// Epochs configured.
-    pub epochs: usize,
-    /// Epochs finished.
-    pub epochs_completed: usize,
-    /// Optimizer steps.
-    pub steps: u64,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Training images (after `train_limit`).
-    pub train_images: usize,
-    /// Test images (after `test_limit`).
-    pub test_images: usize,
-    /// Trainable parameters.
-    pub params: usize,
-    /// Training FLOPs per image of the network's FLOP model (`capsnet info`); absent in older
-    /// summaries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_gflop_per_image: Option<f64>,
-    /// Epoch of the last evaluation (the final epoch for a completed run; never the best one).
-    pub final_eval_epoch: Option<usize>,
-    /// Test error (%) at `final_eval_epoch`.
-    pub final_test_error_pct: Option<f64>,
-    /// Test accuracy (%) at `final_eval_epoch`.
-    pub final_test_accuracy: Option<f64>,
-    /// Test loss at `final_eval_epoch`.
-    pub final_test_loss: Option<f64>,
-    /// Accuracy (%) on each extra evaluation set (e.g. `affine`, `affnist`) at
-    /// `final_eval_epoch`.
-    #[serde(default)]
-    pub final_extra_accuracy: BTreeMap<String, f64>,
-    /// Seconds in training steps (all sessions of the run).
-    pub train_secs: f64,
-    /// Seconds in evaluation.
-    pub eval_secs: f64,
-    /// Training + evaluation seconds.
-    pub wall_time_secs: f64,
-    /// Training images per second.
-    pub train_images_per_sec: f64,
-    /// Backend name.
-    pub backend: String,
-    /// The `runtime.device` it ran with.
-    pub device: crate::backend::DeviceSelector,
-    /// Machine the run finished on.
-    pub machine: crate::machine::MachineInfo,
-    /// The git revision the binary was built from (embedded at build time; `-dirty` when the
-    /// tree had uncommitted changes then).
-    pub git_revision: String,
-    /// SHA-256 of the binary that wrote the summary (absent in older summaries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binary_sha256: Option<String>,
-    /// capsnet version.
-    pub capsnet_version: String,
-    /// burn version.
-    pub burn_version: String,
-}
+pub use capsnet_common::summary::Summary;
 
 /// Learning rate at global step `step` (0-based) of epoch `epoch`.
 pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
@@ -140,8 +65,9 @@ pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
 /// A precision other than f32 must be set before the device creates any tensor: in a process
 /// that has already used the device with another precision this is an error.
 pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> {
-    let kind = BackendKind::parse(&config.runtime.backend).map_err(crate::ConfigError::from)?;
-    let mut device = kind
+    let mut device = config
+        .runtime
+        .backend
         .device(config.runtime.device)
         .map_err(crate::ConfigError::from)?;
     let precision = config.runtime.precision;
@@ -599,9 +525,9 @@ impl<'a> Run<'a> {
             eval_secs: state.eval_secs,
             wall_time_secs: state.train_secs + state.eval_secs,
             train_images_per_sec: state.images_seen as f64 / state.train_secs.max(1e-9),
-            backend: config.runtime.backend.clone(),
+            backend: config.runtime.backend.name().into(),
             device: config.runtime.device,
-            machine: crate::machine::MachineInfo::current(),
+            machine: crate::machine::current(),
             git_revision: crate::machine::build_revision().to_string(),
             binary_sha256: crate::machine::binary_sha256(),
             capsnet_version: env!("CARGO_PKG_VERSION").into(),

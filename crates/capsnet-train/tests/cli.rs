@@ -180,7 +180,8 @@ fn missing_and_corrupt_data_fail_cleanly() {
 }
 
 /// SIGKILL a training run once it has written a checkpoint, resume it, and compare with an
-/// uninterrupted run: the same final weights and test metrics, whenever the kill landed.
+/// uninterrupted run: the same final weights and test metrics, whenever the kill landed. The
+/// interrupted run is started and resumed with `--resume-or-start`, as sweep jobs are.
 #[test]
 fn killed_run_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -206,6 +207,7 @@ fn killed_run_resumes_exactly() {
             "train",
             exp.to_str().unwrap(),
             "--quiet",
+            "--resume-or-start",
             "--run-dir",
             killed.to_str().unwrap(),
         ])
@@ -227,13 +229,29 @@ fn killed_run_resumes_exactly() {
             "train",
             exp.to_str().unwrap(),
             "--quiet",
-            "--resume",
+            "--resume-or-start",
             "--run-dir",
             killed.to_str().unwrap(),
         ],
         &env,
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // A folder that holds something other than a run is neither resumed nor overwritten.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let out = capsnet_env(
+        &[
+            "train",
+            exp.to_str().unwrap(),
+            "--resume-or-start",
+            "--run-dir",
+            other.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_clean_failure(&out, &["already exists"]);
+    assert!(other.join("notes.txt").exists());
 
     let summary = |run: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
@@ -377,4 +395,44 @@ fn rejected_values_name_where_they_were_set() {
         &[],
     );
     assert_clean_failure(&out, &["`model.classes` = 10", "the default value"]);
+}
+
+/// The allocator settings are applied in-process (no second process, nothing in the child's
+/// environment) and `capsnet bench` records them: the purge delay in effect is read back from
+/// mimalloc, so a user's `MIMALLOC_PURGE_DELAY` showing up there also checks the option index
+/// `allocator::apply` writes to.
+#[test]
+fn bench_records_the_allocator_settings_applied_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write_experiment(tmp.path(), "tiny", TINY);
+    let bench = |env: &[(&str, &str)]| -> capsnet_common::bench::BenchResult {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsnet"));
+        cmd.args(["bench", exp.to_str().unwrap()])
+            .args(["--batch-size", "4", "--steps", "1", "--warmup", "0"])
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .env_remove("GLIBC_TUNABLES");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ours = bench(&[]).allocator.expect("allocator settings recorded");
+    assert_eq!(ours.global, "mimalloc");
+    assert_eq!(ours.mimalloc_purge_delay_ms, 1000);
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(ours.glibc.contains("M_MMAP_MAX=0"), "{}", ours.glibc);
+    }
+    let users = bench(&[
+        ("MIMALLOC_PURGE_DELAY", "250"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576"),
+    ])
+    .allocator
+    .unwrap();
+    assert_eq!(
+        users.mimalloc_purge_delay_ms, 250,
+        "the user's setting is kept"
+    );
+    assert!(users.glibc.contains("(the user's)"), "{}", users.glibc);
 }

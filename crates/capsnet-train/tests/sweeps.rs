@@ -81,7 +81,7 @@ fn backends_sweep_covers_every_compiled_backend() {
     let backends: Vec<&str> = p
         .jobs
         .iter()
-        .map(|j| j.resolved.config.runtime.backend.as_str())
+        .map(|j| j.resolved.config.runtime.backend.name())
         .collect();
     assert_eq!(backends, compiled);
 }

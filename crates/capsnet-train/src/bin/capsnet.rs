@@ -16,56 +16,6 @@ use clap::{Args, Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Set (to anything) in the environment: the process runs with the allocators' settings as they
-/// are, and `main` does not re-execute itself with [`ALLOCATOR_SETTINGS`].
-const ALLOCATOR_MARK: &str = "CAPSNET_ALLOCATOR";
-
-/// Allocator settings for training and inference (docs/performance.md, "Allocator"): mimalloc
-/// (flex's tensors) gives pages unused for 1 s back to the OS instead of after 10 ms, and glibc
-/// (libtorch's tensors) serves every block from its heap instead of mapping blocks above 32 MiB
-/// fresh, and trims the heap only past 128 MiB free. With the defaults, every training step maps
-/// and zero-fills its buffers again: measured 20–40% slower on the paper network. A variable the
-/// user set is left alone.
-const ALLOCATOR_SETTINGS: [(&str, &str); 2] = [
-    ("MIMALLOC_PURGE_DELAY", "1000"),
-    (
-        "GLIBC_TUNABLES",
-        "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=134217728",
-    ),
-];
-
-/// Both allocators read their settings from the environment once, at process start, so the
-/// binary re-executes itself once with [`ALLOCATOR_SETTINGS`] set (and [`ALLOCATOR_MARK`], so
-/// the second process does not). Returns only if that is not wanted or not possible.
-#[cfg(unix)]
-fn reexec_with_allocator_settings() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os(ALLOCATOR_MARK).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    let mut command = std::process::Command::new(&exe);
-    command.arg0(arg0).args(args).env(ALLOCATOR_MARK, "tuned");
-    for (key, value) in ALLOCATOR_SETTINGS {
-        if std::env::var_os(key).is_none() {
-            command.env(key, value);
-        }
-    }
-    let err = command.exec();
-    eprintln!(
-        "warning: could not re-execute {} with the allocator settings ({err}); running with \
-         the allocators' defaults",
-        exe.display()
-    );
-}
-
-#[cfg(not(unix))]
-fn reexec_with_allocator_settings() {}
-
 #[derive(Parser)]
 #[command(
     name = "capsnet",
@@ -212,6 +162,10 @@ struct TrainArgs {
     /// Continue the run in the run directory from its latest checkpoint.
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Continue the run in the run directory if it holds one (as --resume), else start it
+    /// (what sweep jobs do, so a job restarted after an interruption goes on where it was).
+    #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
+    resume_or_start: bool,
     /// Delete an existing run directory and start over.
     #[arg(long)]
     overwrite: bool,
@@ -388,7 +342,8 @@ fn stdout_line(args: std::fmt::Arguments) -> std::io::Result<()> {
 }
 
 fn main() {
-    reexec_with_allocator_settings();
+    // Before anything allocates tensors (see `capsnet_train::allocator`).
+    capsnet_train::allocator::apply();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("error: {err:#}");
@@ -464,7 +419,7 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let options = TrainOptions {
         run_dir: run_dir.clone(),
-        resume: args.resume,
+        resume: args.resume || (args.resume_or_start && run_dir::holds_run(&run_dir)),
         overwrite: args.overwrite,
         progress,
         stop_after_steps: args.stop_after_steps,
@@ -659,7 +614,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     use capsnet_train::predict::{PredictOptions, collect_images};
     let (ckpt, run, mut config) = open_checkpoint(&args.checkpoint)?;
     if let Some(b) = &args.backend {
-        config.runtime.backend = b.clone();
+        config.runtime.backend = BackendKind::parse(b)?;
     }
     config.validate()?;
     if args.top_k == 0 || args.batch_size == Some(0) {
@@ -732,7 +687,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     for path in &args.checkpoint {
         let (ckpt, _run, mut config) = open_checkpoint(path)?;
         if let Some(b) = &args.backend {
-            config.runtime.backend = b.clone();
+            config.runtime.backend = BackendKind::parse(b)?;
         }
         if let Some(dir) = &args.data_dir {
             config.data.root = Some(dir.clone());
@@ -799,7 +754,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         sets.push(EvalSetReport::new(&set.name, &checkpoints, &result));
     }
     if args.json {
-        let report = EvalReport::new(&config.runtime.backend, sets)
+        let report = EvalReport::new(config.runtime.backend.name(), sets)
             .context("no evaluation set or no checkpoint to report")?;
         outln!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -814,22 +769,26 @@ fn info_cmd(args: ExperimentArgs) -> Result<()> {
     let memory = info::memory(&resolved.config, &rows, total);
     let routing = resolved.config.routing();
     if args.json {
-        let json = serde_json::json!({
-            "name": resolved.config.name,
-            "arch": resolved.config.arch.name(),
-            "layers": rows,
-            "params": total,
-            "routing": routing.map(|r| serde_json::json!({
-                "algorithm": r.algorithm().name(),
-                "options": r,
-                "description": r.describe(),
-                "forward_macs": macs.routing,
-            })),
-            "forward_macs": macs,
-            "train_gflop_per_image": macs.train_flops() / 1e9,
-            "inference_gflop_per_image": macs.inference_flops() / 1e9,
-            "memory": memory,
-        });
+        let json = info::InfoReport {
+            name: resolved.config.name.clone(),
+            arch: resolved.config.arch.name().into(),
+            layers: rows,
+            params: total,
+            routing: routing
+                .map(|r| -> Result<_> {
+                    Ok(info::RoutingInfo {
+                        algorithm: r.algorithm().name().into(),
+                        options: toml::Table::try_from(r)?,
+                        description: r.describe(),
+                        forward_macs: macs.routing,
+                    })
+                })
+                .transpose()?,
+            forward_macs: macs,
+            train_gflop_per_image: macs.train_flops() / 1e9,
+            inference_gflop_per_image: macs.inference_flops() / 1e9,
+            memory,
+        };
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         outln!(
@@ -957,7 +916,7 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
                     sweep_overrides: p.job.overrides.clone(),
                     overrides,
                     run_dir: p.run_dir.clone(),
-                    backend: p.resolved.config.runtime.backend.clone(),
+                    backend: p.resolved.config.runtime.backend.name().into(),
                     epochs: p.resolved.config.train.epochs,
                 }
             })
@@ -989,26 +948,29 @@ fn sweep_plan(args: SweepPlanArgs) -> Result<()> {
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
-    use capsnet_data::{DataSources, Split};
-    use capsnet_train::config::Dataset;
-    use capsnet_train::data::load_builtin_split;
-    const FETCHABLE: [&str; 5] = ["mnist", "fashion-mnist", "cifar10", "svhn", "smallnorb"];
+    use capsnet_data::{BuiltinDataset, DataSources, Split};
+    // Every built-in dataset the data crate can fetch, by its facts.
+    let fetchable: Vec<&str> = BuiltinDataset::ALL
+        .into_iter()
+        .filter(|d| d.facts().fetchable)
+        .map(BuiltinDataset::name)
+        .collect();
     let mut wanted: Vec<&str> = Vec::new();
     for name in args.dataset.split(',').map(str::trim) {
         match name {
             "all" => {
-                for n in FETCHABLE {
+                for &n in &fetchable {
                     if !wanted.contains(&n) {
                         wanted.push(n);
                     }
                 }
             }
-            name => match FETCHABLE.iter().find(|n| **n == name.to_ascii_lowercase()) {
+            name => match fetchable.iter().find(|n| **n == name.to_ascii_lowercase()) {
                 Some(n) if wanted.contains(n) => {}
                 Some(n) => wanted.push(n),
                 None => bail!(
                     "--dataset {name}: expected one of {} or all, or several separated by commas (multimnist and expanded-mnist are generated from mnist)",
-                    FETCHABLE.join(", ")
+                    fetchable.join(", ")
                 ),
             },
         }
@@ -1025,17 +987,14 @@ fn download(args: DownloadArgs) -> Result<()> {
     ));
     let mut root = None;
     for name in wanted {
-        let dataset = Dataset::parse(name).expect("the fetchable names are dataset names");
+        let dataset: BuiltinDataset = name.parse()?;
         for split in [Split::Train, Split::Test] {
-            let (set, dir) = load_builtin_split(dataset, split, &sources, &progress)?;
-            let checked = match name {
-                "svhn" => "MD5 verified",
-                "smallnorb" => "canonical shapes verified (no published checksum)",
-                _ => "checksums verified",
-            };
+            let loaded = dataset.load(split, &sources, &progress)?;
+            let dir = &loaded.provenance.dir;
             outln!(
-                "{name} {split}: {} images, {checked}, in {}",
-                set.len(),
+                "{name} {split}: {} images, {}, in {}",
+                loaded.images.len(),
+                loaded.provenance.check(),
                 dir.display()
             );
             root = dir
