@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use capsnet_common::summary::Summary;
 use capsnet_common::sweep::SweepPlan;
 use serde::{Deserialize, Serialize};
 
@@ -265,18 +266,8 @@ pub fn finish(jobs_dir: &Path, status: &mut JobStatus, code: Option<i32>) {
     fill_from_summary(status);
 }
 
-/// The part of a run's `summary.json` the status file reports.
-#[derive(Debug, Deserialize)]
-pub struct RunSummary {
-    pub completed: bool,
-    epochs_completed: u64,
-    final_test_error_pct: Option<f64>,
-    train_images_per_sec: f64,
-    wall_time_secs: f64,
-}
-
 /// The summary of the run in `run_dir`, if it wrote one.
-pub fn read_summary(run_dir: &Path) -> Option<RunSummary> {
+pub fn read_summary(run_dir: &Path) -> Option<Summary> {
     let text = std::fs::read_to_string(run_dir.join("summary.json")).ok()?;
     serde_json::from_str(text.as_str()).ok()
 }
@@ -285,7 +276,7 @@ pub fn read_summary(run_dir: &Path) -> Option<RunSummary> {
 pub fn fill_from_summary(status: &mut JobStatus) {
     if let Some(s) = read_summary(&status.run_dir) {
         status.final_test_error_pct = s.final_test_error_pct;
-        status.epochs_completed = Some(s.epochs_completed);
+        status.epochs_completed = Some(s.epochs_completed as u64);
         status.train_images_per_sec = Some(s.train_images_per_sec);
         status.seconds = status.seconds.or(Some(s.wall_time_secs));
     }

@@ -220,6 +220,26 @@ pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A complete `summary.json` as `capsnet train` writes it (`capsnet_common::summary::Summary`),
+/// with the top-level `fields` replaced, for tests.
+#[cfg(test)]
+pub(crate) fn summary_json(fields: serde_json::Value) -> serde_json::Value {
+    let mut summary = serde_json::json!({
+        "name": "test", "arch": "capsnet", "dataset": "mnist", "completed": true,
+        "epochs": 1, "epochs_completed": 1, "steps": 10, "batch_size": 64,
+        "train_images": 640, "test_images": 100, "params": 1000,
+        "final_eval_epoch": 1, "final_test_error_pct": 1.0, "final_test_accuracy": 99.0,
+        "final_test_loss": 0.1, "train_secs": 1.0, "eval_secs": 1.0, "wall_time_secs": 2.0,
+        "train_images_per_sec": 640.0, "backend": "flex", "device": 0,
+        "machine": {"hostname": "test", "cpu": "Test CPU", "threads": 2, "os": "linux x86_64"},
+        "git_revision": "abc", "capsnet_version": "0.1.0", "burn_version": "0.22.1",
+    });
+    for (key, value) in fields.as_object().expect("fields are an object") {
+        summary[key] = value.clone();
+    }
+    summary
+}
+
 /// The task `cargo xtask ARGS` parses to (tests of the tasks' arguments).
 #[cfg(test)]
 fn parse_task<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Task, clap::Error> {

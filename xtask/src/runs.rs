@@ -1,43 +1,15 @@
-//! Run records as `cargo xtask tables` and its figures read them: each run's `summary.json` and
-//! flattened `config.resolved.toml` from a folder of records, selection by resolved-config keys,
+//! Run records as `cargo xtask tables` and its figures read them: each run's `summary.json` (the
+//! binary's own type, `capsnet_common::summary::Summary`) and flattened `config.resolved.toml`
+//! from a folder of records, selection by resolved-config keys,
 //! and the statistics and CSV quoting both the tables and the figures use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use toml::Value;
 
-/// The part of a run's `summary.json` (written by `capsnet train`) the tables and figures read.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Summary {
-    pub(crate) completed: bool,
-    pub(crate) epochs: u64,
-    pub(crate) epochs_completed: u64,
-    pub(crate) final_eval_epoch: Option<u64>,
-    pub(crate) final_test_error_pct: Option<f64>,
-    #[serde(default)]
-    pub(crate) final_extra_accuracy: BTreeMap<String, f64>,
-    pub(crate) batch_size: u64,
-    pub(crate) steps: u64,
-    pub(crate) train_images: u64,
-    pub(crate) backend: String,
-    pub(crate) machine: Machine,
-    #[serde(default)]
-    pub(crate) params: Option<u64>,
-    #[serde(default)]
-    pub(crate) train_gflop_per_image: Option<f64>,
-    #[serde(default)]
-    pub(crate) train_images_per_sec: Option<f64>,
-}
-
-/// Where the run ran.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Machine {
-    pub(crate) cpu: String,
-    pub(crate) threads: u64,
-}
+pub(crate) use capsnet_common::summary::Summary;
 
 /// One run record: its folder name, summary and flattened resolved config.
 pub(crate) struct Run {

@@ -555,14 +555,11 @@ mod tests {
 
     fn write_summary(run_dir: &Path, completed: bool) {
         std::fs::create_dir_all(run_dir).unwrap();
-        std::fs::write(
-            run_dir.join("summary.json"),
-            format!(
-                r#"{{"completed": {completed}, "epochs_completed": 1, "final_test_error_pct": 1.5,
-                   "train_images_per_sec": 100.0, "wall_time_secs": 2.0}}"#
-            ),
-        )
-        .unwrap();
+        let summary = crate::summary_json(serde_json::json!({
+            "completed": completed, "epochs_completed": 1, "final_test_error_pct": 1.5,
+            "train_images_per_sec": 100.0, "wall_time_secs": 2.0
+        }));
+        std::fs::write(run_dir.join("summary.json"), summary.to_string()).unwrap();
     }
 
     /// Runs `jobs` of `plan` with the local launcher on devices 2 and 3, each job run by `fake`;

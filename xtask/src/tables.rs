@@ -81,12 +81,6 @@ impl Column {
 
     /// The Markdown cell and the CSV values of `runs`.
     fn cells(self, label: &str, runs: &[&Run]) -> Result<(String, String)> {
-        let missing = |what: &str, run: &Run| {
-            anyhow::anyhow!(
-                "row `{label}`: run {} has no {what} in its summary",
-                run.name
-            )
-        };
         let same = |values: Vec<f64>, what: &str| -> Result<f64> {
             if values.windows(2).any(|w| w[0] != w[1]) {
                 bail!("row `{label}` mixes runs with different {what}: {values:?}");
@@ -95,15 +89,7 @@ impl Column {
         };
         Ok(match self {
             Column::Params => {
-                let values = runs
-                    .iter()
-                    .map(|r| {
-                        r.summary
-                            .params
-                            .map(|p| p as f64)
-                            .ok_or_else(|| missing("params", r))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let values = runs.iter().map(|r| r.summary.params as f64).collect();
                 let p = same(values, "parameter counts")? as u64;
                 (capsnet_common::group_thousands(p), format!(",{p}"))
             }
@@ -111,23 +97,22 @@ impl Column {
                 let values = runs
                     .iter()
                     .map(|r| {
-                        r.summary
-                            .train_gflop_per_image
-                            .ok_or_else(|| missing("train_gflop_per_image", r))
+                        r.summary.train_gflop_per_image.with_context(|| {
+                            format!(
+                                "row `{label}`: run {} has no train_gflop_per_image in its summary",
+                                r.name
+                            )
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let g = same(values, "FLOP models")?;
                 (format!("{g:.3}"), format!(",{g:.6}"))
             }
             Column::TrainImagesPerSec => {
-                let values = runs
+                let values: Vec<f64> = runs
                     .iter()
-                    .map(|r| {
-                        r.summary
-                            .train_images_per_sec
-                            .ok_or_else(|| missing("train_images_per_sec", r))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                    .map(|r| r.summary.train_images_per_sec)
+                    .collect();
                 let (m, s) = mean_std(&values);
                 match s {
                     Some(s) => (format!("{m:.0} ± {s:.0}"), format!(",{m:.2},{s:.2}")),
@@ -549,12 +534,12 @@ mod tests {
     fn write_run(raw: &Path, name: &str, error: f64, iterations: i64, completed: bool) {
         let dir = raw.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let summary = serde_json::json!({
+        let summary = crate::summary_json(serde_json::json!({
             "completed": completed, "epochs": 2, "epochs_completed": if completed { 2 } else { 1 },
             "final_eval_epoch": if completed { 2 } else { 1 }, "final_test_error_pct": error,
             "batch_size": 64, "steps": 100, "train_images": 3200, "backend": "flex",
-            "machine": { "cpu": "Test CPU", "threads": 2 }
-        });
+            "machine": { "hostname": "test", "cpu": "Test CPU", "threads": 2, "os": "linux" }
+        }));
         std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
         std::fs::write(
             dir.join("config.resolved.toml"),
