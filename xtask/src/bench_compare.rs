@@ -14,9 +14,10 @@
 //! Efficient-CapsNet; both raw results, ratios, network, versions, exact commands, machine, load
 //! average) and a `.md` rendering of it next to it.
 //!
-//! What the two sides print and what the record holds are typed: [`BenchResult`] (`capsnet
-//! bench`), [`ReferenceBench`] (`capsnet_torch.py bench`), [`NetworkInfo`] (`info --json` of
-//! either) and [`Report`] (the record; optional fields keep older records readable).
+//! What the two sides print and what the record holds are typed: `capsnet bench` and `capsnet
+//! info --json` print the binary's own types from `capsnet-common` ([`BenchResult`],
+//! [`InfoReport`]); the reference script's are [`ReferenceBench`] and [`ReferenceInfo`]; the
+//! record is [`Report`] (optional fields keep older records readable).
 //!
 //! The machine's speed drifts, so the pair runs `--rounds` times (default 3), alternating which
 //! of the two goes first; the reported figures are medians over the rounds and the ratios are
@@ -27,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use capsnet_common::bench::BenchResult;
 use capsnet_common::cpu::VectorIsa;
+use capsnet_common::info::{InfoReport, LayerInfo};
+use capsnet_common::machine::BURN_VERSION;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,9 +43,6 @@ const NETWORKS: [(&str, &str); 2] = [
     ("efficient-capsnet", "experiments/efficient_capsnet.toml"),
 ];
 
-/// The burn version the workspace pins (`Cargo.toml`).
-const BURN_VERSION: &str = "0.22.1";
-
 /// Above this 1-minute load average at the start, timings are flagged as taken on a busy machine.
 const QUIET_LOAD: f64 = 0.5;
 
@@ -51,57 +52,6 @@ const INSTALL_HINT: &str = "install PyTorch into a virtual environment and point
     cargo xtask bench-compare --python /work/venv-torch/bin/python
 (PyPI's Linux torch wheel is the CUDA build, several GB with its nvidia wheels; it runs on the CPU
 too. See scripts/reference/README.md.)";
-
-/// What `capsnet bench` prints (`capsnet_train::bench::BenchResult`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchResult {
-    /// Experiment name.
-    pub name: String,
-    /// Network.
-    pub arch: String,
-    /// Backend.
-    pub backend: String,
-    pub batch_size: usize,
-    /// Timed steps.
-    pub steps: usize,
-    /// Training images per second (forward, backward, Adam step, loss read back).
-    pub train_images_per_sec: f64,
-    /// Median milliseconds per training step.
-    pub train_ms_per_step_median: f64,
-    /// Inference images per second (forward without autodiff, scores read back).
-    pub inference_images_per_sec: f64,
-    /// FLOP model: GFLOP per trained image.
-    pub train_gflop_per_image: f64,
-    /// Achieved training GFLOP/s under the FLOP model.
-    pub train_gflops: f64,
-    /// Achieved inference GFLOP/s under the FLOP model.
-    pub inference_gflops: f64,
-    /// Fraction of `peak_gflops` reached in training, when a peak was given.
-    pub train_peak_fraction: Option<f64>,
-    /// The machine's peak GFLOP/s as given by the user (`--peak-gflops`).
-    pub peak_gflops: Option<f64>,
-    /// Peak resident memory of the process (MiB).
-    pub peak_rss_mib: Option<f64>,
-    pub machine: MachineInfo,
-    /// Code revision.
-    pub git_revision: String,
-}
-
-/// The machine as `capsnet bench` reports it (`capsnet_train::machine::MachineInfo`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MachineInfo {
-    pub hostname: String,
-    pub cpu: String,
-    /// Hardware threads available to the process.
-    pub threads: usize,
-    pub os: String,
-    /// The CPU's vector instruction sets (absent in older records).
-    #[serde(default)]
-    pub vector_isa: VectorIsa,
-    /// The GEMM kernels flex runs on this CPU (absent, read as empty, in older records).
-    #[serde(default)]
-    pub flex_gemm: String,
-}
 
 /// What `scripts/reference/capsnet_torch.py bench` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,22 +99,16 @@ pub struct ReferenceMachine {
     pub torch_cpu_capability: Option<String>,
 }
 
-/// What `capsnet info --json` and `capsnet_torch.py info --json` both print, as far as the
-/// comparison reads it (capsnet prints more: routing, FLOP model, memory estimate).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct NetworkInfo {
-    pub name: String,
-    pub layers: Vec<LayerInfo>,
-    pub params: u64,
-}
-
-/// One row of the layer table.
+/// What `scripts/reference/capsnet_torch.py info --json` prints (capsnet's side is
+/// [`InfoReport`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerInfo {
+pub struct ReferenceInfo {
+    /// `pytorch-reference`.
     pub name: String,
-    /// Output shape per example.
-    pub output: Vec<usize>,
-    pub params: u64,
+    /// `--network`.
+    pub network: String,
+    pub layers: Vec<LayerInfo>,
+    pub params: usize,
 }
 
 /// The record `cargo xtask bench-compare` writes to `results/bench/<stem>.json` (its keys in
@@ -549,13 +493,13 @@ fn check_layer_tables(
     binary: &Path,
     reference: &Reference,
 ) -> Result<u64> {
-    let ours: NetworkInfo = run_json(
+    let ours: InfoReport = run_json(
         Command::new(binary)
             .args(["info", &args.experiment, "--json"])
             .current_dir(root),
         "capsnet info",
     )?;
-    let theirs: NetworkInfo = run_json(
+    let theirs: ReferenceInfo = run_json(
         Command::new(&args.python)
             .arg(&reference.script)
             .args(["info", "--json", "--network", &args.network])
@@ -571,7 +515,7 @@ fn check_layer_tables(
             serde_json::to_string(&theirs.layers)?
         );
     }
-    Ok(ours.params)
+    Ok(ours.params as u64)
 }
 
 /// The two benchmark commands, as run and as recorded.
@@ -1742,7 +1686,27 @@ mod tests {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         let calls = dir.join("calls");
-        let info = r#"{"name": "fake", "layers": [{"name": "conv1", "output": [256, 20, 20], "params": 42}], "params": 42}"#;
+        // Each side's `info --json`: the same one-layer table.
+        let info = |side: &str| {
+            let layers = json!([{"name": "conv1", "output": [256, 20, 20], "params": 42}]);
+            match side {
+                "capsnet" => json!({
+                    "name": "fake", "arch": "capsnet", "layers": layers, "params": 42,
+                    "routing": null,
+                    "forward_macs": {"convolutions": 1, "votes": 0, "routing": 0, "dense": 0},
+                    "train_gflop_per_image": 0.0, "inference_gflop_per_image": 0.0,
+                    "memory": {"bytes_per_value": 4, "activations_per_example": 1,
+                               "votes_per_example": 0, "routing_per_example": 0,
+                               "capsules": null, "parameters_and_optimizer": 1, "batch": 1,
+                               "training_peak": 1, "warning": null},
+                }),
+                _ => json!({
+                    "name": "pytorch-reference", "network": "capsnet", "layers": layers,
+                    "params": 42
+                }),
+            }
+            .to_string()
+        };
         // Each side's bench output with its call number as the training throughput: the JSON
         // before and after that number.
         let output = |side: &str| {
@@ -1761,6 +1725,7 @@ mod tests {
         let fake = |name: &str, side: &str, command: &str, check: &str| {
             let path = dir.join(name);
             let (before, after) = output(side);
+            let info = info(side);
             std::fs::write(
                 &path,
                 format!(
