@@ -106,10 +106,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("CAPSNET_PYTHON={}", python.to_string_lossy());
             Ok(())
         }
-        Some(Task::Sweep(mut args)) => {
-            args.validate()?;
-            sweep::run(args)
-        }
+        Some(Task::Sweep(args)) => sweep::run(args),
         Some(Task::Collect(args)) => tables::collect(&args.sweep, &args.raw),
         Some(Task::Tables(args)) => tables::tables(&repo_root()?, args.check),
         Some(Task::Capsnet { args }) => capsnet(&args),

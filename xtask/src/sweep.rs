@@ -68,7 +68,8 @@ pub struct SweepArgs {
 impl SweepArgs {
     /// Checks what clap cannot: splits the positional arguments into the experiment and the
     /// overrides (anything with `=`), and asks the chosen launcher whether it takes the flags
-    /// given (e.g. `--devices` is the local launcher's). Call once after parsing.
+    /// given (e.g. `--devices` is the local launcher's). [`run`] calls it; calling it again
+    /// changes nothing.
     pub fn validate(&mut self) -> Result<()> {
         self.features = self
             .features
@@ -142,8 +143,9 @@ impl std::ops::DerefMut for Plan {
     }
 }
 
-/// Runs `cargo xtask sweep` (arguments checked by [`SweepArgs::validate`]).
-pub fn run(args: SweepArgs) -> Result<()> {
+/// Runs `cargo xtask sweep`.
+pub fn run(mut args: SweepArgs) -> Result<()> {
+    args.validate()?;
     let launcher = args.make_launcher()?;
     let root = crate::repo_root()?;
     let capsnet = build_capsnet(&root, &args.features)?;
