@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use crate::backend::BackendError;
+
 /// An experiment that cannot be loaded or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -79,61 +81,6 @@ pub enum ConfigError {
     /// A backend that is unknown or not compiled into this binary.
     #[error(transparent)]
     Backend(#[from] BackendError),
-}
-
-/// A backend that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The name is not a backend at all.
-    #[error(
-        "unknown backend `{0}`: expected one of {expected}",
-        expected = crate::backend::BackendKind::names()
-    )]
-    Unknown(String),
-    /// A known backend this binary was built without.
-    #[error(
-        "backend `{name}` is not compiled into this binary: rebuild with `cargo build --release -p capsnet-train --features {feature}`{hint}"
-    )]
-    NotCompiled {
-        /// Backend name.
-        name: String,
-        /// Cargo feature that enables it.
-        feature: &'static str,
-        /// Extra advice (e.g. for libtorch).
-        hint: &'static str,
-    },
-    /// `runtime.device` names a kind of device this backend does not have.
-    #[error("backend `{name}`: `runtime.device = {device}` does not apply: {reason}")]
-    BadDevice {
-        /// Backend name.
-        name: String,
-        /// The selector as written.
-        device: String,
-        /// Why.
-        reason: String,
-    },
-    /// wgpu sees no adapter of the kind `runtime.device` asks for.
-    #[error(
-        "backend `wgpu`: no adapter for `runtime.device = {device}`; wgpu sees: {found} (`runtime.device` takes \"default\", \"cpu\", \"discrete:N\", \"integrated:N\", \"virtual:N\" or an index = discrete:N)"
-    )]
-    NoAdapter {
-        /// The selector as written.
-        device: String,
-        /// The adapters found, in words.
-        found: String,
-    },
-    /// The backend is compiled in but the machine has no such device.
-    #[error(
-        "backend `{name}`: no device {index} on this machine ({found} found; check the GPU driver and `runtime.device`)"
-    )]
-    NoDevice {
-        /// Backend name.
-        name: String,
-        /// Requested device index.
-        index: usize,
-        /// Devices found.
-        found: usize,
-    },
 }
 
 /// Errors of training, evaluation and checkpoints.

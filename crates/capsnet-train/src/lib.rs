@@ -35,6 +35,7 @@ pub mod recorder;
 pub mod report;
 pub mod run_dir;
 pub mod sweep;
+pub mod sweep_spec;
 pub mod train_loop;
 
 pub use config::{Arch, ExperimentConfig};

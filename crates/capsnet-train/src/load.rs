@@ -16,7 +16,7 @@
 //! Files are parsed with the `toml` crate rather than figment's TOML provider because three of
 //! their keys are not experiment keys: `extends` (read here), and `[sweep]` and `seeds`, which
 //! are layered in the same order but outside figment, whose tables are sorted maps: a sweep's
-//! axes keep their file order ([`crate::sweep`]).
+//! axes keep their file order ([`crate::sweep_spec`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ pub struct Resolved {
     /// Command-line overrides, in order.
     pub overrides: Vec<String>,
     /// The `[sweep]` table (and `seeds`), if the experiment has one.
-    pub sweep: Option<crate::sweep::SweepSpec>,
+    pub sweep: Option<crate::sweep_spec::SweepSpec>,
 }
 
 /// Loads `path` with its `extends` chain, the `CAPSNET_` environment and `overrides`, and
@@ -96,8 +96,10 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> Result<Resolved, Co
     let figment = stack
         .into_iter()
         .fold(Figment::new(), |figment, layer| figment.merge(layer));
-    let sweep =
-        crate::sweep::SweepSpec::parse(sweep_table.remove("sweep"), sweep_table.remove("seeds"))?;
+    let sweep = crate::sweep_spec::SweepSpec::parse(
+        sweep_table.remove("sweep"),
+        sweep_table.remove("seeds"),
+    )?;
     let config = extract(&figment, &env_vars)?;
     config
         .validate()
