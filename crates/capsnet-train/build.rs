@@ -1,6 +1,7 @@
 //! Embeds the git revision the binary is built from (`CAPSNET_BUILD_REVISION`): records say
 //! what ran, not what checkout happens to be in the working directory when it runs (a binary
-//! copied to a GPU machine runs far from its checkout).
+//! copied to a GPU machine runs far from its checkout), and with the `tch` feature the libtorch
+//! version it was built against (`CAPSNET_LIBTORCH_VERSION`, set by scripts/gpu/prepare.sh).
 
 use std::process::Command;
 
@@ -30,6 +31,14 @@ fn main() {
         if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
             println!("cargo:rerun-if-changed={dir}/{head}");
         }
+    }
+    // With the tch backend: the libtorch (PyTorch) version it is built against, as
+    // scripts/gpu/prepare.sh states it, for the summaries' accelerator record.
+    println!("cargo:rerun-if-env-changed=CAPSNET_LIBTORCH_VERSION");
+    if std::env::var_os("CARGO_FEATURE_TCH").is_some()
+        && let Ok(version) = std::env::var("CAPSNET_LIBTORCH_VERSION")
+    {
+        println!("cargo:rustc-env=CAPSNET_LIBTORCH_VERSION={version}");
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

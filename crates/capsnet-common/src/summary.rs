@@ -72,6 +72,9 @@ pub struct Summary {
     pub device: DeviceSelector,
     /// Machine the run finished on.
     pub machine: MachineInfo,
+    /// The GPU a GPU backend ran on (absent for CPU backends and in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<Accelerator>,
     /// The git revision the binary was built from (embedded at build time; `-dirty` when the
     /// tree had uncommitted changes then).
     pub git_revision: String,
@@ -82,6 +85,23 @@ pub struct Summary {
     pub capsnet_version: String,
     /// burn version.
     pub burn_version: String,
+}
+
+/// The GPU a run used, as the driver and the binary know it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accelerator {
+    /// Device name (`NVIDIA H100 80GB HBM3`), from `nvidia-smi`.
+    pub name: String,
+    /// Driver version, from `nvidia-smi`.
+    pub driver: String,
+    /// The highest CUDA version the driver supports, from `nvidia-smi`.
+    pub cuda_driver_api: Option<String>,
+    /// Memory in MiB, from `nvidia-smi`.
+    pub memory_mib: Option<u64>,
+    /// The libtorch (PyTorch) version the binary was built against (tch backends).
+    pub libtorch: Option<String>,
+    /// TensorFloat-32 for float32 matrix products and convolutions: how it was set.
+    pub tf32: String,
 }
 
 #[cfg(test)]
@@ -149,6 +169,14 @@ mod tests {
             backend: "flex".into(),
             device: DeviceSelector::Index(1),
             machine: MachineInfo::current(|_| "gemm".into()),
+            accelerator: Some(Accelerator {
+                name: "GPU".into(),
+                driver: "580".into(),
+                cuda_driver_api: Some("13.0".into()),
+                memory_mib: Some(81559),
+                libtorch: Some("2.11.0".into()),
+                tf32: "off".into(),
+            }),
             git_revision: "abc".into(),
             binary_sha256: Some("00".into()),
             capsnet_version: "0.1.0".into(),
@@ -170,6 +198,7 @@ mod tests {
         }
         assert_eq!(json["device"], 1);
         assert_eq!(json["machine"]["cpu"], summary.machine.cpu.as_str());
+        assert_eq!(json["accelerator"]["tf32"], "off");
         assert_eq!(serde_json::from_value::<Summary>(json).unwrap(), summary);
     }
 }

@@ -528,6 +528,7 @@ impl<'a> Run<'a> {
             backend: config.runtime.backend.name().into(),
             device: config.runtime.device,
             machine: crate::machine::current(),
+            accelerator: crate::machine::accelerator(config.runtime.backend, config.runtime.device),
             git_revision: crate::machine::build_revision().to_string(),
             binary_sha256: crate::machine::binary_sha256(),
             capsnet_version: env!("CARGO_PKG_VERSION").into(),

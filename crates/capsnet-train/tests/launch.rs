@@ -151,3 +151,67 @@ fn a_short_budget_cuts_jobs_short_and_skips_the_rest() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--budget-secs"));
 }
+
+/// `--parallel auto` measures before it launches: the first jobs trained for the warm-up time
+/// with 1, then 2 processes, each trial's speed recorded; with `--fit-epochs`, a plan far
+/// longer than the budget gets the epochs that fit, and every job runs with them. The warm-up
+/// trained the real jobs, which go on from there (`--resume-or-start`).
+#[test]
+fn auto_parallel_measures_then_fits_the_epochs_to_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path(), "long", &["train.epochs=500"]);
+    let out = dir.path().join("out");
+    let archive = dir.path().join("results.tar.gz");
+    ok(capsnet(&[
+        "launch",
+        s(&plan),
+        "--parallel",
+        "auto",
+        "--max-parallel",
+        "2",
+        "--warmup-secs",
+        "3",
+        "--fit-epochs",
+        "--budget-secs",
+        "90",
+        "--reserve-secs",
+        "5",
+        "--min-run-secs",
+        "5",
+        "--out",
+        s(&out),
+        "--archive",
+        s(&archive),
+    ]));
+    let sizing: capsnet_train::launch::Sizing =
+        serde_json::from_str(&std::fs::read_to_string(out.join("launch-sizing.json")).unwrap())
+            .unwrap();
+    assert_eq!(sizing.trials[0].processes, 1, "{sizing:?}");
+    assert_eq!(sizing.trials[0].jobs, [0], "{sizing:?}");
+    for trial in &sizing.trials {
+        assert_eq!(trial.images_per_sec.len(), trial.processes);
+        assert!(trial.images_per_sec.iter().all(|&v| v > 0.0), "{sizing:?}");
+    }
+    assert!(
+        sizing.trials.iter().any(|t| t.processes == sizing.parallel),
+        "{sizing:?}"
+    );
+    let epochs = sizing.epochs.expect("500 epochs cannot fit in 90 s");
+    assert!((1..500).contains(&epochs), "{sizing:?}");
+    assert!(sizing.note.contains("train.epochs="), "{}", sizing.note);
+    // Every job that ran did so with the fitted epochs; none failed.
+    let text = std::fs::read_to_string(out.join("launch-status.json")).unwrap();
+    let status: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for job in &status {
+        assert_ne!(job["state"], "failed", "{status:?}");
+        if job["state"] == "not-started" {
+            continue;
+        }
+        let run = Path::new(job["run_dir"].as_str().unwrap());
+        let summary: capsnet_common::summary::Summary =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary.epochs, epochs, "{}", run.display());
+    }
+    assert!(archive_entries(&archive).contains(&"launch-sizing.json".to_string()));
+}

@@ -234,9 +234,20 @@ struct ImportArgs {
 struct LaunchArgs {
     /// The plan, as `capsnet sweep-plan EXP --json` wrote it.
     plan: PathBuf,
-    /// Training processes at once.
-    #[arg(long, default_value_t = 1)]
-    parallel: usize,
+    /// Training processes at once: a number, or `auto` (measured by a warm-up that trains the
+    /// first jobs for --warmup-secs with 1, 2, … processes, at most --max-parallel).
+    #[arg(long, default_value = "1")]
+    parallel: capsnet_train::launch::Parallel,
+    /// The most processes `--parallel auto` tries.
+    #[arg(long, default_value_t = 4)]
+    max_parallel: usize,
+    /// Seconds each warm-up trial trains.
+    #[arg(long, default_value_t = 30.0)]
+    warmup_secs: f64,
+    /// Set train.epochs from the warm-up's measured speed so that the jobs finish whole
+    /// within the budget where they can (needs --parallel auto).
+    #[arg(long)]
+    fit_epochs: bool,
     /// Seconds until everything must be packed; each job is given what is left.
     #[arg(long)]
     budget_secs: f64,
@@ -482,7 +493,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
 }
 
 fn launch(args: LaunchArgs) -> Result<()> {
-    use capsnet_train::launch::{JobState, LaunchOptions, pack, run_plan};
+    use capsnet_train::launch::{JobState, LaunchOptions, Parallel, pack, run_plan};
     if !(args.budget_secs > 0.0 && args.budget_secs.is_finite()) {
         bail!(
             "--budget-secs {}: must be a positive number of seconds",
@@ -499,8 +510,28 @@ fn launch(args: LaunchArgs) -> Result<()> {
             )
         })?;
     let exe = std::env::current_exe().context("cannot find this binary to run the jobs")?;
+    if !(args.warmup_secs > 0.0 && args.warmup_secs.is_finite()) {
+        bail!(
+            "--warmup-secs {}: must be a positive number of seconds",
+            args.warmup_secs
+        );
+    }
+    let parallel = match args.parallel {
+        Parallel::Auto { .. } if args.max_parallel == 0 => {
+            bail!("--max-parallel must be at least 1")
+        }
+        Parallel::Auto { .. } => Parallel::Auto {
+            max: args.max_parallel,
+        },
+        Parallel::Fixed(_) if args.fit_epochs => {
+            bail!("--fit-epochs sizes epochs from the warm-up's speed: it needs --parallel auto")
+        }
+        fixed => fixed,
+    };
     let options = LaunchOptions {
-        parallel: args.parallel,
+        parallel,
+        warmup_secs: args.warmup_secs,
+        fit_epochs: args.fit_epochs,
         budget_secs: args.budget_secs,
         reserve_secs: args.reserve_secs,
         min_run_secs: args.min_run_secs,
@@ -536,7 +567,7 @@ fn launch(args: LaunchArgs) -> Result<()> {
     }
     if count(JobState::Failed) > 0 {
         bail!(
-            "{} job(s) failed: see launch.log in their run directories under {}",
+            "{} job(s) failed: see <job>.launch.log beside their run directories in {}",
             count(JobState::Failed),
             args.out.display()
         );
