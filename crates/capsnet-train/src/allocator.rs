@@ -61,9 +61,12 @@ pub fn apply() -> AllocatorSettings {
     };
     // SAFETY: reads one entry of mimalloc's option table by index.
     let purge_delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+    // `c_long` is i64 here but i32 on some platforms.
+    #[allow(clippy::useless_conversion)]
+    let purge_delay = i64::from(purge_delay);
     AllocatorSettings {
         global: "mimalloc".into(),
-        mimalloc_purge_delay_ms: i64::from(purge_delay),
+        mimalloc_purge_delay_ms: purge_delay,
         glibc,
     }
 }
