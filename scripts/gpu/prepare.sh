@@ -29,6 +29,9 @@ fi
     exit 1
 }
 target=${CAPSNET_TCH_TARGET:-../target-tch}
+# CAPSNET_LIBTORCH_VERSION: embedded in the binary (build.rs), recorded in every summary's
+# `accelerator` as the libtorch it was built against.
+CAPSNET_LIBTORCH_VERSION="$torch_version" \
 LIBTORCH="$torch_dir" LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
     cargo build --release -p capsnet-train --features tch --bin capsnet --target-dir "$target"
 wgpu_target=${CAPSNET_WGPU_TARGET:-../target-wgpu}
@@ -45,7 +48,11 @@ git rev-parse HEAD > gpu-carry/REVISION
 echo "torch $torch_version" >> gpu-carry/REVISION
 # The Table 1 plan the launcher runs there (CAPSNET_GPU_QUICK=1: tiny sizes, for dry runs).
 quick_overrides=()
-[[ ${CAPSNET_GPU_QUICK:-0} == 1 ]] && quick_overrides=(data.train_limit=256 data.test_limit=200 train.epochs=1 train.batch_size=32 train.eval_batch_size=100)
+# (Quick: 256 images, small networks of both kinds, for a dry run on a CPU.)
+[[ ${CAPSNET_GPU_QUICK:-0} == 1 ]] && quick_overrides=(data.train_limit=256 data.test_limit=200
+    train.epochs=1 train.batch_size=32 train.eval_batch_size=100 model.conv1_channels=16
+    model.primary_types=4 'model.decoder.hidden=[32, 64]' 'baseline.conv_channels=[16, 16]'
+    'baseline.hidden=[64]')
 cargo capsnet sweep-plan experiments/table1.toml "${quick_overrides[@]}" --json > gpu-carry/table1-plan.json
 du -sh gpu-carry
 size=$(du -sb gpu-carry | cut -f1)

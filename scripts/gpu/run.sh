@@ -11,12 +11,17 @@
 #   CAPSNET_GPU_TOTAL     everything must be packed by then (default 500; the call's timeout_s
 #                         must be above it)
 #   CAPSNET_GPU_TRAIN     the launcher's budget for the Table 1 plan (default 360)
-#   CAPSNET_GPU_PARALLEL  training processes at once (default 3 on a GPU, 2 otherwise)
+#   CAPSNET_GPU_PARALLEL  training processes at once: `auto` (default: a warm-up measures 1, 2, …
+#                         at most CAPSNET_GPU_MAX_PARALLEL, default 4 on a GPU, 2 otherwise) or N
+#   CAPSNET_GPU_WARMUP    seconds each warm-up trial trains (default 20)
 #   CAPSNET_GPU_QUICK=1   tiny sizes for a dry run; CAPSNET_GPU_WGPU=0 skips the wgpu step
 #
 # $OUT receives: table1.tar.gz (`capsnet launch --archive`: summaries, configs, metrics, logs,
 # launch-status.json; `cargo xtask collect $OUT/table1.tar.gz results/raw/table1` here) and
 # extras.tar.gz (run.log, GPU and versions, smoke check, parity, benches, GPU memory).
+#
+# TF32 is pinned off for everything here (NVIDIA_TF32_OVERRIDE=0: cuBLAS and cuDNN compute
+# float32 in float32), capsnet and the PyTorch reference alike; the summaries say so.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:?set OUT to a folder for the results}
@@ -43,6 +48,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 [[ -n $torch_lib ]] && export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CAPSNET_DATA="$PWD/gpu-carry/data"
+export NVIDIA_TF32_OVERRIDE=0
 bin="$PWD/gpu-carry/capsnet"
 [[ -x "$bin" ]] || { xz -dk "$bin.xz" && chmod +x "$bin"; }
 wbin="$PWD/gpu-carry/capsnet-wgpu"
@@ -50,7 +56,9 @@ wbin="$PWD/gpu-carry/capsnet-wgpu"
 cat gpu-carry/REVISION 2>/dev/null | tee -a "$work/versions.txt"
 on_gpu=0
 command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1 && on_gpu=1
-parallel=${CAPSNET_GPU_PARALLEL:-$(( on_gpu == 1 ? 3 : 2 ))}
+parallel=${CAPSNET_GPU_PARALLEL:-auto}
+max_parallel=${CAPSNET_GPU_MAX_PARALLEL:-$(( on_gpu == 1 ? 4 : 2 ))}
+warmup=${CAPSNET_GPU_WARMUP:-20}
 
 # GPU memory, sampled every 200 ms for the whole script.
 if (( on_gpu )); then
@@ -72,10 +80,12 @@ if (( smoke != 0 )); then
     exit 1
 fi
 
-step "Table 1 plan: $parallel at once, budget $train_budget s"
+step "Table 1 plan: $parallel at once (at most $max_parallel), budget $train_budget s"
 plan=gpu-carry/table1-plan.json
-"$bin" launch "$plan" --backend "$backend" --parallel "$parallel" --budget-secs "$train_budget" \
-    --out "$work/table1" --archive "$out/table1.tar.gz"
+sizing=()
+[[ $parallel == auto ]] && sizing=(--max-parallel "$max_parallel" --warmup-secs "$warmup" --fit-epochs)
+"$bin" launch "$plan" --backend "$backend" --parallel "$parallel" "${sizing[@]}" \
+    --budget-secs "$train_budget" --out "$work/table1" --archive "$out/table1.tar.gz"
 echo "launch: exit $?"
 
 exp=experiments/mnist.toml
@@ -103,6 +113,21 @@ for b in "${train_batches[@]}"; do
         > "$work/bench-b$b.json"
     echo "batch $b: exit $?"; grep images_per_sec "$work/bench-b$b.json"
 done
+# The PyTorch reference on the same GPU, same network and batch, alternated with capsnet
+# (two rounds each; TF32 off on both sides): the GPU ratio, computed here from the records.
+if (( on_gpu )) && python3 -c 'import torch' 2>/dev/null; then
+    for round in 1 2; do
+        (( $(left) > 80 )) || break
+        b=${train_batches[0]}
+        step "round $round: capsnet vs PyTorch reference, $exp batch $b"
+        timeout 60 "$bin" bench "$exp" --backend "$backend" --batch-size "$b" --steps $steps \
+            --warmup 3 > "$work/compare-capsnet-b$b-r$round.json"
+        timeout 60 python3 scripts/reference/capsnet_torch.py bench --device cuda --dtype fp32 \
+            --batch-size "$b" --steps $steps --warmup 3 > "$work/compare-pytorch-b$b-r$round.json"
+        grep -h '"train_images_per_sec"\|"inference_images_per_sec"' \
+            "$work/compare-capsnet-b$b-r$round.json" "$work/compare-pytorch-b$b-r$round.json"
+    done
+fi
 if (( $(left) > 60 )); then
     step "bench $exp inference batch $infer_batch"
     timeout 50 "$bin" bench "$exp" --backend "$backend" --batch-size $infer_batch --steps 5 --warmup 2 \

@@ -509,6 +509,8 @@ def bench(args):
         "adam": args.adam,
         "channels_last": args.channels_last,
         "params": params,
+        # TF32 for float32 products and convolutions (only `--dtype tf32` allows it).
+        "tf32": tf32,
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)

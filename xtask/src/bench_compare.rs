@@ -85,6 +85,9 @@ pub struct ReferenceBench {
     /// CUDA runs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_version: Option<String>,
+    /// Whether TF32 was allowed for float32 products and convolutions (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tf32: Option<bool>,
 }
 
 /// The machine as the reference script reports it.

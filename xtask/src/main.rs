@@ -108,7 +108,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Task::Sweep(args)) => sweep::run(args),
         Some(Task::Collect(args)) => tables::collect(&args.sweep, &args.raw),
-        Some(Task::Tables(args)) => tables::tables(&repo_root()?, args.check),
+        Some(Task::Tables(args)) => {
+            tables::tables(&repo_root()?, args.check, args.results.as_deref())
+        }
         Some(Task::Capsnet { args }) => capsnet(&args),
         Some(Task::BenchCompare(args)) => bench_compare::run(args.validate()?),
         None => {
@@ -157,7 +159,7 @@ fn ci(extra: &[String]) -> Result<()> {
     let mut args = vec!["--profile".to_string(), "ci".to_string()];
     args.extend(extra.iter().cloned());
     run_tests(&python, &args)?;
-    tables::tables(&root, true)
+    tables::tables(&root, true, None)
 }
 
 fn test(extra: &[String]) -> Result<()> {

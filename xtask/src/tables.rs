@@ -47,6 +47,10 @@ struct TableSpec {
     /// Cost columns from the run summaries, after the error columns.
     #[serde(default)]
     columns: Vec<Column>,
+    /// Set for a table whose runs need hardware this project rarely has (Table 1 needs a GPU):
+    /// a row without runs reads "not run yet" beside the paper's number, and while `raw` holds
+    /// no runs at all the note says what is awaited. Without it, a row without runs is an error.
+    awaiting: Option<String>,
     row: Vec<RowSpec>,
 }
 
@@ -146,6 +150,11 @@ pub struct TablesArgs {
     /// Check that the committed tables and figures are current instead of writing them.
     #[arg(long)]
     pub check: bool,
+    /// The results folder (tables.toml, paper.toml, raw/, the outputs); default `results/`.
+    /// Another folder renders tables from other records without touching the committed ones
+    /// (e.g. a dry run's).
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
 }
 
 /// `cargo xtask collect` arguments.
@@ -161,8 +170,8 @@ pub struct CollectArgs {
 
 /// Runs `cargo xtask tables` in the repository `root`: writes every table and figure, or with
 /// `check` fails unless the committed ones are current.
-pub fn tables(root: &Path, check: bool) -> Result<()> {
-    let results = root.join("results");
+pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
+    let results = results.map_or_else(|| root.join("results"), Path::to_path_buf);
     let outputs = render_all(&results)?;
     if check {
         let stale: Vec<String> = outputs
@@ -234,7 +243,13 @@ fn render(
     paper: &BTreeMap<String, BTreeMap<String, Value>>,
 ) -> Result<(String, String)> {
     let raw = results.join(&table.raw);
-    let runs = read_runs(&raw)?;
+    let has_records = raw
+        .read_dir()
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().join("summary.json").is_file())));
+    let runs = match &table.awaiting {
+        Some(_) if !has_records => Vec::new(),
+        _ => read_runs(&raw)?,
+    };
     let paper_section = match &table.paper {
         Some(name) => Some(
             paper
@@ -250,6 +265,17 @@ fn render(
     md += &format!("Produced by: `{}`\n\n", table.command);
     if let Some(note) = &table.machine_note {
         md += &format!("Machine: {note}\n\n");
+    }
+    if let Some(awaited) = &table.awaiting {
+        if runs.is_empty() {
+            md += &format!("**Not run yet:** {awaited}\n\n");
+        } else if table
+            .row
+            .iter()
+            .any(|r| !runs.iter().any(|run| matches(run, &r.matches)))
+        {
+            md += "Rows marked \"not run yet\" had no finished run in the records.\n\n";
+        }
     }
     md += "Test error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n";
     let extra_md: String = table
@@ -280,6 +306,22 @@ fn render(
     );
     for row in &table.row {
         let matched: Vec<&Run> = runs.iter().filter(|r| matches(r, &row.matches)).collect();
+        if matched.is_empty() && table.awaiting.is_some() {
+            let paper = paper_text(&paper_number(table, row, paper_section)?);
+            md += &format!(
+                "| {} | not run yet |{} 0 | {paper} | – | – | – | – | – | – |\n",
+                row.label,
+                " – |".repeat(table.extra.len() + table.columns.len())
+            );
+            let fields = csv.lines().next().map_or(0, |h| h.split(',').count());
+            csv += &format!(
+                "{},,,0,{}{}\n",
+                csv_field(&row.label),
+                paper_csv(&paper_number(table, row, paper_section)?),
+                ",".repeat(fields - 6)
+            );
+            continue;
+        }
         if matched.is_empty() {
             bail!(
                 "row `{}` matches no run in {} (match: {})",
@@ -315,43 +357,19 @@ fn render(
         let images = same(&|s| s.train_images.to_string(), "training sets")?;
         let backend = same(&|s| s.backend.clone(), "backends")?;
         let hardware = same(
-            &|s| format!("{} ({} threads)", s.machine.cpu, s.machine.threads),
+            &|s| match &s.accelerator {
+                Some(gpu) => format!("{} (driver {})", gpu.name, gpu.driver),
+                None => format!("{} ({} threads)", s.machine.cpu, s.machine.threads),
+            },
             "hardware",
         )?;
         let (mean, std) = mean_std(&errors);
-        let paper_number: Option<PaperNumber> = match (&row.paper, paper_section) {
-            (Some(key), Some(section)) => Some(
-                section
-                    .get(key)
-                    .with_context(|| {
-                        format!(
-                            "paper section `{}` has no `{key}`",
-                            table.paper.as_deref().unwrap_or("")
-                        )
-                    })?
-                    .clone()
-                    .try_into()
-                    .with_context(|| {
-                        format!("paper number `{key}` needs `mean` (and optional `std`)")
-                    })?,
-            ),
-            (Some(key), None) => bail!(
-                "row `{}` names paper number `{key}` but the table has no `paper` section",
-                row.label
-            ),
-            _ => None,
-        };
+        let paper_number = paper_number(table, row, paper_section)?;
         let ours = match std {
             Some(std) => format!("{mean:.2} ± {std:.2}"),
             None => format!("{mean:.2}"),
         };
-        let paper_text = paper_number
-            .as_ref()
-            .map(|p| match p.std {
-                Some(s) => format!("{} ± {}", p.mean, s),
-                None => p.mean.to_string(),
-            })
-            .unwrap_or_else(|| "–".into());
+        let paper_text = paper_text(&paper_number);
         let mut extra_cells = String::new();
         let mut extra_values = String::new();
         for set in &table.extra {
@@ -403,20 +421,12 @@ fn render(
         );
         let names: Vec<&str> = matched.iter().map(|r| r.name.as_str()).collect();
         csv += &format!(
-            "{},{:.4},{},{},{},{},{},{},{},{},{},{},{}{extra_values}\n",
+            "{},{:.4},{},{},{},{},{},{},{},{},{},{}{extra_values}\n",
             csv_field(&row.label),
             mean,
             std.map(|s| format!("{s:.4}")).unwrap_or_default(),
             errors.len(),
-            paper_number
-                .as_ref()
-                .map(|p| p.mean.to_string())
-                .unwrap_or_default(),
-            paper_number
-                .as_ref()
-                .and_then(|p| p.std)
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            paper_csv(&paper_number),
             epochs,
             steps,
             batch,
@@ -427,6 +437,63 @@ fn render(
         );
     }
     Ok((md, csv))
+}
+
+/// The paper's number a row names, from the table's section of paper.toml.
+fn paper_number(
+    table: &TableSpec,
+    row: &RowSpec,
+    section: Option<&BTreeMap<String, Value>>,
+) -> Result<Option<PaperNumber>> {
+    Ok(match (&row.paper, section) {
+        (Some(key), Some(section)) => Some(
+            section
+                .get(key)
+                .with_context(|| {
+                    format!(
+                        "paper section `{}` has no `{key}`",
+                        table.paper.as_deref().unwrap_or("")
+                    )
+                })?
+                .clone()
+                .try_into()
+                .with_context(|| {
+                    format!("paper number `{key}` needs `mean` (and optional `std`)")
+                })?,
+        ),
+        (Some(key), None) => bail!(
+            "row `{}` names paper number `{key}` but the table has no `paper` section",
+            row.label
+        ),
+        _ => None,
+    })
+}
+
+/// The paper's number as a Markdown cell (`–` without one).
+fn paper_text(number: &Option<PaperNumber>) -> String {
+    number
+        .as_ref()
+        .map(|p| match p.std {
+            Some(s) => format!("{} ± {}", p.mean, s),
+            None => p.mean.to_string(),
+        })
+        .unwrap_or_else(|| "–".into())
+}
+
+/// The paper's mean and std as two CSV fields.
+fn paper_csv(number: &Option<PaperNumber>) -> String {
+    format!(
+        "{},{}",
+        number
+            .as_ref()
+            .map(|p| p.mean.to_string())
+            .unwrap_or_default(),
+        number
+            .as_ref()
+            .and_then(|p| p.std)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    )
 }
 
 /// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json` and
@@ -608,6 +675,52 @@ match = { model = { routing = { iterations = 3 } } }
         );
     }
 
+    /// A table awaiting hardware renders without records ("not run yet" beside the paper's
+    /// numbers), then fills the rows that have runs and marks the others; a GPU run's hardware
+    /// is its accelerator.
+    #[test]
+    fn awaiting_tables_render_before_and_between_their_runs() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            manifest.replace("paper = \"t\"\n", "paper = \"t\"\nawaiting = \"a GPU\"\n"),
+        )
+        .unwrap();
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(md.contains("**Not run yet:** a GPU"), "{md}");
+        assert!(
+            md.contains("| r1 | not run yet | 0 | 0.34 ± 0.032 | – |"),
+            "{md}"
+        );
+        assert!(md.contains("| r3 | not run yet | 0 | – |"), "{md}");
+        let csv = std::str::from_utf8(&out[1].1).unwrap();
+        let fields = |line: &str| line.split(',').count();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[1].starts_with("r1,,,0,0.34,0.032,"), "{csv}");
+        assert!(lines.iter().all(|l| fields(l) == fields(lines[0])), "{csv}");
+
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        let path = raw.join("a/summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        summary["accelerator"] = serde_json::json!({
+            "name": "NVIDIA H100", "driver": "580.65", "cuda_driver_api": "13.0",
+            "memory_mib": 81559, "libtorch": "2.11.0", "tf32": "off"
+        });
+        std::fs::write(&path, summary.to_string()).unwrap();
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(!md.contains("**Not run yet:**"), "{md}");
+        assert!(md.contains("had no finished run"), "{md}");
+        assert!(md.contains("| r1 | 1.00 | 1 | 0.34 ± 0.032 | 2 |"), "{md}");
+        assert!(md.contains("NVIDIA H100 (driver 580.65)"), "{md}");
+        assert!(md.contains("| r3 | not run yet | 0 |"), "{md}");
+    }
+
     #[test]
     fn extra_sets_get_their_own_error_column() {
         let tmp = tempfile_dir();
@@ -742,14 +855,14 @@ match = { model = { routing = { iterations = 3 } } }
         let raw = results.join("raw/t");
         write_run(&raw, "a", 1.0, 1, true);
         // Row r3 has no runs: nothing may be written.
-        assert!(tables(&tmp, false).is_err());
+        assert!(tables(&tmp, false, None).is_err());
         assert!(!results.join("t.md").exists());
         write_run(&raw, "d", 0.5, 3, true);
-        assert!(tables(&tmp, true).is_err());
-        tables(&tmp, false).unwrap();
-        tables(&tmp, true).unwrap();
+        assert!(tables(&tmp, true, None).is_err());
+        tables(&tmp, false, None).unwrap();
+        tables(&tmp, true, None).unwrap();
         write_run(&raw, "e", 0.7, 3, true);
-        let err = format!("{:#}", tables(&tmp, true).unwrap_err());
+        let err = format!("{:#}", tables(&tmp, true, None).unwrap_err());
         assert!(err.contains("stale"), "{err}");
     }
 
@@ -811,10 +924,10 @@ match = { arch = "capsnet" }
         assert!(drawn > 5_000, "only {drawn} non-white pixels");
         // Same records, same bytes; a new run makes the figure stale.
         assert_eq!(render_all(&results).unwrap(), out);
-        tables(&tmp, false).unwrap();
-        tables(&tmp, true).unwrap();
+        tables(&tmp, false, None).unwrap();
+        tables(&tmp, true, None).unwrap();
         std::fs::write(results.join("figures/f.png"), b"not the figure").unwrap();
-        let err = format!("{:#}", tables(&tmp, true).unwrap_err());
+        let err = format!("{:#}", tables(&tmp, true, None).unwrap_err());
         assert!(err.contains("figures/f.png"), "{err}");
         // A series on an evaluation set the runs lack, and a non-numeric x, are errors.
         let bad_set = format!("{manifest}{figure}set = \"train\"\n");
