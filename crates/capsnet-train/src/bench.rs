@@ -8,9 +8,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::config::ExperimentConfig;
+use crate::device::training_device;
 use crate::error::TrainError;
 use crate::net::{Net, Targets};
-use crate::train_loop::{optimizer, training_device};
+use crate::optim::optimizer;
 
 /// Benchmark settings.
 #[derive(Debug, Clone, Copy)]

@@ -19,6 +19,7 @@ pub mod board;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod export;

@@ -10,7 +10,7 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor};
 use capsnet_ops::AdamStep;
 
-use crate::config::TrainConfig;
+use crate::config::{ExperimentConfig, TrainConfig};
 
 /// Adam that runs `capsnet_ops::adam` on tensors whose backend has it.
 #[derive(Clone)]
@@ -182,4 +182,10 @@ mod tests {
         );
         assert_ne!(fused, start, "the optimizer did not move the parameters");
     }
+}
+
+/// Adam with the experiment's hyper-parameters, fused where the backend has the kernel and
+/// `runtime.fused_ops` is on (see this module).
+pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
+    crate::optim::adam(&config.train, config.runtime.fused_ops)
 }

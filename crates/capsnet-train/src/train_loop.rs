@@ -13,10 +13,12 @@ use capsnet_data::{Batch, Loader, LoaderConfig, Rng};
 use crate::checkpoint::{self, LastEval, LoopState};
 use crate::config::{ExperimentConfig, LrSchedule, TrainConfig};
 use crate::data::{ExperimentData, load_experiment_data};
+use crate::device::training_device;
 use crate::error::TrainError;
 use crate::eval::{Evaluation, evaluate, read_values};
 use crate::load::Resolved;
 use crate::net::{Net, batch_tensors};
+use crate::optim::optimizer;
 use crate::recorder::Recorder;
 use crate::report::{EvalRecord, ProgressMode, RunLog, StepValues, TrainWindow};
 use crate::run_dir::{self, Start};
@@ -58,39 +60,6 @@ pub fn learning_rate(train: &TrainConfig, step: u64, epoch: usize) -> f64 {
         LrSchedule::Constant => train.lr,
     };
     lr.max(train.lr_min)
-}
-
-/// The autodiff training device of an experiment, with its float precision set.
-///
-/// A precision other than f32 must be set before the device creates any tensor: in a process
-/// that has already used the device with another precision this is an error.
-pub fn training_device(config: &ExperimentConfig) -> Result<Device, TrainError> {
-    let mut device = config
-        .runtime
-        .backend
-        .device(config.runtime.device)
-        .map_err(crate::ConfigError::from)?;
-    let precision = config.runtime.precision;
-    let current = device.settings().float_dtype;
-    if current != precision.dtype() {
-        device
-            .configure(precision.dtype())
-            .map_err(|e| crate::ConfigError::Invalid {
-                key: "runtime.precision".into(),
-                value: precision.name().into(),
-                reason: format!(
-                    "backend `{}` cannot use it here: {e:?}",
-                    config.runtime.backend
-                ),
-            })?;
-    }
-    Ok(device.autodiff())
-}
-
-/// Adam with the experiment's hyper-parameters, fused where the backend has the kernel and
-/// `runtime.fused_ops` is on (see [`crate::optim`]).
-pub fn optimizer(config: &ExperimentConfig) -> ModuleOptimizer {
-    crate::optim::adam(&config.train, config.runtime.fused_ops)
 }
 
 /// Trains the experiment into `options.run_dir`, resuming if asked. Returns the run summary.

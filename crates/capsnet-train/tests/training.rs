@@ -289,7 +289,7 @@ fn bf16_precision_trains_in_bfloat16() {
         "runtime.precision=\"bf16\"".into(),
     ];
     let resolved = load_experiment(&exp, &overrides).unwrap();
-    let device = capsnet_train::train_loop::training_device(&resolved.config).unwrap();
+    let device = capsnet_train::device::training_device(&resolved.config).unwrap();
     let net = capsnet_train::net::Net::init(&resolved.config, &device).unwrap();
     struct Dtypes(Vec<burn::tensor::DType>);
     impl burn::module::ModuleVisitor for Dtypes {

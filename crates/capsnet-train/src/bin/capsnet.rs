@@ -459,7 +459,7 @@ fn figures(args: FiguresArgs) -> Result<()> {
         config.data.root = Some(dir);
     }
     config.validate()?;
-    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let device = capsnet_train::device::training_device(&config)?.without_autodiff();
     let capsnet_train::net::Net::Capsnet(net) = checkpoint::load_net(&ckpt, &config, &device)?
     else {
         bail!(
@@ -591,7 +591,7 @@ fn export(args: ExportArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| run.join("export").join("model.safetensors"));
-    let device = capsnet_train::train_loop::training_device(&config)?;
+    let device = capsnet_train::device::training_device(&config)?;
     let net = checkpoint::load_net(&ckpt, &config, &device)?;
     capsnet_train::export::export(&net, &config, &out)?;
     outln!("{}", out.display());
@@ -623,11 +623,11 @@ fn import(args: ImportArgs) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
-    let device = capsnet_train::train_loop::training_device(config)?;
+    let device = capsnet_train::device::training_device(config)?;
     let mut net = capsnet_train::net::Net::init(config, &device)?;
     capsnet_train::export::import(&mut net, config, &args.weights)?;
     run_dir::prepare(&run, &resolved, false, args.overwrite)?;
-    let optim = capsnet_train::train_loop::optimizer(config);
+    let optim = capsnet_train::optim::optimizer(config);
     let state = checkpoint::LoopState::start();
     let ckpt = checkpoint::save(&run, &net, &optim, &state, config.train.keep_checkpoints)?;
     outln!(
@@ -662,7 +662,7 @@ fn predict(args: PredictArgs) -> Result<()> {
             names => names,
         },
     };
-    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let device = capsnet_train::device::training_device(&config)?.without_autodiff();
     let net = checkpoint::load_net(&ckpt, &config, &device)?;
     let mut log = RunLog::stderr_only(if args.json {
         ProgressMode::Quiet
@@ -744,7 +744,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             );
         }
     }
-    let device = capsnet_train::train_loop::training_device(&config)?.without_autodiff();
+    let device = capsnet_train::device::training_device(&config)?.without_autodiff();
     let mut nets = Vec::new();
     for (ckpt, member_config) in &members {
         let mut net = checkpoint::load_net(ckpt, member_config, &device)?;
