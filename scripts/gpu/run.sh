@@ -68,8 +68,8 @@ if (( on_gpu )); then
     trap 'kill $smi 2>/dev/null; pack_extras' EXIT
 fi
 
-step "smoke check ($backend, 60 s at most)"
-timeout 60 "$bin" train experiments/quickstart.toml --backend "$backend" --plain \
+step "smoke check ($backend, 30 s at most)"
+timeout 30 "$bin" train experiments/quickstart.toml --backend "$backend" --plain \
     --run-dir "$work/smoke" data.train_limit=256 data.test_limit=256 train.epochs=1 \
     train.checkpoint_every_steps=0 train.tensorboard=false
 smoke=$?

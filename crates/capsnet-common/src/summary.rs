@@ -100,6 +100,9 @@ pub struct Accelerator {
     pub memory_mib: Option<u64>,
     /// The libtorch (PyTorch) version the binary was built against (tch backends).
     pub libtorch: Option<String>,
+    /// cuDNN's version as libtorch reports it (`tch-cuda`; absent in older records).
+    #[serde(default)]
+    pub cudnn: Option<String>,
     /// TensorFloat-32 for float32 matrix products and convolutions: how it was set.
     pub tf32: String,
 }
@@ -175,6 +178,7 @@ mod tests {
                 cuda_driver_api: Some("13.0".into()),
                 memory_mib: Some(81559),
                 libtorch: Some("2.11.0".into()),
+                cudnn: Some("91002".into()),
                 tf32: "off".into(),
             }),
             git_revision: "abc".into(),

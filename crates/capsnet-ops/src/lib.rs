@@ -26,6 +26,8 @@ mod flex;
 mod tch;
 
 pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
+#[cfg(feature = "tch")]
+pub use tch::cudnn_version;
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};

@@ -24,6 +24,12 @@ use tch::Tensor;
 
 use crate::extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 
+/// cuDNN's version as libtorch reports it (e.g. `91002`), for run records. Only on a libtorch
+/// built with CUDA: a CPU-only libtorch cannot answer (call it for `tch-cuda` runs only).
+pub fn cudnn_version() -> i64 {
+    tch::utils::version_cudnn()
+}
+
 fn ints<const N: usize>(v: [usize; N]) -> [i64; N] {
     v.map(|x| i64::try_from(x).expect("size fits i64"))
 }

@@ -45,7 +45,7 @@ pub use capsnet_common::summary::Accelerator;
 
 /// The GPU a run on `backend` uses (`None` for CPU backends, or when `nvidia-smi` cannot say):
 /// name, driver, CUDA version and memory from `nvidia-smi`, the libtorch version the binary was
-/// built against (tch), and how TF32 is set ([`tf32_state`]).
+/// built against and cuDNN's (tch), and how TF32 is set ([`tf32_state`]).
 pub fn accelerator(
     backend: crate::backend::BackendKind,
     device: crate::backend::DeviceSelector,
@@ -78,6 +78,10 @@ pub fn accelerator(
     let mut gpu = parse_nvidia_smi(&table, &index)?;
     gpu.cuda_driver_api = cuda_version(&header);
     gpu.libtorch = option_env!("CAPSNET_LIBTORCH_VERSION").map(str::to_string);
+    #[cfg(feature = "tch")]
+    if backend == BackendKind::TchCuda {
+        gpu.cudnn = Some(capsnet_ops::cudnn_version().to_string());
+    }
     gpu.tf32 = tf32_state(
         backend,
         std::env::var("NVIDIA_TF32_OVERRIDE").ok().as_deref(),
@@ -107,6 +111,7 @@ pub fn parse_nvidia_smi(table: &str, index: &str) -> Option<Accelerator> {
                 cuda_driver_api: None,
                 memory_mib: memory.parse().ok(),
                 libtorch: None,
+                cudnn: None,
                 tf32: String::new(),
             }),
             _ => None,
