@@ -19,6 +19,7 @@ mod bench_compare;
 mod figures;
 mod launcher;
 mod local;
+mod paired;
 mod runs;
 mod setup;
 mod slurm;
