@@ -20,6 +20,7 @@ mod figures;
 mod launcher;
 mod local;
 mod paired;
+mod quotes;
 mod runs;
 mod setup;
 mod slurm;

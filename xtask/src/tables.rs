@@ -202,8 +202,21 @@ pub struct CollectArgs {
 /// Runs `cargo xtask tables` in the repository `root`: writes every table and figure, or with
 /// `check` fails unless the committed ones are current.
 pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
+    let committed = results.is_none();
     let results = results.map_or_else(|| root.join("results"), Path::to_path_buf);
     let outputs = render_all(&results)?;
+    // The numbers README.md and results/README.md quote from the committed tables.
+    let check_quotes = || -> Result<()> {
+        if !committed {
+            return Ok(());
+        }
+        let tables: Vec<(PathBuf, String)> = outputs
+            .iter()
+            .filter(|(path, _)| path.extension().is_some_and(|e| e == "md"))
+            .map(|(path, bytes)| (path.clone(), String::from_utf8_lossy(bytes).into_owned()))
+            .collect();
+        crate::quotes::check_quotes(root, &tables)
+    };
     if check {
         let stale: Vec<String> = outputs
             .iter()
@@ -217,6 +230,11 @@ pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
             );
         }
         eprintln!("{} table and figure files are up to date", outputs.len());
+        check_quotes()?;
+        eprintln!(
+            "the numbers {} quote from the tables match them",
+            crate::quotes::QUOTING_FILES.join(" and ")
+        );
         return Ok(());
     }
     for (path, bytes) in &outputs {
@@ -229,7 +247,7 @@ pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    check_quotes()
 }
 
 /// Every table's `.md` and `.csv` and every figure's files, computed before anything is
