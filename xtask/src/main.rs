@@ -19,6 +19,8 @@ mod bench_compare;
 mod figures;
 mod launcher;
 mod local;
+mod paired;
+mod quotes;
 mod runs;
 mod setup;
 mod slurm;

@@ -7,6 +7,21 @@
 //! mean ± sample standard deviation over its runs (seeds) of the final-epoch test error — never
 //! the best epoch — with n, epochs, backend and hardware.
 //!
+//! Paired comparisons: a table with `paired = { reference = "<row label>", by = ["seed"] }`
+//! gets a column "Δ vs <reference> (paired)" beside the means. Each other row's runs are
+//! matched one to one with the reference's by the values of the flattened resolved-config keys
+//! `by`; the cell is the mean of the per-pair differences of test error (row − reference, in
+//! percentage points) with a two-sided 95% Student-t interval (n − 1 degrees of freedom; none
+//! for n = 1) and n pairs (`paired.rs`); the CSV gets `paired_with, paired_diff_mean,
+//! paired_diff_lo, paired_diff_hi, paired_n`. A row may name its own partner instead
+//! (`paired_with = "<row label>"`, e.g. the CNN at the same training-set size); then the
+//! column reads "Δ vs the row named (paired)" and each cell names its partner. A row run
+//! without a partner run, or two runs of one row with the same key, is an error naming the
+//! row and the key; the reference may have runs the row lacks.
+//!
+//! `--check` also checks the numbers README.md and results/README.md quote from the tables
+//! (`quotes.rs`).
+//!
 //! Reading and selecting run records is `runs.rs` (shared with the figures); the figures the
 //! manifest also declares are drawn by `figures.rs`.
 
@@ -17,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml::Value;
 
+use crate::paired::pair_rows;
 use crate::runs::{Run, Summary, check_finished, csv_field, matches, mean_std, read_runs};
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +67,20 @@ struct TableSpec {
     /// a row without runs reads "not run yet" beside the paper's number, and while `raw` holds
     /// no runs at all the note says what is awaited. Without it, a row without runs is an error.
     awaiting: Option<String>,
+    /// Paired differences of test error against a reference row (`reference`, or per row
+    /// `paired_with`), the runs matched by the resolved-config keys `by` (the seed).
+    paired: Option<PairedSpec>,
     row: Vec<RowSpec>,
+}
+
+/// `paired = { reference = "<row label>", by = ["seed"] }` in tables.toml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairedSpec {
+    /// The row every other row is paired with, unless a row names its own `paired_with`.
+    reference: Option<String>,
+    /// Flattened resolved-config keys whose values pair two runs (e.g. `["seed"]`).
+    by: Vec<String>,
 }
 
 /// A cost column of a table (`columns = ["params", …]` in tables.toml).
@@ -136,6 +165,8 @@ struct RowSpec {
     matches: toml::Table,
     /// Key of the paper's number in the table's paper section.
     paper: Option<String>,
+    /// The row this row is paired with (overrides the table's `paired.reference`).
+    paired_with: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,8 +202,21 @@ pub struct CollectArgs {
 /// Runs `cargo xtask tables` in the repository `root`: writes every table and figure, or with
 /// `check` fails unless the committed ones are current.
 pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
+    let committed = results.is_none();
     let results = results.map_or_else(|| root.join("results"), Path::to_path_buf);
     let outputs = render_all(&results)?;
+    // The numbers README.md and results/README.md quote from the committed tables.
+    let check_quotes = || -> Result<()> {
+        if !committed {
+            return Ok(());
+        }
+        let tables: Vec<(PathBuf, String)> = outputs
+            .iter()
+            .filter(|(path, _)| path.extension().is_some_and(|e| e == "md"))
+            .map(|(path, bytes)| (path.clone(), String::from_utf8_lossy(bytes).into_owned()))
+            .collect();
+        crate::quotes::check_quotes(root, &tables)
+    };
     if check {
         let stale: Vec<String> = outputs
             .iter()
@@ -186,6 +230,11 @@ pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
             );
         }
         eprintln!("{} table and figure files are up to date", outputs.len());
+        check_quotes()?;
+        eprintln!(
+            "the numbers {} quote from the tables match them",
+            crate::quotes::QUOTING_FILES.join(" and ")
+        );
         return Ok(());
     }
     for (path, bytes) in &outputs {
@@ -198,7 +247,7 @@ pub fn tables(root: &Path, check: bool, results: Option<&Path>) -> Result<()> {
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    check_quotes()
 }
 
 /// Every table's `.md` and `.csv` and every figure's files, computed before anything is
@@ -278,6 +327,29 @@ fn render(
         }
     }
     md += "Test error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n";
+    let partners = partners(table)?;
+    let paired_header = paired_header(table, &partners);
+    if let (Some(paired), Some(header)) = (&table.paired, &paired_header) {
+        md += &format!(
+            "{header}: mean over pairs of runs of (row − {}) test error, in percentage points, paired by {}, 95% t-interval [low, high] over n pairs (none for n = 1).\n\n",
+            if table.row.iter().any(|r| r.paired_with.is_some()) {
+                "the row it is paired with"
+            } else {
+                "reference"
+            },
+            paired.by.join(", ")
+        );
+    }
+    let paired_md = paired_header
+        .as_ref()
+        .map(|h| format!(" {h} |"))
+        .unwrap_or_default();
+    let paired_csv = if paired_header.is_some() {
+        ",paired_with,paired_diff_mean,paired_diff_lo,paired_diff_hi,paired_n"
+    } else {
+        ""
+    };
+    let paired_cols = usize::from(paired_header.is_some());
     let extra_md: String = table
         .extra
         .iter()
@@ -295,23 +367,23 @@ fn render(
         .collect();
     let columns_csv: String = table.columns.iter().map(|c| c.csv_header()).collect();
     md += &format!(
-        "| Method | ours: test error % |{extra_md}{columns_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
+        "| Method | ours: test error % |{paired_md}{extra_md}{columns_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
     );
     md += &format!(
         "|---|---|{}---|---|---|---|---|---|---|---|\n",
-        "---|".repeat(table.extra.len() + table.columns.len())
+        "---|".repeat(paired_cols + table.extra.len() + table.columns.len())
     );
     let mut csv = format!(
-        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs{extra_csv}{columns_csv}\n",
+        "method,mean_error_pct,std_error_pct,n,paper_mean_pct,paper_std_pct,epochs,steps,batch_size,train_images,backend,hardware,runs{extra_csv}{columns_csv}{paired_csv}\n",
     );
-    for row in &table.row {
+    for (row, partner) in table.row.iter().zip(&partners) {
         let matched: Vec<&Run> = runs.iter().filter(|r| matches(r, &row.matches)).collect();
         if matched.is_empty() && table.awaiting.is_some() {
             let paper = paper_text(&paper_number(table, row, paper_section)?);
             md += &format!(
                 "| {} | not run yet |{} 0 | {paper} | – | – | – | – | – | – |\n",
                 row.label,
-                " – |".repeat(table.extra.len() + table.columns.len())
+                " – |".repeat(paired_cols + table.extra.len() + table.columns.len())
             );
             let fields = csv.lines().next().map_or(0, |h| h.split(',').count());
             csv += &format!(
@@ -372,6 +444,51 @@ fn render(
         let paper_text = paper_text(&paper_number);
         let mut extra_cells = String::new();
         let mut extra_values = String::new();
+        let mut paired_values = String::new();
+        if let Some(paired) = &table.paired {
+            let pair = match partner {
+                Some(partner) => {
+                    let partner_runs: Vec<&Run> = runs
+                        .iter()
+                        .filter(|r| matches(r, &partner.matches))
+                        .collect();
+                    if partner_runs.is_empty() && table.awaiting.is_some() {
+                        None
+                    } else {
+                        for run in &partner_runs {
+                            check_finished(run)
+                                .with_context(|| format!("row `{}`", partner.label))?;
+                        }
+                        Some((
+                            partner,
+                            pair_rows(
+                                &row.label,
+                                &matched,
+                                &partner.label,
+                                &partner_runs,
+                                &paired.by,
+                            )?,
+                        ))
+                    }
+                }
+                None => None,
+            };
+            match pair {
+                Some((partner, diff)) => {
+                    let versus = if paired_header.as_deref() == Some(PER_ROW_HEADER) {
+                        format!(" vs {}", partner.label)
+                    } else {
+                        String::new()
+                    };
+                    extra_cells += &format!(" {}{versus} |", diff.cell());
+                    paired_values = format!(",{},{}", csv_field(&partner.label), diff.csv());
+                }
+                None => {
+                    extra_cells += " – |";
+                    paired_values = ",,,,,".into();
+                }
+            }
+        }
         for set in &table.extra {
             let values: Vec<f64> = matched
                 .iter()
@@ -421,7 +538,7 @@ fn render(
         );
         let names: Vec<&str> = matched.iter().map(|r| r.name.as_str()).collect();
         csv += &format!(
-            "{},{:.4},{},{},{},{},{},{},{},{},{},{}{extra_values}\n",
+            "{},{:.4},{},{},{},{},{},{},{},{},{},{}{extra_values}{paired_values}\n",
             csv_field(&row.label),
             mean,
             std.map(|s| format!("{s:.4}")).unwrap_or_default(),
@@ -437,6 +554,63 @@ fn render(
         );
     }
     Ok((md, csv))
+}
+
+/// The Δ column's header when each row names its own partner (the cell names it).
+const PER_ROW_HEADER: &str = "Δ vs the row named (paired)";
+
+/// Each row's partner for the paired difference (None for a reference row, or without
+/// `paired`); a `paired_with` without `paired`, or a partner that is no row, is an error.
+fn partners(table: &TableSpec) -> Result<Vec<Option<&RowSpec>>> {
+    let find = |label: &str| {
+        table
+            .row
+            .iter()
+            .find(|r| r.label == label)
+            .with_context(|| format!("paired: no row is labelled `{label}`"))
+    };
+    let reference = match table.paired.as_ref().and_then(|p| p.reference.as_deref()) {
+        Some(label) => Some(find(label)?),
+        None => None,
+    };
+    if let Some(paired) = &table.paired
+        && paired.by.is_empty()
+    {
+        bail!("paired: `by` names no key to pair runs by");
+    }
+    table
+        .row
+        .iter()
+        .map(|row| {
+            if row.paired_with.is_some() && table.paired.is_none() {
+                bail!(
+                    "row `{}` has `paired_with` but the table has no `paired = {{ by = [...] }}`",
+                    row.label
+                );
+            }
+            let partner = match &row.paired_with {
+                Some(label) => Some(find(label)?),
+                None => reference,
+            };
+            Ok(partner.filter(|p| p.label != row.label))
+        })
+        .collect()
+}
+
+/// The Δ column's header: `Δ vs <reference> (paired)` when every paired row has the same
+/// partner, else [`PER_ROW_HEADER`]; None without pairing.
+fn paired_header(table: &TableSpec, partners: &[Option<&RowSpec>]) -> Option<String> {
+    table.paired.as_ref()?;
+    let mut labels: Vec<&str> = partners
+        .iter()
+        .flatten()
+        .map(|p| p.label.as_str())
+        .collect();
+    labels.dedup();
+    Some(match labels.as_slice() {
+        [one] => format!("Δ vs {one} (paired)"),
+        _ => PER_ROW_HEADER.to_string(),
+    })
 }
 
 /// The paper's number a row names, from the table's section of paper.toml.
@@ -941,6 +1115,143 @@ match = { arch = "capsnet" }
         std::fs::write(results.join("tables.toml"), bad_x).unwrap();
         let err = format!("{:#}", render_all(&results).unwrap_err());
         assert!(err.contains("not a number"), "{err}");
+    }
+
+    /// A run of routing `iterations` at `seed` with test error `error`.
+    fn write_seeded_run(raw: &Path, iterations: i64, seed: i64, error: f64) {
+        let name = format!("r{iterations}-s{seed}");
+        write_run(raw, &name, error, iterations, true);
+        let path = raw.join(&name).join("config.resolved.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("seed = {seed}\n{config}")).unwrap();
+    }
+
+    /// r3 − r1 per seed: 1, 2, 3 (mean 2, sd 1, t(0.975; 2) = 4.303: 2 ± 2.484).
+    #[test]
+    fn paired_differences_by_seed_with_t_intervals() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        let paired = manifest.replace(
+            "paper = \"t\"\n[[",
+            "paper = \"t\"\npaired = { reference = \"r1\", by = [\"seed\"] }\n[[",
+        );
+        std::fs::write(results.join("tables.toml"), &paired).unwrap();
+        let raw = results.join("raw/t");
+        for (seed, r1, r3) in [(0, 1.0, 2.0), (1, 2.0, 4.0), (2, 1.5, 4.5)] {
+            write_seeded_run(&raw, 1, seed, r1);
+            write_seeded_run(&raw, 3, seed, r3);
+        }
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(
+            md.contains("| Method | ours: test error % | Δ vs r1 (paired) | n |"),
+            "{md}"
+        );
+        assert!(md.contains("paired by seed, 95% t-interval"), "{md}");
+        assert!(md.contains("| r1 | 1.50 ± 0.50 | – | 3 |"), "{md}");
+        assert!(
+            md.contains("| r3 | 3.50 ± 1.32 | +2.00 [−0.48, +4.48], n = 3 | 3 |"),
+            "{md}"
+        );
+        let csv = std::str::from_utf8(&out[1].1).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[0].ends_with(
+                ",runs,paired_with,paired_diff_mean,paired_diff_lo,paired_diff_hi,paired_n"
+            ),
+            "{csv}"
+        );
+        assert!(lines[1].ends_with(",r1-s0 r1-s1 r1-s2,,,,,"), "{csv}");
+        assert!(
+            lines[2].ends_with(",r3-s0 r3-s1 r3-s2,r1,2.0000,-0.4841,4.4841,3"),
+            "{csv}"
+        );
+
+        // The reference may have seeds the row lacks; one pair has no interval.
+        std::fs::remove_dir_all(raw.join("r3-s1")).unwrap();
+        std::fs::remove_dir_all(raw.join("r3-s2")).unwrap();
+        let md = String::from_utf8(render_all(&results).unwrap().remove(0).1).unwrap();
+        assert!(md.contains("| r3 | 2.00 | +1.00, n = 1 | 1 |"), "{md}");
+
+        // A row run without a partner is an error naming the row and the key.
+        write_seeded_run(&raw, 3, 7, 1.0);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("row `r3` cannot be paired: no run of `r1` has seed = 7"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(raw.join("r3-s7")).unwrap();
+
+        // Two runs of a row with one seed cannot be paired.
+        write_seeded_run(&raw, 3, 0, 1.0);
+        let dup = raw.join("r3-s0-again");
+        std::fs::rename(raw.join("r3-s0"), &dup).unwrap();
+        write_seeded_run(&raw, 3, 0, 1.0);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("row `r3` cannot be paired"), "{err}");
+        assert!(err.contains("both have seed = 0"), "{err}");
+        std::fs::remove_dir_all(&dup).unwrap();
+
+        // A run without the key, a partner that is no row, paired_with without paired.
+        let path = raw.join("r3-s0/config.resolved.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, config.replace("seed = 0\n", "")).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("row `r3`: run r3-s0 has no `seed` in its resolved config"),
+            "{err}"
+        );
+        std::fs::write(&path, config).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            paired.replace("reference = \"r1\"", "reference = \"r2\""),
+        )
+        .unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("paired: no row is labelled `r2`"), "{err}");
+        std::fs::write(
+            results.join("tables.toml"),
+            format!("{manifest}paired_with = \"r1\"\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("row `r3` has `paired_with` but the table has no `paired"),
+            "{err}"
+        );
+    }
+
+    /// `paired_with` per row: each row names its partner, and the cell names it too.
+    #[test]
+    fn rows_name_their_own_partners() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        let manifest = manifest.replace(
+            "paper = \"t\"\n[[",
+            "paper = \"t\"\npaired = { by = [\"seed\"] }\n[[",
+        ) + "paired_with = \"r1\"\n[[table.row]]\nlabel = \"r5\"\nmatch = { \"model.routing.iterations\" = 5 }\npaired_with = \"r3\"\n";
+        std::fs::write(results.join("tables.toml"), manifest).unwrap();
+        let raw = results.join("raw/t");
+        for seed in 0..2 {
+            write_seeded_run(&raw, 1, seed, 2.0);
+            write_seeded_run(&raw, 3, seed, 1.0 + seed as f64);
+            write_seeded_run(&raw, 5, seed, 1.5 + seed as f64);
+        }
+        let md = String::from_utf8(render_all(&results).unwrap().remove(0).1).unwrap();
+        assert!(md.contains("| Δ vs the row named (paired) |"), "{md}");
+        assert!(md.contains("(row − the row it is paired with)"), "{md}");
+        assert!(md.contains("| r1 | 2.00 ± 0.00 | – |"), "{md}");
+        // Differences −1 and 0: mean −0.5, sd 0.707, t(0.975; 1) = 12.706: ± 6.353.
+        assert!(
+            md.contains("| r3 | 1.50 ± 0.71 | −0.50 [−6.85, +5.85], n = 2 vs r1 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r5 | 2.00 ± 0.71 | +0.50 [+0.50, +0.50], n = 2 vs r3 |"),
+            "{md}"
+        );
     }
 
     fn tempfile_dir() -> PathBuf {
