@@ -21,7 +21,8 @@ data=${CAPSNET_DATA:-../shared/datasets}
 if [[ ${CAPSNET_GPU_BACKEND:-tch-cuda} == flex ]]; then
     cargo build --release --workspace --all-targets --quiet
     rm -rf gpu-carry && mkdir -p gpu-carry/data/mnist
-    cp target/release/capsnet gpu-carry/capsnet
+    strip -o gpu-carry/capsnet target/release/capsnet
+    xz -T0 -6 gpu-carry/capsnet
     cp "$data"/mnist/*.gz gpu-carry/data/mnist/
     git rev-parse HEAD > gpu-carry/REVISION
     echo "flex (CPU dry run)" >> gpu-carry/REVISION
@@ -70,9 +71,7 @@ quick_overrides=()
     train.epochs=1 train.batch_size=32 train.eval_batch_size=100 model.conv1_channels=16
     model.primary_types=4 'model.decoder.hidden=[32, 64]' 'baseline.conv_channels=[16, 16]'
     'baseline.hidden=[64]')
-gpu-carry/capsnet sweep-plan experiments/table1.toml "${quick_overrides[@]}" --json \
-    > gpu-carry/table1-plan.json 2>/dev/null \
-    || cargo capsnet sweep-plan experiments/table1.toml "${quick_overrides[@]}" --json > gpu-carry/table1-plan.json
+cargo capsnet sweep-plan experiments/table1.toml "${quick_overrides[@]}" --json > gpu-carry/table1-plan.json
 du -sh gpu-carry
 size=$(du -sb gpu-carry | cut -f1)
 if (( size > 60 * 1024 * 1024 )); then
