@@ -27,7 +27,7 @@ mod tch;
 
 pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 #[cfg(feature = "tch")]
-pub use tch::cudnn_version;
+pub use crate::tch::cudnn_version;
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
