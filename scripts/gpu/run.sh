@@ -114,18 +114,25 @@ for b in "${train_batches[@]}"; do
     echo "batch $b: exit $?"; grep images_per_sec "$work/bench-b$b.json"
 done
 # The PyTorch reference on the same GPU, same network and batch, alternated with capsnet
-# (two rounds each; TF32 off on both sides): the GPU ratio, computed here from the records.
+# (two rounds, capsnet first in each; TF32 off on both sides). `cargo xtask bench-compare
+# --from-records compare/` (here, after unpacking extras.tar.gz) checks the layer tables and
+# writes the same report as on a CPU: the GPU ratio.
 if (( on_gpu )) && python3 -c 'import torch' 2>/dev/null; then
+    mkdir -p "$work/compare"
+    "$bin" info "$exp" --json > "$work/compare/info-capsnet.json"
+    python3 scripts/reference/capsnet_torch.py info --json --network capsnet \
+        > "$work/compare/info-pytorch.json"
+    b=${train_batches[0]}
     for round in 1 2; do
         (( $(left) > 80 )) || break
-        b=${train_batches[0]}
         step "round $round: capsnet vs PyTorch reference, $exp batch $b"
         timeout 60 "$bin" bench "$exp" --backend "$backend" --batch-size "$b" --steps $steps \
-            --warmup 3 > "$work/compare-capsnet-b$b-r$round.json"
+            --warmup 3 > "$work/compare/capsnet-r$round.json" || { rm -f "$work/compare/capsnet-r$round.json"; break; }
         timeout 60 python3 scripts/reference/capsnet_torch.py bench --device cuda --dtype fp32 \
-            --batch-size "$b" --steps $steps --warmup 3 > "$work/compare-pytorch-b$b-r$round.json"
+            --batch-size "$b" --steps $steps --warmup 3 > "$work/compare/pytorch-r$round.json" \
+            || { rm -f "$work/compare/capsnet-r$round.json" "$work/compare/pytorch-r$round.json"; break; }
         grep -h '"train_images_per_sec"\|"inference_images_per_sec"' \
-            "$work/compare-capsnet-b$b-r$round.json" "$work/compare-pytorch-b$b-r$round.json"
+            "$work/compare/capsnet-r$round.json" "$work/compare/pytorch-r$round.json"
     done
 fi
 if (( $(left) > 60 )); then

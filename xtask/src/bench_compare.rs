@@ -302,6 +302,12 @@ pub struct BenchCompareArgs {
     /// A capsnet built elsewhere (e.g. with --features tch); implies --no-build.
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// GPU mode: build the report from records a machine without cargo wrote
+    /// (scripts/gpu/run.sh's `compare/`: info-capsnet.json, info-pytorch.json and the
+    /// alternated rounds capsnet-r1.json, pytorch-r1.json, …) instead of running anything here.
+    /// The layer tables are checked as usual; batch, steps and backend come from the records.
+    #[arg(long, value_name = "DIR")]
+    from_records: Option<PathBuf>,
 }
 
 /// `--network`: one of [`NETWORKS`].
@@ -345,6 +351,7 @@ impl BenchCompareArgs {
             build: !self.no_build && self.binary.is_none(),
             backend: self.backend,
             binary: self.binary,
+            from_records: self.from_records,
         })
     }
 }
@@ -366,11 +373,16 @@ pub struct Args {
     build: bool,
     backend: String,
     binary: Option<PathBuf>,
+    /// `--from-records`.
+    from_records: Option<PathBuf>,
 }
 
 /// Entry point of `cargo xtask bench-compare`.
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root()?;
+    if let Some(dir) = args.from_records.clone() {
+        return run_from_records(args, &root, &dir);
+    }
     let reference = preflight(&args, &root)?;
     let binary = build(&args, &root)?;
     let params = check_layer_tables(&args, &root, &binary, &reference)?;
@@ -509,6 +521,11 @@ fn check_layer_tables(
             .current_dir(root),
         "capsnet_torch.py info",
     )?;
+    same_network(args, &ours, &theirs)
+}
+
+/// The layer tables of both sides agree: their parameter count.
+fn same_network(args: &Args, ours: &InfoReport, theirs: &ReferenceInfo) -> Result<u64> {
     if ours.layers != theirs.layers || ours.params != theirs.params {
         bail!(
             "the PyTorch reference (--network {}) is not the network of {}:\ncapsnet: {}\npytorch: {}",
@@ -519,6 +536,112 @@ fn check_layer_tables(
         );
     }
     Ok(ours.params as u64)
+}
+
+/// The GPU mode: the report from the records `scripts/gpu/run.sh` wrote on a machine without
+/// cargo (both sides on the same GPU, alternated, capsnet first in each round).
+fn run_from_records(mut args: Args, root: &Path, dir: &Path) -> Result<()> {
+    fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a record", path.display()))
+    }
+    let ours: InfoReport = read(&dir.join("info-capsnet.json"))?;
+    let theirs: ReferenceInfo = read(&dir.join("info-pytorch.json"))?;
+    args.network = theirs.network.clone();
+    let params = same_network(&args, &ours, &theirs)?;
+    let mut rounds = Vec::new();
+    while dir
+        .join(format!("capsnet-r{}.json", rounds.len() + 1))
+        .is_file()
+    {
+        let k = rounds.len() + 1;
+        let capsnet: BenchResult = read(&dir.join(format!("capsnet-r{k}.json")))?;
+        let pytorch: ReferenceBench = read(&dir.join(format!("pytorch-r{k}.json")))?;
+        if (capsnet.batch_size, capsnet.steps) != (pytorch.batch_size, pytorch.steps) {
+            bail!(
+                "round {k}: capsnet ran batch {} × {} steps, the reference batch {} × {}",
+                capsnet.batch_size,
+                capsnet.steps,
+                pytorch.batch_size,
+                pytorch.steps
+            );
+        }
+        rounds.push(Round {
+            round: k,
+            order: [Side::Capsnet, Side::Pytorch],
+            date_utc: String::new(),
+            load_average_start: None,
+            capsnet,
+            pytorch,
+            ratios_capsnet_over_pytorch: None,
+        });
+    }
+    if rounds.is_empty() {
+        bail!("{} holds no capsnet-r1.json", dir.display());
+    }
+    args.rounds = rounds.len();
+    args.batch_size = rounds[0].capsnet.batch_size;
+    args.steps = rounds[0].capsnet.steps;
+    args.backend = rounds[0].capsnet.backend.clone();
+    let results = combine_rounds(rounds)?;
+    let m = &results.capsnet.machine;
+    args.threads = m.threads;
+    let gpu = results
+        .pytorch
+        .gpu
+        .clone()
+        .unwrap_or_else(|| "no GPU".into());
+    let report = Report {
+        what: format!(
+            "capsnet bench vs the PyTorch reference on one {gpu}, alternated rounds recorded by \
+             scripts/gpu/run.sh (TF32 off on both sides), combined here"
+        ),
+        date_utc: std::fs::metadata(dir.join("capsnet-r1.json"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(utc_timestamp, |d| capsnet_common::format_utc(d.as_secs())),
+        network: Some(args.network.clone()),
+        batch_size: args.batch_size,
+        steps: args.steps,
+        warmup: args.warmup,
+        threads: args.threads,
+        machine: Machine {
+            hostname: m.hostname.clone(),
+            cpu: m.cpu.clone(),
+            cores: m.threads,
+            logical_cpus_in_cpuinfo: None,
+            os: m.os.clone(),
+            vector_isa: Some(m.vector_isa.clone()),
+        },
+        load_average_start: None,
+        load_average_end: None,
+        versions: Versions {
+            rustc: "built elsewhere (scripts/gpu/prepare.sh)".into(),
+            burn: BURN_VERSION.into(),
+            torch: results.pytorch.torch_version.clone(),
+            python: "the GPU machine's python3".into(),
+            capsnet_git_revision: Some(results.capsnet.git_revision.clone()),
+        },
+        commands: Commands {
+            build: None,
+            capsnet: format!(
+                "capsnet bench <experiment> --backend {} --batch-size {} --steps {} (scripts/gpu/run.sh)",
+                args.backend, args.batch_size, args.steps
+            ),
+            pytorch: format!(
+                "python3 scripts/reference/capsnet_torch.py bench --device cuda --dtype fp32 --batch-size {} --steps {} (scripts/gpu/run.sh)",
+                args.batch_size, args.steps
+            ),
+        },
+        model_check: ModelCheck {
+            layers_match: true,
+            params,
+        },
+        results,
+    };
+    write_report(&args, root, &report)
 }
 
 /// The two benchmark commands, as run and as recorded.
@@ -1190,6 +1313,23 @@ fn render_markdown(report: &Report) -> String {
         v.python,
         v.capsnet_git_revision.as_deref().unwrap_or("—"),
     );
+    // The GPU, when the reference ran on one (CPU records keep their bytes).
+    if let Some(gpu) = &report.results.pytorch.gpu {
+        let cuda = report
+            .results
+            .pytorch
+            .cuda_version
+            .as_deref()
+            .unwrap_or("?");
+        md = md.replacen(
+            "\n- vector ISA:",
+            &format!(
+                "\n- GPU: {gpu} (PyTorch's CUDA {cuda}); {}\n- vector ISA:",
+                report.what
+            ),
+            1,
+        );
+    }
     let c = &report.commands;
     for cmd in [c.build.as_deref(), Some(&c.capsnet), Some(&c.pytorch)]
         .into_iter()
@@ -1466,6 +1606,90 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    /// The GPU mode: records written elsewhere (run.sh's `compare/`) become the same report,
+    /// with the batch and backend of the records, the ratios of the rounds' medians, the GPU
+    /// named; records of another network are refused.
+    #[test]
+    fn records_from_a_gpu_machine_make_the_report() {
+        let dir = crate::scratch_dir("bench-records");
+        let layers = json!([{"name": "conv1", "output": [256, 20, 20], "params": 20992}]);
+        let info = json!({
+            "name": "mnist", "arch": "capsnet", "layers": layers, "params": 20992,
+            "routing": null,
+            "forward_macs": {"convolutions": 1, "votes": 0, "routing": 0, "dense": 0},
+            "train_gflop_per_image": 1.0, "inference_gflop_per_image": 0.3,
+            "memory": {"bytes_per_value": 4, "activations_per_example": 1, "votes_per_example": 0,
+                       "routing_per_example": 0, "capsules": null,
+                       "parameters_and_optimizer": 1, "batch": 128, "training_peak": 1,
+                       "warning": null}
+        });
+        let write = |name: &str, value: &Value| {
+            std::fs::write(dir.join(name), value.to_string()).unwrap();
+        };
+        write("info-capsnet.json", &info);
+        write(
+            "info-pytorch.json",
+            &json!({"name": "pytorch-reference", "network": "capsnet", "layers": layers, "params": 20992}),
+        );
+        for (k, ours, theirs) in [(1, 900.0, 1000.0), (2, 1100.0, 1000.0)] {
+            let mut c = bench("tch-cuda", ours, 2.0 * ours);
+            c["batch_size"] = json!(128);
+            let mut r = reference("pytorch-cuda", theirs, 2.0 * theirs);
+            r["batch_size"] = json!(128);
+            r["gpu"] = json!("NVIDIA H100 80GB HBM3");
+            write(&format!("capsnet-r{k}.json"), &c);
+            write(&format!("pytorch-r{k}.json"), &r);
+        }
+        let out = dir.join("out");
+        let args = parse_args(&[
+            "--from-records",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .unwrap();
+        run(args).unwrap();
+        let md_file = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "md"))
+            .unwrap();
+        let name = md_file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.contains("-b128") && name.contains("tch-cuda"),
+            "{name}"
+        );
+        let md = std::fs::read_to_string(&md_file).unwrap();
+        assert!(md.contains("NVIDIA H100 80GB HBM3"), "{md}");
+        let json: Report =
+            serde_json::from_str(&std::fs::read_to_string(md_file.with_extension("json")).unwrap())
+                .unwrap();
+        assert_eq!(json.results.rounds.len(), 2);
+        assert_eq!(json.batch_size, 128);
+        assert!(
+            (json
+                .results
+                .ratios_capsnet_over_pytorch
+                .train_images_per_sec
+                - 1.0)
+                .abs()
+                < 1e-9
+        );
+
+        let mut other = json!({"name": "pytorch-reference", "network": "capsnet", "params": 1});
+        other["layers"] = json!([]);
+        write("info-pytorch.json", &other);
+        let args = parse_args(&[
+            "--from-records",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .unwrap();
+        let err = format!("{:#}", run(args).unwrap_err());
+        assert!(err.contains("is not the network"), "{err}");
     }
 
     #[test]

@@ -25,9 +25,9 @@ mod flex;
 #[cfg(feature = "tch")]
 mod tch;
 
-pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 #[cfg(feature = "tch")]
 pub use crate::tch::cudnn_version;
+pub use extension::{AdamStep, CapsKernels, CapsOps, ConvAlgorithm, RouteOptions, Saved};
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
