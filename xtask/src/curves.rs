@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use plotters::coord::Shift;
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use serde::Deserialize;
@@ -323,7 +324,9 @@ where
             figure,
             series,
             (x_lo..x_hi).log_scale(),
-            (y_lo..y_hi).log_scale(),
+            (y_lo..y_hi)
+                .log_scale()
+                .with_key_points(log_ticks(y_lo, y_hi)),
             &axes,
         ),
         (true, false) => plot(
@@ -339,7 +342,9 @@ where
             figure,
             series,
             x_lo..x_hi,
-            (y_lo..y_hi).log_scale(),
+            (y_lo..y_hi)
+                .log_scale()
+                .with_key_points(log_ticks(y_lo, y_hi)),
             &axes,
         ),
         (false, false) => plot(root, figure, series, x_lo..x_hi, y_lo..y_hi, &axes),
@@ -366,10 +371,29 @@ impl Axes {
     }
 }
 
-/// A y tick: the value with at most 4 decimals, without trailing zeros.
+/// The ticks of a logarithmic axis: 1–9 × each power of ten within `lo..=hi` (plotters' own
+/// label some values twice, e.g. 0.1 as the end of one decade and the start of the next).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    (first..=last)
+        .flat_map(|k| (1..=9).map(move |m| f64::from(m) * 10f64.powi(k)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
+}
+
+/// A y tick: the value to 4 significant digits, without trailing zeros.
 fn y_tick(v: f64) -> String {
-    let s = format!("{v:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
+    let decimals = if v == 0.0 {
+        0
+    } else {
+        (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
     if s == "-0" { "0".into() } else { s.into() }
 }
 
@@ -532,5 +556,63 @@ mod tests {
         assert_eq!(y_tick(1.0), "1");
         assert_eq!(y_tick(0.025), "0.025");
         assert_eq!(y_tick(-0.0), "0");
+        assert_eq!(y_tick(0.07), "0.07");
+        assert_eq!(y_tick(0.0001), "0.0001");
+        assert_eq!(y_tick(1800.0), "1800");
+        assert_eq!(y_tick(0.1), "0.1");
+    }
+
+    /// The legend goes where the lines are not: above a falling curve's right end, below a
+    /// curve that stays high.
+    #[test]
+    fn legend_avoids_the_lines() {
+        let spec = SeriesSpec {
+            label: "s".into(),
+            matches: toml::Table::new(),
+            set: None,
+        };
+        let curves = |points: Vec<(u64, f64)>| {
+            vec![SeriesCurves {
+                spec: &spec,
+                runs: vec![RunCurve {
+                    name: "a".into(),
+                    points: points.clone(),
+                }],
+                mean: points,
+            }]
+        };
+        let axes = Axes {
+            x: (0.0, 1000.0, false),
+            y: (0.0, 1.0, false),
+        };
+        let falling = curves(vec![(10, 0.95), (100, 0.2), (1000, 0.1)]);
+        assert!(matches!(
+            legend_corner(&falling, &axes),
+            SeriesLabelPosition::UpperRight
+        ));
+        let rising = curves(vec![(10, 0.1), (500, 0.5), (1000, 0.95)]);
+        assert!(matches!(
+            legend_corner(&rising, &axes),
+            SeriesLabelPosition::UpperLeft
+        ));
+        let high = curves(vec![(10, 0.9), (1000, 0.95)]);
+        assert!(matches!(
+            legend_corner(&high, &axes),
+            SeriesLabelPosition::LowerRight
+        ));
+    }
+
+    #[test]
+    fn log_ticks_name_each_value_once() {
+        let ticks = log_ticks(0.008, 0.65);
+        let labels: Vec<String> = ticks.iter().map(|&v| y_tick(v)).collect();
+        assert_eq!(labels.first().map(String::as_str), Some("0.008"));
+        assert_eq!(labels.last().map(String::as_str), Some("0.6"));
+        assert_eq!(
+            labels.iter().filter(|l| *l == "0.1").count(),
+            1,
+            "{labels:?}"
+        );
+        assert_eq!(labels.len(), 2 + 9 + 6, "{labels:?}");
     }
 }
