@@ -1,13 +1,19 @@
 //! Figures declared beside the tables in `results/tables.toml` (`[[figure]]`), drawn by
 //! `cargo xtask tables` from the same committed run records.
 //!
-//! Each figure plots, per series (runs selected by resolved-config keys, like a table row), the
-//! mean ± sample standard deviation over runs (seeds) of the final error on one evaluation set
-//! (`test`, or an extra set such as `train`) against a numeric config key (`x`). The output is
-//! `results/figures/<name>.{png,svg}` and the numbers behind it, `<name>.csv`. PNG text is
-//! rasterised from the DejaVu Sans bytes the binary embeds (no system fonts) and the PNG is
-//! encoded here, so the bytes are the same on every machine; `--check` compares all three files.
-//! Run records are read and selected by `runs.rs`, as for the tables.
+//! A figure is one of two kinds:
+//!
+//! - with `x = "<dotted config key>"`: per series (runs selected by resolved-config keys, like a
+//!   table row), the mean ± sample standard deviation over runs (seeds) of the final error on
+//!   one evaluation set (`set`: `test`, the default, or an extra set such as `train`) against
+//!   that numeric config key (drawn here);
+//! - with `curve = { kind = "train" | "eval", value = "<record key>" }` instead: learning
+//!   curves over training steps from each run's `metrics.jsonl` (drawn by `curves.rs`).
+//!
+//! The output is `results/figures/<name>.{png,svg}` and the numbers behind it, `<name>.csv`.
+//! PNG text is rasterised from the DejaVu Sans bytes the binary embeds (no system fonts) and the
+//! PNG is encoded here, so the bytes are the same on every machine; `--check` compares all
+//! three files. Run records are read and selected by `runs.rs`, as for the tables.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,8 +37,10 @@ pub struct FigureSpec {
     pub title: String,
     /// Folder of run records, relative to `results/`.
     pub raw: String,
-    /// Dotted resolved-config key on the x axis (numeric).
-    pub x: String,
+    /// Dotted resolved-config key on the x axis (numeric); exactly one of `x` and `curve`.
+    pub x: Option<String>,
+    /// Learning curves over training steps instead (`curves.rs`).
+    pub curve: Option<crate::curves::CurveSpec>,
     pub x_label: String,
     #[serde(default)]
     pub log_x: bool,
@@ -50,13 +58,16 @@ pub struct SeriesSpec {
     /// Dotted resolved-config keys and the values a run must have (empty: every run).
     #[serde(rename = "match", default)]
     pub matches: toml::Table,
-    /// Evaluation set whose final error is plotted: `test` (default) or an extra set.
-    #[serde(default = "test_set")]
-    pub set: String,
+    /// Evaluation set whose final error is plotted: `test` (default) or an extra set. Not for
+    /// curves (their set is `curve.set`).
+    pub set: Option<String>,
 }
 
-fn test_set() -> String {
-    "test".into()
+impl SeriesSpec {
+    /// The evaluation set of an `x` figure's series.
+    fn set(&self) -> &str {
+        self.set.as_deref().unwrap_or("test")
+    }
 }
 
 /// One point: the runs at one x value.
@@ -70,9 +81,9 @@ struct Point {
     errors: Vec<f64>,
 }
 
-const WIDTH: u32 = 800;
-const HEIGHT: u32 = 520;
-const COLORS: [RGBColor; 4] = [
+pub(crate) const WIDTH: u32 = 800;
+pub(crate) const HEIGHT: u32 = 520;
+pub(crate) const COLORS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -85,6 +96,14 @@ pub fn render(
     figure: &FigureSpec,
     runs: &[Run],
 ) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let x = match (&figure.x, &figure.curve) {
+        (Some(x), None) => x,
+        (None, Some(curve)) => return crate::curves::render(results, figure, curve, runs),
+        _ => bail!(
+            "figure `{}` needs exactly one of `x` (a config key) and `curve` (learning curves)",
+            figure.name
+        ),
+    };
     if figure.series.is_empty() {
         bail!("figure `{}` has no series", figure.name);
     }
@@ -99,7 +118,7 @@ pub fn render(
     let series: Vec<(&SeriesSpec, Vec<Point>)> = figure
         .series
         .iter()
-        .map(|s| Ok((s, points(figure, s, runs)?)))
+        .map(|s| Ok((s, points(figure, x, s, runs)?)))
         .collect::<Result<_>>()?;
     let mut csv = String::from("series,set,x,n,mean_error_pct,std_error_pct,runs\n");
     for (spec, points) in &series {
@@ -107,7 +126,7 @@ pub fn render(
             csv += &format!(
                 "{},{},{},{},{:.4},{},{}\n",
                 csv_field(&spec.label),
-                spec.set,
+                spec.set(),
                 p.x,
                 p.runs.len(),
                 p.mean,
@@ -129,16 +148,32 @@ pub fn render(
         figure,
         &series,
     )?;
+    outputs(results, figure, csv, svg, &rgb)
+}
+
+/// The `.csv`, `.svg` and `.png` of `figure` under `results/figures/`.
+pub(crate) fn outputs(
+    results: &Path,
+    figure: &FigureSpec,
+    csv: String,
+    svg: String,
+    rgb: &[u8],
+) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let dir = results.join("figures");
     Ok(vec![
         (dir.join(format!("{}.csv", figure.name)), csv.into_bytes()),
         (dir.join(format!("{}.svg", figure.name)), svg.into_bytes()),
-        (dir.join(format!("{}.png", figure.name)), encode_png(&rgb)?),
+        (dir.join(format!("{}.png", figure.name)), encode_png(rgb)?),
     ])
 }
 
-/// The points of one series: runs grouped by their value of `figure.x`, in increasing x.
-fn points(figure: &FigureSpec, series: &SeriesSpec, runs: &[Run]) -> Result<Vec<Point>> {
+/// The points of one series: runs grouped by their value of the config key `x`, in increasing x.
+fn points(
+    figure: &FigureSpec,
+    x_key: &str,
+    series: &SeriesSpec,
+    runs: &[Run],
+) -> Result<Vec<Point>> {
     let context = || format!("series `{}` of figure `{}`", series.label, figure.name);
     let matched: Vec<&Run> = runs
         .iter()
@@ -151,27 +186,27 @@ fn points(figure: &FigureSpec, series: &SeriesSpec, runs: &[Run]) -> Result<Vec<
     let mut by_x: BTreeMap<u64, (f64, Vec<f64>, Vec<String>)> = BTreeMap::new();
     for run in matched {
         check_finished(run).with_context(context)?;
-        let x = match run.config.get(&figure.x) {
+        let x = match run.config.get(x_key) {
             Some(Value::Integer(i)) => *i as f64,
             Some(Value::Float(f)) => *f,
             Some(other) => bail!(
                 "{}: run {} has {} = {other}, not a number",
                 context(),
                 run.name,
-                figure.x
+                x_key
             ),
-            None => bail!("{}: run {} has no {}", context(), run.name, figure.x),
+            None => bail!("{}: run {} has no {}", context(), run.name, x_key),
         };
         if (figure.log_x && x <= 0.0) || !x.is_finite() {
             bail!(
                 "{}: run {} has {} = {x}, which a {} x axis cannot show",
                 context(),
                 run.name,
-                figure.x,
+                x_key,
                 if figure.log_x { "logarithmic" } else { "" }
             );
         }
-        let error = match series.set.as_str() {
+        let error = match series.set() {
             "test" => run
                 .summary
                 .final_test_error_pct
@@ -212,13 +247,13 @@ fn points(figure: &FigureSpec, series: &SeriesSpec, runs: &[Run]) -> Result<Vec<
     Ok(points)
 }
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
         .map_err(|_| anyhow::anyhow!("the embedded DejaVu Sans font did not load"))
 }
 
 /// Axis range with a margin: a factor on log axes, a fraction of the span on linear ones.
-fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
+pub(crate) fn padded(lo: f64, hi: f64, log: bool) -> (f64, f64) {
     if log {
         (lo / 1.5, hi * 1.5)
     } else {
@@ -299,7 +334,7 @@ where
     }
 }
 
-fn tick_label(v: f64) -> String {
+pub(crate) fn tick_label(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         let grouped = capsnet_common::group_thousands(v.abs() as u64);
         format!("{}{grouped}", if v < 0.0 { "-" } else { "" })

@@ -7,7 +7,8 @@
 //!   Python venv with `tensorboard`; see `setup.rs`).
 //! - `sweep`: run an experiment's `[sweep]` locally or on Slurm (see `sweep.rs`; the launchers
 //!   behind `launcher.rs`'s trait are `local.rs` and `slurm.rs`).
-//! - `collect`, `tables`: results tables from run summaries (see `tables.rs`).
+//! - `collect`, `tables`: results tables and figures from run records (see `tables.rs`; the
+//!   figures are `figures.rs`, their learning curves `curves.rs`).
 //! - `bench-compare`: capsnet vs the PyTorch reference on the same machine (`bench_compare.rs`).
 //! - `capsnet`: build the CLI like the tests do and run it.
 //!
@@ -16,6 +17,7 @@
 //! comments. `test`, `ci` and `capsnet` pass the arguments after them through verbatim.
 
 mod bench_compare;
+mod curves;
 mod figures;
 mod launcher;
 mod local;
@@ -68,10 +70,11 @@ enum Task {
     Setup,
     // Its help is `SweepArgs`'s doc comment.
     Sweep(sweep::SweepArgs),
-    /// Copy finished runs' summaries into results/raw/<table> (SWEEP_DIR may be a .tar.gz from
-    /// `capsnet launch --archive`).
+    /// Copy finished runs' summaries, resolved configs and metrics.jsonl into
+    /// results/raw/<table> (SWEEP_DIR may be a .tar.gz from `capsnet launch --archive`).
     Collect(tables::CollectArgs),
-    /// Write results/<table>.md/.csv from results/raw (or check they are current).
+    /// Write results/<table>.md/.csv and results/figures/ from results/raw (or check they are
+    /// current).
     Tables(tables::TablesArgs),
     /// Build the `capsnet` CLI like the tests do and run it (`cargo capsnet …`).
     #[command(disable_help_flag = true)]

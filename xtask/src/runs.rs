@@ -1,6 +1,7 @@
 //! Run records as `cargo xtask tables` and its figures read them: each run's `summary.json` (the
 //! binary's own type, `capsnet_common::summary::Summary`) and flattened `config.resolved.toml`
-//! from a folder of records, selection by resolved-config keys,
+//! from a folder of records (the folder is kept, for the learning curves' optional
+//! `metrics.jsonl` beside them: `curves.rs`), selection by resolved-config keys,
 //! and the statistics and CSV quoting both the tables and the figures use.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ pub(crate) use capsnet_common::summary::Summary;
 /// One run record: its folder name, summary and flattened resolved config.
 pub(crate) struct Run {
     pub(crate) name: String,
+    /// The record's folder (where `metrics.jsonl` is, when it was collected).
+    pub(crate) dir: PathBuf,
     pub(crate) summary: Summary,
     pub(crate) config: BTreeMap<String, Value>,
 }
@@ -100,6 +103,7 @@ pub(crate) fn read_runs(raw: &Path) -> Result<Vec<Run>> {
             .unwrap_or_default();
         runs.push(Run {
             name,
+            dir,
             summary,
             config,
         });

@@ -1,8 +1,9 @@
 //! `cargo xtask tables [--check]` and `cargo xtask collect`: results tables from run summaries.
 //!
 //! `results/tables.toml` lists the tables: for each, the folder of committed run records
-//! (`results/raw/<table>/<job>/{summary.json,config.resolved.toml}`, copied from a sweep by
-//! `cargo xtask collect`), the command that produced them, and rows that select runs by
+//! (`results/raw/<table>/<job>/{summary.json,config.resolved.toml}` and, when the run wrote one,
+//! its `metrics.jsonl` for the learning curves, copied from a sweep by `cargo xtask collect`),
+//! the command that produced them, and rows that select runs by
 //! resolved-config keys. Paper numbers live once, in `results/paper.toml`. Each row reports the
 //! mean ± sample standard deviation over its runs (seeds) of the final-epoch test error — never
 //! the best epoch — with n, epochs, backend and hardware.
@@ -23,7 +24,8 @@
 //! (`quotes.rs`).
 //!
 //! Reading and selecting run records is `runs.rs` (shared with the figures); the figures the
-//! manifest also declares are drawn by `figures.rs`.
+//! manifest also declares are drawn by `figures.rs` (final error against a config key) and
+//! `curves.rs` (learning curves over training steps from `metrics.jsonl`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -670,8 +672,10 @@ fn paper_csv(number: &Option<PaperNumber>) -> String {
     )
 }
 
-/// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json` and
-/// `config.resolved.toml` into `RAW_DIR/<job>/` (small files, meant to be committed).
+/// `cargo xtask collect SWEEP_DIR|ARCHIVE RAW_DIR`: copies each finished run's `summary.json`,
+/// `config.resolved.toml` and, when present, `metrics.jsonl` (the learning curves' records:
+/// JSON lines every `log_every_steps` and per evaluation) into `RAW_DIR/<job>/` (small files,
+/// meant to be committed).
 pub fn collect(sweep: &Path, raw: &Path) -> Result<()> {
     // An archive from `capsnet launch --archive` (e.g. back from a GPU machine): unpacked
     // beside it, then collected like a sweep directory.
@@ -726,6 +730,11 @@ pub fn collect(sweep: &Path, raw: &Path) -> Result<()> {
             std::fs::copy(dir.join(file), target.join(file))
                 .with_context(|| format!("cannot copy {}", dir.join(file).display()))?;
         }
+        let metrics = dir.join("metrics.jsonl");
+        if metrics.is_file() {
+            std::fs::copy(&metrics, target.join("metrics.jsonl"))
+                .with_context(|| format!("cannot copy {}", metrics.display()))?;
+        }
     }
     eprintln!("collected {} runs into {}", dirs.len(), raw.display());
     Ok(())
@@ -745,6 +754,9 @@ mod tests {
             std::fs::write(out.join(run).join("summary.json"), "{}").unwrap();
             std::fs::write(out.join(run).join("config.resolved.toml"), "").unwrap();
         }
+        // Run a logged metrics; run b did not (older runs): both are collected.
+        let metrics = "{\"kind\":\"train\",\"step\":50,\"loss\":0.5}\n";
+        std::fs::write(out.join("a/metrics.jsonl"), metrics).unwrap();
         std::fs::create_dir_all(out.join("unfinished")).unwrap();
         let archive = tmp.join("results.tar.gz");
         let status = std::process::Command::new("tar")
@@ -762,9 +774,15 @@ mod tests {
             raw.join("a/summary.json").is_file() && raw.join("b/config.resolved.toml").is_file()
         );
         assert!(!raw.join("unfinished").exists());
+        assert_eq!(
+            std::fs::read_to_string(raw.join("a/metrics.jsonl")).unwrap(),
+            metrics
+        );
+        assert!(!raw.join("b/metrics.jsonl").exists());
         let raw2 = tmp.join("raw2");
         collect(&out, &raw2).unwrap();
         assert!(raw2.join("b/summary.json").is_file());
+        assert!(raw2.join("a/metrics.jsonl").is_file());
         let text = tmp.join("notes.txt");
         std::fs::write(&text, "x").unwrap();
         let err = collect(&text, &raw).unwrap_err().to_string();
@@ -1115,6 +1133,208 @@ match = { arch = "capsnet" }
         std::fs::write(results.join("tables.toml"), bad_x).unwrap();
         let err = format!("{:#}", render_all(&results).unwrap_err());
         assert!(err.contains("not a number"), "{err}");
+    }
+
+    /// `metrics.jsonl` of run `name`: `train` records (step, margin loss) and `eval` records
+    /// (step, test error).
+    fn write_metrics(raw: &Path, name: &str, train: &[(u64, f64)], eval: &[(u64, f64)]) {
+        let mut lines = String::new();
+        for (step, margin) in train {
+            lines += &format!(
+                "{{\"kind\":\"train\",\"epoch\":1,\"step\":{step},\"loss\":1.0,\"margin_loss\":{margin},\"accuracy\":50.0}}\n"
+            );
+        }
+        for (step, error) in eval {
+            lines += &format!(
+                "{{\"kind\":\"eval\",\"epoch\":1,\"step\":{step},\"test_loss\":0.1,\"test_error_pct\":{error}}}\n"
+            );
+            // An extra set's evaluation at the same step is not the test set's.
+            lines += &format!(
+                "{{\"kind\":\"eval\",\"set\":\"affine\",\"epoch\":1,\"step\":{step},\"test_error_pct\":50.0}}\n"
+            );
+        }
+        std::fs::write(raw.join(name).join("metrics.jsonl"), lines).unwrap();
+    }
+
+    /// Learning curves: each run's values, the mean at the steps all runs of a series share,
+    /// and errors that name the figure and the key.
+    #[test]
+    fn curve_figures_draw_each_run_and_the_mean_over_steps() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        let figure = r#"
+[[figure]]
+name = "c"
+title = "Margin loss over steps"
+raw = "raw/t"
+curve = { kind = "train", value = "margin_loss" }
+x_label = "step"
+y_label = "margin loss"
+log_y = true
+[[figure.series]]
+label = "r1"
+match = { "model.routing.iterations" = 1 }
+[[figure.series]]
+label = "r3"
+match = { "model.routing.iterations" = 3 }
+"#;
+        let write_manifest = |figure: &str| {
+            std::fs::write(results.join("tables.toml"), format!("{manifest}{figure}")).unwrap()
+        };
+        write_manifest(figure);
+        let raw = results.join("raw/t");
+        write_four_runs(&raw);
+        // b logged fewer steps; c logged step 100 twice (a resumed run): the last one counts.
+        write_metrics(
+            &raw,
+            "a",
+            &[(50, 0.4), (100, 0.2), (150, 0.1)],
+            &[(100, 2.0)],
+        );
+        write_metrics(&raw, "b", &[(50, 0.6), (100, 0.4)], &[(100, 3.0)]);
+        write_metrics(
+            &raw,
+            "c",
+            &[(50, 0.2), (100, 9.0), (100, 0.3), (150, 0.2)],
+            &[(100, 1.0)],
+        );
+        write_metrics(&raw, "d", &[(50, 0.5), (100, 0.25)], &[(100, 0.5)]);
+        let out = render_all(&results).unwrap();
+        let file = |out: &[(PathBuf, Vec<u8>)], name: &str| {
+            out.iter()
+                .find(|(p, _)| p.ends_with(name))
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let csv = String::from_utf8(file(&out, "figures/c.csv")).unwrap();
+        assert_eq!(
+            csv,
+            "series,step,run,margin_loss\n\
+             r1,50,a,0.400000\n\
+             r1,50,b,0.600000\n\
+             r1,50,c,0.200000\n\
+             r1,50,mean,0.400000\n\
+             r1,100,a,0.200000\n\
+             r1,100,b,0.400000\n\
+             r1,100,c,0.300000\n\
+             r1,100,mean,0.300000\n\
+             r1,150,a,0.100000\n\
+             r1,150,c,0.200000\n\
+             r3,50,d,0.500000\n\
+             r3,50,mean,0.500000\n\
+             r3,100,d,0.250000\n\
+             r3,100,mean,0.250000\n"
+        );
+        let svg = String::from_utf8(file(&out, "figures/c.svg")).unwrap();
+        assert!(svg.contains("Margin loss over steps"), "{svg}");
+        assert!(svg.contains("r1 (3 runs thin, their mean thick)"), "{svg}");
+        assert!(svg.contains("r3 (1 runs thin, their mean thick)"), "{svg}");
+        // 4 runs as thin lines, and 2 means as thick ones (and their legend samples).
+        assert_eq!(
+            svg.matches(r##"opacity="0.45" stroke="#1F77B4" stroke-width="1""##)
+                .count(),
+            3,
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches(r##"opacity="0.45" stroke="#D62728" stroke-width="1""##)
+                .count(),
+            1,
+            "{svg}"
+        );
+        assert_eq!(svg.matches(r#"stroke-width="3""#).count(), 4, "{svg}");
+        let png = file(&out, "figures/c.png");
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        assert_eq!((info.width, info.height), (800, 520));
+        // Same records, same bytes; --check sees the curves.
+        assert_eq!(render_all(&results).unwrap(), out);
+        tables(&tmp, false, None).unwrap();
+        tables(&tmp, true, None).unwrap();
+        write_metrics(&raw, "d", &[(50, 0.5), (100, 0.2)], &[(100, 0.5)]);
+        let err = format!("{:#}", tables(&tmp, true, None).unwrap_err());
+        assert!(err.contains("figures/c.csv"), "{err}");
+
+        // The test set's evaluations, not the extra set's logged at the same steps.
+        write_manifest(&figure.replace(
+            "kind = \"train\", value = \"margin_loss\"",
+            "kind = \"eval\", value = \"test_error_pct\"",
+        ));
+        let csv = String::from_utf8(file(&render_all(&results).unwrap(), "figures/c.csv")).unwrap();
+        assert!(csv.starts_with("series,step,run,test_error_pct\n"), "{csv}");
+        assert!(csv.contains("r1,100,mean,2.000000\n"), "{csv}");
+        assert!(!csv.contains("50.000000"), "{csv}");
+        write_manifest(&figure.replace(
+            "kind = \"train\", value = \"margin_loss\"",
+            "kind = \"eval\", value = \"test_error_pct\", set = \"affine\"",
+        ));
+        let csv = String::from_utf8(file(&render_all(&results).unwrap(), "figures/c.csv")).unwrap();
+        assert!(csv.contains("r1,100,mean,50.000000\n"), "{csv}");
+
+        // Errors name the figure, the series and the key.
+        let err_with = |figure: &str| {
+            write_manifest(figure);
+            format!("{:#}", render_all(&results).unwrap_err())
+        };
+        let err = err_with(&figure.replace("\"margin_loss\"", "\"margin\""));
+        assert!(
+            err.contains("series `r1` of figure `c`")
+                && err.contains("run a's `train` records have no value `margin` (curve.value; they have accuracy, epoch, kind, loss, margin_loss, step)"),
+            "{err}"
+        );
+        let err = err_with(&figure.replace("kind = \"train\"", "kind = \"test\""));
+        assert!(
+            err.contains("figure `c`: curve.kind = `test` is neither `train` nor `eval`"),
+            "{err}"
+        );
+        let err = err_with(&figure.replace("margin_loss\" }", "margin_loss\", set = \"affine\" }"));
+        assert!(
+            err.contains("curve.set = `affine` is only for kind = \"eval\""),
+            "{err}"
+        );
+        let err = err_with(&figure.replace("raw = \"raw/t\"\n", "raw = \"raw/t\"\nx = \"seed\"\n"));
+        assert!(err.contains("figure `c` needs exactly one of `x`"), "{err}");
+        let err = err_with(&format!("{figure}set = \"train\"\n"));
+        assert!(
+            err.contains("series `r3` of figure `c`: `set` is for figures over a config key"),
+            "{err}"
+        );
+        write_manifest(figure);
+        write_metrics(&raw, "d", &[(50, 0.5), (100, 0.0)], &[]);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("series `r3` of figure `c`: run d has margin_loss = 0 at step 100, which a logarithmic y axis cannot show"),
+            "{err}"
+        );
+        write_manifest(&figure.replace(
+            "kind = \"train\", value = \"margin_loss\"",
+            "kind = \"eval\", value = \"test_error_pct\"",
+        ));
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("series `r3` of figure `c`")
+                && err.contains("run d's metrics.jsonl has no `eval` records"),
+            "{err}"
+        );
+        write_manifest(figure);
+        write_metrics(&raw, "b", &[(60, 0.6)], &[]);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains(
+                "series `r1` of figure `c`: runs a, b, c share no step of their `train` records"
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(raw.join("b/metrics.jsonl")).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(
+            err.contains("series `r1` of figure `c`: run b has no metrics.jsonl"),
+            "{err}"
+        );
     }
 
     /// A run of routing `iterations` at `seed` with test error `error`.
