@@ -78,15 +78,25 @@ pub fn accelerator(
     let mut gpu = parse_nvidia_smi(&table, &index)?;
     gpu.cuda_driver_api = cuda_version(&header);
     gpu.libtorch = option_env!("CAPSNET_LIBTORCH_VERSION").map(str::to_string);
-    #[cfg(feature = "tch")]
-    if backend == BackendKind::TchCuda {
-        gpu.cudnn = Some(capsnet_ops::cudnn_version().to_string());
-    }
+    gpu.cudnn = cudnn(backend);
     gpu.tf32 = tf32_state(
         backend,
         std::env::var("NVIDIA_TF32_OVERRIDE").ok().as_deref(),
     );
     Some(gpu)
+}
+
+/// cuDNN's version as libtorch reports it, for `tch-cuda` runs.
+#[cfg(feature = "tch")]
+fn cudnn(backend: crate::backend::BackendKind) -> Option<String> {
+    (backend == crate::backend::BackendKind::TchCuda)
+        .then(|| capsnet_ops::cudnn_version().to_string())
+}
+
+/// Without the `tch` backend there is no libtorch to ask.
+#[cfg(not(feature = "tch"))]
+fn cudnn(_backend: crate::backend::BackendKind) -> Option<String> {
+    None
 }
 
 /// The `nvidia-smi` index of the process's CUDA device `index`: `CUDA_VISIBLE_DEVICES` renumbers
