@@ -33,7 +33,7 @@ use plotters::prelude::*;
 use serde::Deserialize;
 
 use crate::figures::{
-    COLORS, FigureSpec, HEIGHT, SeriesSpec, WIDTH, padded, register_font, tick_label,
+    COLORS, FigureSpec, HEIGHT, SeriesSpec, WIDTH, chart, padded, register_font, tick_label,
 };
 use crate::runs::{Run, check_finished, csv_field, matches};
 
@@ -422,30 +422,9 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing figure `{}`: {e:?}", figure.name);
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(&figure.title, ("sans-serif", 17))
-        .margin(14)
-        .x_label_area_size(46)
-        .y_label_area_size(62)
-        .build_cartesian_2d(x, y)
-        .map_err(|e| err(&e))?;
     let x_formatter = |v: &f64| tick_label(v.round());
     let y_formatter = |v: &f64| y_tick(*v);
-    chart
-        .configure_mesh()
-        .x_desc(figure.x_label.as_str())
-        .y_desc(figure.y_label.as_str())
-        .x_labels(10)
-        .x_label_formatter(&x_formatter)
-        .y_labels(12)
-        .y_label_formatter(&y_formatter)
-        .label_style(("sans-serif", 13))
-        .axis_desc_style(("sans-serif", 14))
-        .light_line_style(WHITE)
-        .bold_line_style(BLACK.mix(0.12))
-        .draw()
-        .map_err(|e| err(&e))?;
+    let mut chart = chart(&root, figure, x, y, 10, &x_formatter, &y_formatter)?;
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i];
         let marked = s.mean.len() <= MARKED_POINTS;

@@ -343,6 +343,58 @@ pub(crate) fn tick_label(v: f64) -> String {
     }
 }
 
+/// A chart over the coordinates `x` and `y` give.
+pub(crate) type Chart<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A figure's chart on `root`: white background, caption, label areas and the mesh every figure
+/// shares, with `x_labels` x ticks and the two tick formatters.
+pub(crate) fn chart<'a, DB, X, Y>(
+    root: &'a DrawingArea<DB, Shift>,
+    figure: &FigureSpec,
+    x: X,
+    y: Y,
+    x_labels: usize,
+    x_formatter: &dyn Fn(&f64) -> String,
+    y_formatter: &dyn Fn(&f64) -> String,
+) -> Result<Chart<'a, DB, X, Y>>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing figure `{}`: {e:?}", figure.name);
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 17))
+        .margin(14)
+        .x_label_area_size(46)
+        .y_label_area_size(62)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(figure.x_label.as_str())
+        .y_desc(figure.y_label.as_str())
+        .x_labels(x_labels)
+        .x_label_formatter(x_formatter)
+        .y_labels(12)
+        .y_label_formatter(y_formatter)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .light_line_style(WHITE)
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(chart)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn plot<DB, X, Y>(
     root: DrawingArea<DB, Shift>,
@@ -362,14 +414,6 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing figure `{}`: {e:?}", figure.name);
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(&figure.title, ("sans-serif", 17))
-        .margin(14)
-        .x_label_area_size(46)
-        .y_label_area_size(62)
-        .build_cartesian_2d(x, y)
-        .map_err(|e| err(&e))?;
     // Only the x values that have runs get a label (a log axis would otherwise label 200, 500…).
     let x_formatter = |v: &f64| {
         if x_ticks
@@ -382,20 +426,8 @@ where
         }
     };
     let y_formatter = |v: &f64| format!("{v}");
-    chart
-        .configure_mesh()
-        .x_desc(figure.x_label.as_str())
-        .y_desc(figure.y_label.as_str())
-        .x_labels(if figure.log_x { 40 } else { x_ticks.len() * 4 })
-        .x_label_formatter(&x_formatter)
-        .y_labels(12)
-        .y_label_formatter(&y_formatter)
-        .label_style(("sans-serif", 13))
-        .axis_desc_style(("sans-serif", 14))
-        .light_line_style(WHITE)
-        .bold_line_style(BLACK.mix(0.12))
-        .draw()
-        .map_err(|e| err(&e))?;
+    let x_labels = if figure.log_x { 40 } else { x_ticks.len() * 4 };
+    let mut chart = chart(&root, figure, x, y, x_labels, &x_formatter, &y_formatter)?;
     for (i, (spec, points)) in series.iter().enumerate() {
         let color = COLORS[i];
         if points.iter().any(|p| p.std.is_some()) {
