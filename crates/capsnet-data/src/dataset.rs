@@ -225,13 +225,66 @@ impl ImageSet {
     /// Fails with [`DataError::Invalid`] if `n` is zero or a class has fewer images than its
     /// share.
     pub fn balanced_subset(&self, n: usize, seed: u64) -> Result<Self, DataError> {
-        if n == 0 {
-            return Err(DataError::Invalid(
-                "a balanced subset needs at least one image".into(),
-            ));
-        }
-        if n >= self.len() {
+        if n >= self.len() && n > 0 {
             return Ok(self.clone());
+        }
+        self.subset(&self.balanced_indices(n, seed, crate::rng::STREAM_SUBSET, "subset")?)
+    }
+
+    /// Splits the set in two, class-balanced: `n` images drawn like
+    /// [`ImageSet::balanced_subset`] (on its own random stream, so a validation split of a
+    /// training subset is not correlated with the subset's draw) and the rest. Both keep the
+    /// original order: `(held_out, rest)`.
+    ///
+    /// Fails with [`DataError::Invalid`] if `n` is zero, leaves nothing, or a class has fewer
+    /// images than its share plus one (every class keeps at least one training image).
+    pub fn split_balanced(&self, n: usize, seed: u64) -> Result<(Self, Self), DataError> {
+        if n >= self.len() {
+            return Err(DataError::Invalid(format!(
+                "holding out {n} of {} images leaves nothing to train on",
+                self.len()
+            )));
+        }
+        let held =
+            self.balanced_indices(n, seed, crate::rng::STREAM_VALIDATION, "held-out split")?;
+        let mut is_held = vec![false; self.len()];
+        for &i in &held {
+            is_held[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !is_held[i]).collect();
+        let mut counts = vec![0usize; self.num_classes];
+        for &i in &rest {
+            counts[usize::from(self.labels[i])] += 1;
+        }
+        let present: Vec<bool> = {
+            let mut p = vec![false; self.num_classes];
+            for &l in &self.labels {
+                p[usize::from(l)] = true;
+            }
+            p
+        };
+        if let Some(class) = (0..self.num_classes).find(|&c| present[c] && counts[c] == 0) {
+            return Err(DataError::Invalid(format!(
+                "holding out {n} of {} images leaves no image of class {class} to train on",
+                self.len()
+            )));
+        }
+        Ok((self.subset(&held)?, self.subset(&rest)?))
+    }
+
+    /// The sorted indices of a class-balanced draw of `n` images on random stream `stream`
+    /// (`what` names the draw in errors).
+    fn balanced_indices(
+        &self,
+        n: usize,
+        seed: u64,
+        stream: u64,
+        what: &str,
+    ) -> Result<Vec<usize>, DataError> {
+        if n == 0 {
+            return Err(DataError::Invalid(format!(
+                "a balanced {what} needs at least one image"
+            )));
         }
         let classes = self.num_classes;
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
@@ -243,19 +296,19 @@ impl ImageSet {
             let share = n / classes + usize::from(class < n % classes);
             if indices.len() < share {
                 return Err(DataError::Invalid(format!(
-                    "a balanced subset of {n} images needs {share} of class {class}, but the set \
+                    "a balanced {what} of {n} images needs {share} of class {class}, but the set \
                      has only {}",
                     indices.len()
                 )));
             }
             crate::rng::shuffle(
                 &mut indices,
-                &mut crate::rng::Rng::derive(seed, &[crate::rng::STREAM_SUBSET, class as u64]),
+                &mut crate::rng::Rng::derive(seed, &[stream, class as u64]),
             );
             chosen.extend_from_slice(&indices[..share]);
         }
         chosen.sort_unstable();
-        self.subset(&chosen)
+        Ok(chosen)
     }
 }
 
@@ -425,5 +478,45 @@ mod tests {
         let err = set.balanced_subset(15, 1).unwrap_err().to_string();
         assert!(err.contains("class 2") && err.contains("only 4"), "{err}");
         assert!(set.balanced_subset(0, 1).is_err());
+    }
+
+    #[test]
+    fn balanced_splits_partition_the_set_and_keep_every_class() {
+        let dims = Dims {
+            channels: 1,
+            height: 1,
+            width: 1,
+        };
+        // 3 classes with 10, 6 and 4 images; pixel = index, so images identify themselves.
+        let labels: Vec<u8> = (0..20u8)
+            .map(|i| [0, 0, 1, 0, 2, 1, 0, 0, 1, 2][i as usize % 10])
+            .collect();
+        let set = ImageSet::new((0..20).collect(), labels, dims, 3).unwrap();
+        let (held, rest) = set.split_balanced(6, 3).unwrap();
+        assert_eq!((held.len(), rest.len()), (6, 14));
+        let mut all: Vec<u8> = held.images().iter().chain(rest.images()).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..20).collect::<Vec<u8>>(), "a partition of the set");
+        let mut counts = [0; 3];
+        held.labels()
+            .iter()
+            .for_each(|&l| counts[usize::from(l)] += 1);
+        assert_eq!(counts, [2, 2, 2], "balanced");
+        // Seeded, and on another stream than the subset's draw.
+        assert_eq!(set.split_balanced(6, 3).unwrap().0, held);
+        let draws: Vec<ImageSet> = (0..8)
+            .map(|s| set.split_balanced(6, s).unwrap().0)
+            .collect();
+        assert!(draws.iter().any(|d| d != &held));
+        assert!(
+            (0..8)
+                .any(|s| set.split_balanced(6, s).unwrap().0 != set.balanced_subset(6, s).unwrap())
+        );
+        // Errors: nothing held out, nothing left, a class emptied.
+        assert!(set.split_balanced(0, 1).is_err());
+        let err = set.split_balanced(20, 1).unwrap_err().to_string();
+        assert!(err.contains("leaves nothing"), "{err}");
+        let err = set.split_balanced(12, 1).unwrap_err().to_string();
+        assert!(err.contains("class 2"), "{err}");
     }
 }

@@ -112,6 +112,8 @@ pub const STREAM_SHUFFLE: u64 = 0x5348_5546; // "SHUF"
 pub const STREAM_AUGMENT: u64 = 0x4155_474d; // "AUGM"
 /// Stream id of the class-balanced training subset (see [`crate::ImageSet::balanced_subset`]).
 pub const STREAM_SUBSET: u64 = 0x5355_4253; // "SUBS"
+/// Stream id of a class-balanced held-out split (see [`crate::ImageSet::split_balanced`]).
+pub const STREAM_VALIDATION: u64 = 0x5641_4c49; // "VALI"
 
 /// The order in which epoch `epoch` of a run seeded with `seed` visits `n` items: a
 /// permutation of `0..n` that depends only on `(n, seed, epoch)`.

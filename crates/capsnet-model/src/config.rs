@@ -246,6 +246,22 @@ pub struct BaselineCnnConfig {
     pub dropout: f64,
     /// Number of classes.
     pub classes: usize,
+    /// A reconstruction decoder like CapsNet's (not in the paper's baseline; off by default):
+    /// fully connected layers from the last hidden layer's activations (the flattened features
+    /// when there is no hidden layer) to the image, trained with the same weighted SSE
+    /// (`loss.recon_weight`) added to the cross-entropy. For telling an auxiliary
+    /// reconstruction loss from capsules in comparisons. One-target datasets only.
+    pub decoder: DecoderConfig,
+}
+
+impl DecoderConfig {
+    /// No decoder (the baseline CNN's default); enabling it gives the paper's widths.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for BaselineCnnConfig {
@@ -261,6 +277,7 @@ impl Default for BaselineCnnConfig {
             hidden: vec![328, 192],
             dropout: 0.5,
             classes: 10,
+            decoder: DecoderConfig::disabled(),
         }
     }
 }
@@ -281,12 +298,25 @@ impl BaselineCnnConfig {
             hidden: vec![1024],
             dropout: 0.0,
             classes: 10,
+            decoder: DecoderConfig::disabled(),
         }
     }
 
     /// Kernel size of convolution `i`.
     pub fn kernel_of(&self, i: usize) -> usize {
         self.kernels.get(i).copied().unwrap_or(self.kernel)
+    }
+
+    /// Width of the features the decoder reads: the last hidden layer, or the flattened
+    /// convolution features when there is no hidden layer.
+    pub fn decoder_input(&self) -> usize {
+        match self.hidden.last() {
+            Some(&width) => width,
+            None => {
+                let (h, w) = self.feature_grid();
+                self.conv_channels.last().copied().unwrap_or(0) * h * w
+            }
+        }
     }
 
     /// `(height, width)` after the convolutions (and pooling).
@@ -318,6 +348,11 @@ impl BaselineCnnConfig {
         }
         if self.hidden.contains(&0) {
             return Err(ModelConfigError::NotPositive { key: "hidden" });
+        }
+        if self.decoder.enabled && self.decoder.hidden.contains(&0) {
+            return Err(ModelConfigError::NotPositive {
+                key: "decoder.hidden",
+            });
         }
         if !self.kernels.is_empty() && self.kernels.len() != self.conv_channels.len() {
             return Err(ModelConfigError::Invalid {

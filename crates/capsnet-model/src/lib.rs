@@ -21,7 +21,7 @@ pub mod loss;
 pub mod routing;
 pub mod squash;
 
-pub use baseline::BaselineCnn;
+pub use baseline::{BaselineCnn, BaselineOutput};
 pub use capsnet::{CapsNet, CapsNetOutput, DigitCaps, PrimaryCaps, predictions};
 pub use config::{BaselineCnnConfig, CapsNetConfig, DecoderConfig};
 pub use efficient::{EfficientCapsNet, EfficientCapsNetConfig, StemConv};

@@ -51,6 +51,9 @@ pub struct LoopState {
 pub struct LastEval {
     /// Epoch (1-based) after which it ran.
     pub epoch: usize,
+    /// Step at which it ran (absent in checkpoints written before it was kept).
+    #[serde(default)]
+    pub step: Option<u64>,
     /// The main test set.
     pub test: Evaluation,
     /// Accuracy (%) on each extra evaluation set.

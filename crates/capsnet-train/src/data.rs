@@ -14,6 +14,7 @@
 //!
 //! `train_limit` and `test_limit` cut the *source* splits (before pairs or transformations
 //! are generated); `train_subset` draws a class-balanced subset of the training split instead,
+//! `validation` holds images of it out as the evaluation set `validation` (not trained on),
 //! and `eval_train` adds the (un-augmented) training images as the evaluation set `train`.
 
 use std::path::PathBuf;
@@ -91,13 +92,34 @@ fn training_images(
     }
 }
 
-/// The training images as an evaluation set `train` (no augmentation), when
-/// `data.eval_train` asks for it.
-fn train_eval_sets(train: &Arc<ImageSet>, data: &DataConfig) -> Result<Vec<EvalSet>, TrainError> {
-    Ok(match data.eval_train {
-        true => vec![eval_set("train", plain(train.clone(), data, false)?)],
-        false => Vec::new(),
-    })
+/// The images to train on and the evaluation sets drawn from the training split: the
+/// `validation` images held out of it (not trained on) and the `train` set (the images trained
+/// on, without augmentation), each when the configuration asks for it.
+fn training_split(
+    set: ImageSet,
+    data: &DataConfig,
+    seed: u64,
+) -> Result<(Arc<ImageSet>, Vec<EvalSet>), TrainError> {
+    let train = training_images(set, data, seed)?;
+    let mut extra = Vec::new();
+    let train = match data.validation {
+        Some(n) => {
+            let (held, rest) = train
+                .split_balanced(n, data.train_subset_seed.unwrap_or(seed))
+                .map_err(|e| crate::error::ConfigError::Invalid {
+                    key: "data.validation".into(),
+                    value: n.to_string(),
+                    reason: e.to_string(),
+                })?;
+            extra.push(eval_set("validation", plain(Arc::new(held), data, false)?));
+            Arc::new(rest)
+        }
+        None => train,
+    };
+    if data.eval_train {
+        extra.push(eval_set("train", plain(train.clone(), data, false)?));
+    }
+    Ok((train, extra))
 }
 
 /// Images as they are, or cropped (random crops when training), or with Efficient-CapsNet's
@@ -199,9 +221,9 @@ fn stored_images(
     config: &ExperimentConfig,
 ) -> Result<ExperimentData, TrainError> {
     let data = &config.data;
-    let train = training_images(train, data, config.seed)?;
+    let (train, extra) = training_split(train, data, config.seed)?;
     Ok(ExperimentData {
-        extra: train_eval_sets(&train, data)?,
+        extra,
         train: plain(train, data, true)?,
         test: eval_set("test", plain(limited(test, data.test_limit), data, false)?),
         dir,

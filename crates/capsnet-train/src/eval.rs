@@ -18,6 +18,13 @@ pub struct Evaluation {
     pub loss: f64,
     /// Accuracy (%).
     pub accuracy: f64,
+    /// Mean margin loss (CapsNet and Efficient-CapsNet).
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// Mean unweighted reconstruction SSE per image (networks with a decoder; at test the
+    /// decoder is masked by the predicted class).
+    #[serde(default)]
+    pub reconstruction: Option<f64>,
     /// Images evaluated.
     pub images: usize,
     /// Seconds taken.
@@ -63,19 +70,24 @@ pub fn evaluate_ensemble(
 ) -> Result<EnsembleEvaluation, TrainError> {
     let start = Instant::now();
     let loader = Loader::from_source(set.clone(), LoaderConfig::new(config.train.eval_batch_size))?;
-    let mut loss_sums = vec![0.0; nets.len()];
-    let mut correct = vec![0.0; nets.len()];
+    // Per network: sums of the loss, the correct count, the margin loss and the SSE.
+    let mut sums = vec![[0.0f64; 4]; nets.len()];
+    let mut has_parts = (false, false);
     let mut ensemble_correct = 0.0;
     for batch in loader {
         let batch = batch?;
         let len = batch.len as f64;
         let (images, targets) = batch_tensors(batch, device);
-        let mut parts = Vec::with_capacity(2 * nets.len() + 1);
+        let mut parts = Vec::with_capacity(4 * nets.len() + 1);
         let mut sum: Option<Tensor<2>> = None;
         for net in nets {
             let out = net.step(images.clone(), &targets, &config.loss, false);
-            parts.push(out.total);
+            has_parts = (out.margin.is_some(), out.reconstruction.is_some());
+            let zero = || out.total.zeros_like();
+            parts.push(out.total.clone());
             parts.push(Net::correct(out.scores.clone(), &targets).float());
+            parts.push(out.margin.clone().unwrap_or_else(zero));
+            parts.push(out.reconstruction.clone().unwrap_or_else(zero));
             if nets.len() > 1 {
                 sum = Some(match sum {
                     Some(s) => s + out.scores,
@@ -87,26 +99,29 @@ pub fn evaluate_ensemble(
             parts.push(Net::correct(sum, &targets).float());
         }
         let values = read_values(parts);
-        for (k, pair) in values.chunks_exact(2).take(nets.len()).enumerate() {
-            loss_sums[k] += pair[0] * len;
-            correct[k] += pair[1];
+        for (k, four) in values.chunks_exact(4).take(nets.len()).enumerate() {
+            sums[k][0] += four[0] * len;
+            sums[k][1] += four[1];
+            sums[k][2] += four[2] * len;
+            sums[k][3] += four[3] * len;
         }
         if nets.len() > 1 {
-            ensemble_correct += values[2 * nets.len()];
+            ensemble_correct += values[4 * nets.len()];
         }
     }
     if nets.len() == 1 {
-        ensemble_correct = correct[0];
+        ensemble_correct = sums[0][1];
     }
     let n = set.len();
     let secs = start.elapsed().as_secs_f64();
     Ok(EnsembleEvaluation {
-        members: loss_sums
+        members: sums
             .iter()
-            .zip(&correct)
-            .map(|(&loss, &c)| Evaluation {
+            .map(|&[loss, c, margin, recon]| Evaluation {
                 loss: loss / n as f64,
                 accuracy: 100.0 * c / n as f64,
+                margin: has_parts.0.then(|| margin / n as f64),
+                reconstruction: has_parts.1.then(|| recon / n as f64),
                 images: n,
                 secs,
             })

@@ -202,6 +202,8 @@ fn cnn_layers(b: &capsnet_model::BaselineCnnConfig) -> Vec<LayerInfo> {
         vec![b.classes],
         dense(width, b.classes),
     ));
+    let pixels = b.input_channels * b.input_height * b.input_width;
+    decoder_rows(&mut rows, &b.decoder, b.decoder_input(), pixels);
     rows
 }
 
@@ -262,11 +264,12 @@ pub fn forward_macs(config: &ExperimentConfig) -> ForwardMacs {
             widths.extend(&b.hidden);
             widths.push(b.classes);
             let dense: usize = widths.windows(2).map(|w| w[0] * w[1]).sum();
+            let pixels = b.input_channels * b.input_height * b.input_width;
             ForwardMacs {
                 convolutions: conv as u64,
                 votes: 0,
                 routing: 0,
-                dense: dense as u64,
+                dense: dense as u64 + decoder_macs(&b.decoder, b.decoder_input(), pixels),
             }
         }
     }

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use capsnet_data::Batch;
 use capsnet_model::{
     BaselineCnn, CapsNet, CapsNetOutput, EfficientCapsNet, Kernels, LossConfig, RoutingConfig,
-    cross_entropy, label_column, multi_hot, predictions, sigmoid_cross_entropy,
+    cross_entropy, label_column, multi_hot, predictions, reconstruction_sse, sigmoid_cross_entropy,
 };
 
 use crate::config::{Arch, ExperimentConfig};
@@ -205,6 +205,22 @@ impl Net {
                     reconstruction: parts.reconstruction,
                     scores: out.lengths,
                     reconstructions: out.reconstruction,
+                }
+            }
+            Net::BaselineCnn(net) if net.has_decoder() => {
+                // Validation refuses two-target datasets for the baseline with a decoder.
+                let [batch, ..] = images.dims();
+                let out = net.forward_reconstructing(images.clone());
+                let recon = out.reconstruction.expect("the network has a decoder");
+                let [_, pixels] = recon.dims();
+                let sse = reconstruction_sse(recon.clone(), images.reshape([batch, pixels]));
+                let ce = cross_entropy(out.logits.clone(), targets.first());
+                StepOutput {
+                    total: ce + sse.clone() * loss.recon_weight,
+                    margin: None,
+                    reconstruction: Some(sse),
+                    scores: out.logits,
+                    reconstructions: Some(recon),
                 }
             }
             Net::BaselineCnn(net) => {

@@ -11,7 +11,9 @@
 //! `"runtime.backend" = "compiled"` sweeps over every backend compiled into the binary.
 //!
 //! Jobs are the zip rows (all `zip` lists have one length) × the cartesian product of the `grid`
-//! axes, in file order (first axis slowest), then the `seeds` axis. Job names are built from the
+//! axes, in file order (first axis slowest), then the `seeds` axis. `order = "grid-first"` makes
+//! the grid the slow part instead (e.g. seeds slowest over zipped arms, so that an interrupted
+//! sweep already has whole seeds). Job names are built from the
 //! axis values and are unique and file-name safe. Every job is resolved and validated before any
 //! runs ([`plan`]).
 //!
@@ -39,6 +41,9 @@ pub struct SweepSpec {
     pub grid: Vec<Axis>,
     /// Axes advanced together (one job per index).
     pub zip: Vec<Axis>,
+    /// The grid's product is the slow part of the job order, the zip rows the fast one
+    /// (`order = "grid-first"`); by default the zip rows are slowest.
+    pub grid_first: bool,
 }
 
 /// One job of a sweep.
@@ -68,6 +73,20 @@ impl SweepSpec {
                 ));
             };
             for (key, value) in table {
+                if key == "order" {
+                    spec.grid_first = match value.as_str() {
+                        Some("grid-first") => true,
+                        Some("zip-first") => false,
+                        _ => {
+                            return Err(invalid(
+                                "sweep.order",
+                                &value,
+                                "must be \"zip-first\" (the default) or \"grid-first\"",
+                            ));
+                        }
+                    };
+                    continue;
+                }
                 let axes = match key.as_str() {
                     "grid" => &mut spec.grid,
                     "zip" => &mut spec.zip,
@@ -78,6 +97,8 @@ impl SweepSpec {
                             suggestion: Some(
                                 if other.starts_with('z') {
                                     "sweep.zip"
+                                } else if other.starts_with('o') {
+                                    "sweep.order"
                                 } else {
                                     "sweep.grid"
                                 }
@@ -130,9 +151,9 @@ impl SweepSpec {
 
     /// Expands the sweep into jobs (zip rows × grid product), in a deterministic order.
     pub fn jobs(&self) -> Result<Vec<Job>, ConfigError> {
-        let mut rows: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+        let mut zip_rows: Vec<Vec<(String, Value)>> = vec![Vec::new()];
         if let Some(first) = self.zip.first() {
-            rows = (0..first.values.len())
+            zip_rows = (0..first.values.len())
                 .map(|i| {
                     self.zip
                         .iter()
@@ -141,8 +162,9 @@ impl SweepSpec {
                 })
                 .collect();
         }
+        let mut grid_rows: Vec<Vec<(String, Value)>> = vec![Vec::new()];
         for axis in &self.grid {
-            rows = rows
+            grid_rows = grid_rows
                 .into_iter()
                 .flat_map(|row| {
                     axis.values.iter().map(move |v| {
@@ -153,6 +175,26 @@ impl SweepSpec {
                 })
                 .collect();
         }
+        // Every job's overrides list the zip keys, then the grid keys, whichever is slowest.
+        let rows: Vec<Vec<(String, Value)>> = if self.grid_first {
+            grid_rows
+                .iter()
+                .flat_map(|g| {
+                    zip_rows
+                        .iter()
+                        .map(move |z| [z.clone(), g.clone()].concat())
+                })
+                .collect()
+        } else {
+            zip_rows
+                .iter()
+                .flat_map(|z| {
+                    grid_rows
+                        .iter()
+                        .map(move |g| [z.clone(), g.clone()].concat())
+                })
+                .collect()
+        };
         let keys: Vec<&str> = self
             .zip
             .iter()
@@ -320,6 +362,34 @@ mod tests {
                 "model.decoder.enabled=false",
                 "seed=1"
             ]
+        );
+    }
+
+    #[test]
+    fn grid_first_puts_the_grid_slowest() {
+        let jobs = spec(
+            "[sweep]\norder = \"grid-first\"\nzip = { arch = [\"baseline-cnn\", \"capsnet\"], \"train.lr\" = [1e-3, 2e-3] }\ngrid = { seed = [5, 6] }\n",
+        )
+        .unwrap()
+        .unwrap()
+        .jobs()
+        .unwrap();
+        let overrides: Vec<String> = jobs.iter().map(|j| j.overrides.join(" ")).collect();
+        assert_eq!(
+            overrides,
+            [
+                "arch=\"baseline-cnn\" train.lr=0.001 seed=5",
+                "arch=\"capsnet\" train.lr=0.002 seed=5",
+                "arch=\"baseline-cnn\" train.lr=0.001 seed=6",
+                "arch=\"capsnet\" train.lr=0.002 seed=6",
+            ]
+        );
+        let err = spec("[sweep]\norder = \"seeds\"\ngrid = { seed = [1] }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sweep.order") && err.contains("grid-first"),
+            "{err}"
         );
     }
 

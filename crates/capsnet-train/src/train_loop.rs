@@ -268,6 +268,10 @@ impl<'a> Run<'a> {
                 self.recorder.train(&record)?;
                 self.state.window = TrainWindow::default();
             }
+            let eval_every = config.train.eval_every_steps as u64;
+            if eval_every > 0 && self.state.step.is_multiple_of(eval_every) {
+                self.evaluate_and_record(&net)?;
+            }
             let stop = self
                 .options
                 .stop_after_steps
@@ -348,7 +352,9 @@ impl<'a> Run<'a> {
     fn end_epoch(&mut self, net: &Net) -> Result<(), TrainError> {
         let train = &self.config.train;
         let last = self.state.epoch == self.epochs;
-        if self.state.epoch.is_multiple_of(train.eval_every_epochs) || last {
+        if (self.state.epoch.is_multiple_of(train.eval_every_epochs) || last)
+            && !self.evaluated_at_this_step()
+        {
             self.evaluate_and_record(net)?;
         }
         if self
@@ -362,12 +368,30 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Whether the last evaluation ran at the current step (`train.eval_every_steps` already
+    /// evaluated the network an epoch's end or the time budget would evaluate again).
+    fn evaluated_at_this_step(&self) -> bool {
+        self.state
+            .last_eval
+            .as_ref()
+            .is_some_and(|last| last.step == Some(self.state.step))
+    }
+
     /// Evaluates on the test set and every extra set, records the results and keeps them in
     /// the loop state for the summary.
     fn evaluate_and_record(&mut self, net: &Net) -> Result<(), TrainError> {
         let (config, epochs) = (self.config, self.epochs);
         let device = self.device.clone().without_autodiff();
         let valid = net.valid();
+        // Mid-epoch evaluations (`train.eval_every_steps`) name their step.
+        let at = match self.state.next_batch {
+            0 => format!("epoch {}/{epochs}", self.state.epoch),
+            _ => format!(
+                "step {} (epoch {}/{epochs})",
+                self.state.step,
+                self.state.epoch + 1
+            ),
+        };
         let test = evaluate(&valid, &self.data.test.source, config, &device)?;
         self.state.eval_secs += test.secs;
         let record = eval_record(None, &self.state, &test);
@@ -380,14 +404,13 @@ impl<'a> Run<'a> {
             let record = eval_record(Some(set.name.clone()), &self.state, &e);
             self.recorder.eval_extra(&set.name, &record)?;
             self.log.info(&format!(
-                "epoch {}/{epochs}: {} accuracy {:.2}% ({} examples)",
-                self.state.epoch, set.name, e.accuracy, e.images
+                "{at}: {} accuracy {:.2}% ({} examples)",
+                set.name, e.accuracy, e.images
             ));
             extra.insert(set.name.clone(), e.accuracy);
         }
         self.log.info(&format!(
-            "epoch {}/{epochs}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
-            self.state.epoch,
+            "{at}: test accuracy {:.2}% (error {:.2}%), test loss {:.4}, train {:.0} img/s",
             test.accuracy,
             100.0 - test.accuracy,
             test.loss,
@@ -395,6 +418,7 @@ impl<'a> Run<'a> {
         ));
         self.state.last_eval = Some(LastEval {
             epoch: self.state.epoch,
+            step: Some(self.state.step),
             test,
             extra,
         });
@@ -440,7 +464,9 @@ impl<'a> Run<'a> {
         self.log.info(&format!(
             "{reason}: evaluating where it stands, then a checkpoint (resume with --resume)"
         ));
-        self.evaluate_and_record(net)?;
+        if !self.evaluated_at_this_step() {
+            self.evaluate_and_record(net)?;
+        }
         self.save_checkpoint(net)?;
         let mut summary = self.summary();
         summary.stopped = Some(reason);
@@ -517,6 +543,8 @@ fn eval_record(set: Option<String>, state: &LoopState, e: &Evaluation) -> EvalRe
         test_loss: e.loss,
         test_accuracy: e.accuracy,
         test_error_pct: 100.0 - e.accuracy,
+        margin_loss: e.margin,
+        recon_loss: e.reconstruction,
         test_images: e.images,
         images_per_sec: e.images as f64 / e.secs.max(1e-9),
     }

@@ -436,3 +436,31 @@ fn bench_records_the_allocator_settings_applied_in_process() {
     );
     assert!(users.glibc.contains("(the user's)"), "{}", users.glibc);
 }
+
+/// The data-efficiency comparison's four networks have the parameter counts its write-up
+/// states: the quickstart CapsNet with and without its decoder, the CNN of its size with and
+/// without the same decoder (which reads the CNN's 640-unit hidden layer).
+#[test]
+fn data_efficiency_networks_have_the_stated_parameter_counts() {
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/data_efficiency.toml");
+    let exp = exp.to_str().unwrap();
+    let params = |overrides: &[&str]| -> u64 {
+        let mut args = vec!["info", exp, "--json"];
+        args.extend(overrides);
+        let out = capsnet_env(&args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["params"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(params(&["arch=\"capsnet\""]), 2_117_072);
+    assert_eq!(
+        params(&["arch=\"capsnet\"", "model.decoder.enabled=false"]),
+        705_728
+    );
+    assert_eq!(params(&["arch=\"baseline-cnn\""]), 2_118_218);
+    assert_eq!(
+        params(&["arch=\"baseline-cnn\"", "baseline.decoder.enabled=true"]),
+        3_775_322
+    );
+}

@@ -247,7 +247,11 @@ fn training_subsets_are_checked() {
         "{text}"
     );
     let multimnist = experiments_dir().join("multimnist.toml");
-    for over in ["data.eval_train=true", "data.train_subset=100"] {
+    for over in [
+        "data.eval_train=true",
+        "data.train_subset=100",
+        "data.validation=10",
+    ] {
         let text = load_experiment(&multimnist, &[over.into()])
             .unwrap_err()
             .to_string();
@@ -263,6 +267,10 @@ fn training_subsets_are_checked() {
     ];
     let config = load_experiment(&mnist, &ok).unwrap().config;
     assert_eq!(config.data.train_subset, Some(300));
+    let text = load_experiment(&mnist, &["data.validation=0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("data.validation"), "{text}");
 }
 
 #[test]

@@ -147,6 +147,126 @@ fn step_budget_on_a_balanced_subset_with_train_error() {
     assert!(final_weights(&straight) == final_weights(&interrupted));
 }
 
+/// A validation split held out of a balanced subset, evaluated every few steps mid-epoch
+/// (`train.eval_every_steps`) with the margin and reconstruction losses in each record; the
+/// evaluation of the run's last step is not repeated at the epoch's end; resuming from a
+/// checkpoint between evaluations gives the same records and weights.
+#[test]
+fn validation_split_and_step_evaluations_resume_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = TINY
+        .replace("train_limit = 320", "train_subset = 60\nvalidation = 20")
+        .replace(
+            "epochs = 2",
+            "steps = 6\neval_every_steps = 3\neval_every_epochs = 100\ncheckpoint_every_epochs = 100",
+        )
+        .replace("checkpoint_every_steps = 4", "checkpoint_every_steps = 2");
+    let exp = write_experiment(tmp.path(), "validation", &body);
+    let overrides = vec![format!("data.root={:?}", data_root().display().to_string())];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
+    let straight = tmp.path().join("straight");
+    let a = train(&resolved, &options(&straight)).unwrap();
+    // 60 images, 20 held out: 40 trained on, 2 steps per pass of 32.
+    assert_eq!((a.train_images, a.steps, a.epochs), (40, 6, 3));
+    assert!(a.final_extra_accuracy.contains_key("validation"));
+    let evals = records(&straight, "eval");
+    let seen: Vec<(&str, u64)> = evals
+        .iter()
+        .map(|r| {
+            (
+                r["set"].as_str().unwrap_or("test"),
+                r["step"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("test", 3),
+            ("validation", 3),
+            ("test", 6),
+            ("validation", 6)
+        ]
+    );
+    assert_eq!(evals[1]["test_images"].as_u64(), Some(20));
+    for r in &evals {
+        let margin = r["margin_loss"].as_f64().unwrap();
+        let recon = r["recon_loss"].as_f64().unwrap();
+        let total = r["test_loss"].as_f64().unwrap();
+        assert!(
+            (margin + 0.0005 * recon - total).abs() < 1e-4 * total.max(1.0),
+            "{r}"
+        );
+    }
+
+    let interrupted = tmp.path().join("interrupted");
+    train(&resolved, &stop_after(&interrupted, 4)).unwrap();
+    let b = train(&resolved, &resuming(&interrupted)).unwrap();
+    assert_eq!(a.final_test_loss, b.final_test_loss);
+    assert_eq!(a.final_extra_accuracy, b.final_extra_accuracy);
+    let strip = |v: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        v.into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("images_per_sec");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(evals), strip(records(&interrupted, "eval")));
+    assert!(final_weights(&straight) == final_weights(&interrupted));
+
+    // Holding out every image is a clear error naming the key, before anything trains.
+    let mut all = overrides.clone();
+    all.push("data.validation=60".into());
+    let resolved = load_experiment(&exp, &all).unwrap();
+    let err = train(&resolved, &options(&tmp.path().join("all")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.validation") && err.contains("leaves nothing"),
+        "{err}"
+    );
+}
+
+/// The baseline CNN with a reconstruction decoder: its loss is the cross-entropy plus the
+/// weighted SSE, logged apart, and it is refused on a two-digit dataset.
+#[test]
+fn baseline_cnn_with_a_decoder_trains_and_logs_its_reconstruction_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = format!(
+        "arch = \"baseline-cnn\"\n{}\n[baseline]\nconv_channels = [8, 8]\npool = true\nhidden = [32]\ndecoder.enabled = true\ndecoder.hidden = [16]\n",
+        TINY.replace("epochs = 2", "epochs = 1")
+    );
+    let exp = write_experiment(tmp.path(), "cnn_decoder", &body);
+    let overrides = vec![format!("data.root={:?}", data_root().display().to_string())];
+    let resolved = load_experiment(&exp, &overrides).unwrap();
+    let run = tmp.path().join("run");
+    let a = train(&resolved, &options(&run)).unwrap();
+    // conv 1→8 5×5, 8→8 5×5, fc 8·7·7→32, fc 32→10; decoder 32→16→784.
+    let expected = (25 * 8 + 8)
+        + (200 * 8 + 8)
+        + (392 * 32 + 32)
+        + (32 * 10 + 10)
+        + (32 * 16 + 16)
+        + (16 * 784 + 784);
+    assert_eq!(a.params, expected);
+    for r in records(&run, "train") {
+        assert!(r["recon_loss"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r.get("margin_loss").is_none(), "{r}");
+    }
+    let eval = &records(&run, "eval")[0];
+    assert!(eval["recon_loss"].as_f64().unwrap() > 0.0, "{eval}");
+
+    let mut multi = overrides.clone();
+    multi.push("data.dataset=\"multimnist\"".into());
+    multi.push("data.shift_pixels=0".into());
+    let err = match load_experiment(&exp, &multi) {
+        Err(e) => e.to_string(),
+        Ok(_) => String::from("accepted"),
+    };
+    assert!(err.contains("baseline.decoder.enabled"), "{err}");
+}
+
 /// Resuming with a changed experiment (other than more epochs) is refused with the key.
 #[test]
 fn resume_refuses_a_different_experiment() {

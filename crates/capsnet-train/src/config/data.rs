@@ -53,6 +53,11 @@ pub struct DataConfig {
     /// evaluation set `train` (train error beside test error). Only for datasets of stored
     /// images.
     pub eval_train: bool,
+    /// Hold out N images of the training images (after `train_limit` / `train_subset`),
+    /// class-balanced and seeded like `train_subset`, as the evaluation set `validation`: they
+    /// are not trained on. For choosing settings (a learning rate) without the test set. Only
+    /// for datasets of stored images.
+    pub validation: Option<usize>,
     /// Random shift augmentation of up to this many pixels, zero padded (paper: 2).
     pub shift_pixels: usize,
     /// Training augmentation: `"shift"` (the random shift of `shift_pixels`, default) or
@@ -445,6 +450,7 @@ impl Default for DataConfig {
             train_subset: None,
             train_subset_seed: None,
             eval_train: false,
+            validation: None,
             shift_pixels: 2,
             augmentation: Augmentation::Shift,
             shuffle: true,
@@ -649,6 +655,7 @@ impl DataConfig {
         for (key, value, what) in [
             ("data.train_limit", self.train_limit, "training"),
             ("data.train_subset", self.train_subset, "training"),
+            ("data.validation", self.validation, "validation"),
             ("data.test_limit", self.test_limit, "test"),
         ] {
             if value == Some(0) {
@@ -657,7 +664,7 @@ impl DataConfig {
                     0,
                     format!(
                         "an empty {what} subset {}",
-                        if what == "test" {
+                        if what != "training" {
                             "evaluates nothing"
                         } else {
                             "trains nothing"
@@ -679,6 +686,7 @@ impl DataConfig {
             for (key, set) in [
                 ("data.train_subset", self.train_subset.is_some()),
                 ("data.eval_train", self.eval_train),
+                ("data.validation", self.validation.is_some()),
             ] {
                 if set {
                     return invalid(

@@ -199,6 +199,16 @@ impl ExperimentConfig {
                 "two-target datasets (multimnist) are implemented for capsnet and baseline-cnn only",
             );
         }
+        if self.arch == Arch::BaselineCnn
+            && self.baseline.decoder.enabled
+            && dataset == Dataset::MultiMnist
+        {
+            return invalid(
+                "baseline.decoder.enabled",
+                true,
+                "the baseline's decoder reconstructs one digit; multimnist has two per image",
+            );
+        }
         if let Some(known) = dataset.classes()
             && classes != known
         {

@@ -55,6 +55,9 @@ pub struct TrainConfig {
     pub log_every_steps: usize,
     /// Evaluate on the test set every N epochs (the last epoch is always evaluated).
     pub eval_every_epochs: usize,
+    /// Also evaluate every N steps, mid-epoch included (0: off), for learning curves of runs
+    /// whose epochs are a few steps long (small `data.train_subset`) or very long.
+    pub eval_every_steps: usize,
     /// Write a checkpoint at the end of every N-th epoch (the last epoch always gets one);
     /// raise it when epochs are a few steps long (small `data.train_subset` with `steps`).
     pub checkpoint_every_epochs: usize,
@@ -81,6 +84,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             log_every_steps: 50,
             eval_every_epochs: 1,
+            eval_every_steps: 0,
             checkpoint_every_epochs: 1,
             tensorboard: true,
         }

@@ -96,6 +96,13 @@ pub struct EvalRecord {
     pub test_accuracy: f64,
     /// Test error (%).
     pub test_error_pct: f64,
+    /// Mean margin loss (CapsNet, Efficient-CapsNet): the classifying part of `test_loss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin_loss: Option<f64>,
+    /// Mean unweighted reconstruction SSE per image (networks with a decoder, masked by the
+    /// predicted class).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recon_loss: Option<f64>,
     /// Number of test images.
     pub test_images: usize,
     /// Test images per second.
