@@ -59,6 +59,9 @@ struct TableSpec {
     machine_note: Option<String>,
     /// Section of `results/paper.toml` with this table's paper numbers.
     paper: Option<String>,
+    /// The evaluation set of the main error column: `test` (the default) or an extra set such as
+    /// `validation` (a table choosing settings on a validation split shows no test error).
+    set: Option<String>,
     /// Extra evaluation sets (e.g. `affine`) whose final error gets its own column.
     #[serde(default)]
     extra: Vec<String>,
@@ -328,7 +331,17 @@ fn render(
             md += "Rows marked \"not run yet\" had no finished run in the records.\n\n";
         }
     }
-    md += "Test error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n";
+    let main_set = table.set.as_deref().unwrap_or("test");
+    if main_set != "test" && table.paired.is_some() {
+        bail!(
+            "table `{}`: paired differences are of test error; `set = \"{main_set}\"` cannot have them",
+            table.name
+        );
+    }
+    let capital = main_set[..1].to_uppercase() + &main_set[1..];
+    md += &format!(
+        "{capital} error (%) at the fixed final epoch of each run (never the best epoch); mean ± sample std over runs.\n\n"
+    );
     let partners = partners(table)?;
     let paired_header = paired_header(table, &partners);
     if let (Some(paired), Some(header)) = (&table.paired, &paired_header) {
@@ -369,7 +382,7 @@ fn render(
         .collect();
     let columns_csv: String = table.columns.iter().map(|c| c.csv_header()).collect();
     md += &format!(
-        "| Method | ours: test error % |{paired_md}{extra_md}{columns_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
+        "| Method | ours: {main_set} error % |{paired_md}{extra_md}{columns_md} n | paper | epochs | steps | batch | train images | backend | hardware |\n"
     );
     md += &format!(
         "|---|---|{}---|---|---|---|---|---|---|---|\n",
@@ -408,10 +421,12 @@ fn render(
         for run in &matched {
             check_finished(run).with_context(|| format!("row `{}`", row.label))?;
             let s = &run.summary;
-            errors.push(
-                s.final_test_error_pct
-                    .with_context(|| format!("run {} has no test error", run.name))?,
-            );
+            let error = match main_set {
+                "test" => s.final_test_error_pct,
+                set => s.final_extra_accuracy.get(set).map(|a| 100.0 - a),
+            };
+            errors
+                .push(error.with_context(|| format!("run {} has no {main_set} error", run.name))?);
         }
         let same = |f: &dyn Fn(&Summary) -> String, what: &str| -> Result<String> {
             let first = f(&matched[0].summary);
@@ -963,6 +978,47 @@ match = { model = { routing = { iterations = 3 } } }
             err.contains("only 2 of 3 runs were evaluated on `affine`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_table_can_report_a_validation_set_instead_of_the_test_set() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let manifest = std::fs::read_to_string(results.join("tables.toml")).unwrap();
+        std::fs::write(
+            results.join("tables.toml"),
+            manifest.replace(
+                "paper = \"t\"\n[[",
+                "paper = \"t\"\nset = \"validation\"\n[[",
+            ),
+        )
+        .unwrap();
+        let raw = results.join("raw/t");
+        for (name, accuracy, iterations) in [("a", 90.0, 1), ("b", 80.0, 1), ("c", 75.0, 3)] {
+            write_run(&raw, name, 1.0, iterations, true);
+            let path = raw.join(name).join("summary.json");
+            let mut summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            summary["final_extra_accuracy"] = serde_json::json!({ "validation": accuracy });
+            std::fs::write(&path, summary.to_string()).unwrap();
+        }
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(
+            md.contains("Validation error (%) at the fixed final epoch"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Method | ours: validation error % | n |"),
+            "{md}"
+        );
+        assert!(md.contains("| r1 | 15.00 ± 7.07 | 2 |"), "{md}");
+        assert!(md.contains("| r3 | 25.00 | 1 |"), "{md}");
+        assert!(!md.contains("| 1.00"), "no test error shown: {md}");
+        // A run without the set is an error naming it.
+        write_run(&raw, "d", 1.0, 3, true);
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("has no validation error"), "{err}");
     }
 
     #[test]
