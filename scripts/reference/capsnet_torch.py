@@ -50,7 +50,9 @@ Usage:
                            [--batch-size 32] [--steps 10] [--warmup 2] [--threads N]
                            [--device cpu|cuda] [--dtype fp32|tf32|bf16]
                            [--adam fused|foreach|for-loop] [--channels-last]
-        one JSON object on stdout, the shape of `capsnet bench`'s output
+        one JSON object on stdout, the shape of `capsnet bench`'s output; its `machine` names
+        the CPU kernels used (torch's CPU capability, oneDNN's ISA) and the variables that
+        restrict them (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA; `bench-compare --isa avx2`)
     capsnet_torch.py info [--network capsnet|efficient-capsnet] [--json]
         layer table (output shape per image, parameters), like `capsnet info`
 """
@@ -59,7 +61,9 @@ import argparse
 import json
 import os
 import platform
+import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -417,7 +421,45 @@ def machine_info():
     except AttributeError:
         capability = "unknown"
     return {"hostname": hostname, "cpu": cpu, "threads": threads, "os": f"{system} {platform.machine()}",
-            "torch_cpu_capability": capability}
+            "torch_cpu_capability": capability, "onednn_isa": onednn_isa(),
+            "isa_environment": {name: os.environ.get(name) for name in ISA_VARIABLES}}
+
+
+# The variables that restrict the CPU kernels (`cargo xtask bench-compare --isa avx2` sets both):
+# ATen's own kernels, and oneDNN's (convolutions).
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+# A convolution small enough to be instant, large enough that torch hands it to oneDNN.
+ONEDNN_PROBE = "import torch; torch.nn.functional.conv2d(torch.ones(2, 8, 16, 16), torch.ones(8, 8, 3, 3))"
+
+# `onednn_verbose,v1,info,cpu,isa:Intel AVX2` (older oneDNN: no `v1`, or `dnnl_verbose`). The ISA
+# name may hold commas ("Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions").
+ONEDNN_ISA_LINE = re.compile(r"^(?:onednn|dnnl)_verbose,(?:v\d+,)?info,cpu,isa:(.+)$")
+
+
+def parse_onednn_isa(text):
+    """The ISA named by oneDNN's verbose `info,cpu,isa:` line in `text`; None without one."""
+    for line in text.splitlines():
+        match = ONEDNN_ISA_LINE.match(line.strip())
+        if match:
+            return match.group(1).strip()
+    return None
+
+
+def onednn_isa():
+    """The ISA oneDNN dispatches to (e.g. "Intel AVX2"): a tiny convolution in a child Python
+    with ONEDNN_VERBOSE=1, which inherits this environment (so ONEDNN_MAX_CPU_ISA applies). None
+    when it cannot be read (no oneDNN in this torch, the child failed, no such line)."""
+    env = dict(os.environ, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", ONEDNN_PROBE], env=env, capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if child.returncode != 0:
+        return None
+    return parse_onednn_isa(child.stdout + "\n" + child.stderr)
 
 
 def synchronize(device):

@@ -23,7 +23,14 @@
 //! of the two goes first; the reported figures are medians over the rounds and the ratios are
 //! ratios of those medians, with every round's raw results, ratios and their range kept as well.
 //! With `--rounds 1` the report has exactly the fields of a single run (no `rounds`).
+//!
+//! `--isa avx2` ([`IsaMode`]) restricts the PyTorch reference to AVX2 (`ATEN_CPU_CAPABILITY=avx2`,
+//! `ONEDNN_MAX_CPU_ISA=AVX2`, [`IsaMode::reference_env`]) so that one AVX-512 host measures the
+//! comparison an AVX2 host would see; the reference reads back what it ran (torch's CPU
+//! capability, oneDNN's ISA) and a capability other than AVX2 fails the run
+//! ([`check_reference_isa`]). The records get `-avx2` in their names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -42,6 +49,115 @@ const NETWORKS: [(&str, &str); 2] = [
     ("capsnet", "experiments/mnist.toml"),
     ("efficient-capsnet", "experiments/efficient_capsnet.toml"),
 ];
+
+/// The variables that restrict PyTorch's CPU kernels: ATen's own (`ATEN_CPU_CAPABILITY`) and
+/// oneDNN's, which runs the convolutions (`ONEDNN_MAX_CPU_ISA`).
+const ISA_VARIABLES: [&str; 2] = ["ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"];
+
+/// `--isa`: which vector instructions the two sides may use.
+///
+/// capsnet's flex backend needs no restriction for `avx2` as far as its GEMM goes (the matrix
+/// products and the convolutions' products, most of the arithmetic): burn-flex's `gemm` runs its
+/// x86-v3 (AVX2 + FMA) kernels unless burn-flex is built with its `x86-v4` feature, which this
+/// project does not enable. burn-flex's other SIMD kernels (macerator: elementwise operations,
+/// reductions, softmax, bias) pick AVX-512 at run time where the CPU has it, and no variable
+/// restricts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsaMode {
+    /// Each side uses what it picks on this CPU; the reference's environment has neither of
+    /// [`ISA_VARIABLES`].
+    #[default]
+    Native,
+    /// PyTorch restricted to AVX2 (ATen and oneDNN).
+    Avx2,
+}
+
+impl IsaMode {
+    /// Every mode, in the order `--isa` lists them; the first is the default.
+    const ALL: [IsaMode; 2] = [IsaMode::Native, IsaMode::Avx2];
+
+    /// Its `--isa` value.
+    fn name(self) -> &'static str {
+        match self {
+            IsaMode::Native => "native",
+            IsaMode::Avx2 => "avx2",
+        }
+    }
+
+    /// The reference's environment in this mode: each of [`ISA_VARIABLES`] set (`Some`) or
+    /// removed (`None`, so that a variable left in the caller's shell does not restrict a
+    /// `native` run).
+    fn reference_env(self) -> [(&'static str, Option<&'static str>); 2] {
+        let [aten, onednn] = ISA_VARIABLES;
+        match self {
+            IsaMode::Native => [(aten, None), (onednn, None)],
+            IsaMode::Avx2 => [(aten, Some("avx2")), (onednn, Some("AVX2"))],
+        }
+    }
+
+    /// Applies [`IsaMode::reference_env`] to a command that runs the reference.
+    fn apply(self, cmd: &mut Command) -> &mut Command {
+        for (name, value) in self.reference_env() {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        cmd
+    }
+
+    /// The variables set, as a command line prefix (`ATEN_CPU_CAPABILITY=avx2 … `; empty in
+    /// `native` mode).
+    fn command_prefix(self) -> String {
+        self.reference_env()
+            .iter()
+            .filter_map(|(name, value)| value.map(|v| format!("{name}={v} ")))
+            .collect()
+    }
+}
+
+/// `--isa`: one of [`IsaMode::ALL`].
+fn parse_isa(text: &str) -> Result<IsaMode> {
+    match IsaMode::ALL.into_iter().find(|m| m.name() == text) {
+        Some(mode) => Ok(mode),
+        None => {
+            let names: Vec<&str> = IsaMode::ALL.iter().map(|m| m.name()).collect();
+            bail!("--isa takes {}, got `{text}`", names.join(" or "))
+        }
+    }
+}
+
+/// In `--isa avx2` mode, the reference must have run AVX2 kernels: its CPU capability (as
+/// `torch.backends.cpu.get_cpu_capability()` reads it back) must be AVX2, and oneDNN's ISA, when
+/// read, an AVX2 one. An old torch that ignores `ATEN_CPU_CAPABILITY` (or a CPU without AVX2)
+/// would otherwise be timed as if restricted.
+fn check_reference_isa(
+    isa: IsaMode,
+    capability: Option<&str>,
+    onednn_isa: Option<&str>,
+) -> Result<()> {
+    if isa != IsaMode::Avx2 {
+        return Ok(());
+    }
+    let [aten, onednn] = IsaMode::Avx2
+        .reference_env()
+        .map(|(name, value)| format!("{name}={}", value.unwrap_or_default()));
+    let capability = capability.unwrap_or("not reported");
+    if !capability.eq_ignore_ascii_case("AVX2") {
+        bail!(
+            "--isa avx2: the PyTorch reference ran with {aten} but reports CPU capability              `{capability}`, not AVX2 (this torch ignores the variable, or the CPU has no AVX2);              its timings would not be AVX2's"
+        );
+    }
+    if let Some(got) = onednn_isa
+        && !got.contains("AVX2")
+    {
+        bail!(
+            "--isa avx2: the PyTorch reference ran with {onednn} but oneDNN reports ISA `{got}`,              not AVX2; its convolutions would not be AVX2's"
+        );
+    }
+    Ok(())
+}
 
 /// Above this 1-minute load average at the start, timings are flagged as taken on a busy machine.
 const QUIET_LOAD: f64 = 0.5;
@@ -100,6 +216,14 @@ pub struct ReferenceMachine {
     /// The ATen kernels dispatched to, e.g. AVX2 (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_cpu_capability: Option<String>,
+    /// The ISA oneDNN dispatches to, from its verbose output, e.g. `Intel AVX2` (absent in older
+    /// records and when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onednn_isa: Option<String>,
+    /// The restricting variables ([`ISA_VARIABLES`]) as the reference saw them, `null` when unset
+    /// (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isa_environment: Option<BTreeMap<String, Option<String>>>,
 }
 
 /// What `scripts/reference/capsnet_torch.py info --json` prints (capsnet's side is
@@ -124,6 +248,10 @@ pub struct Report {
     /// `--network` (absent in records written before it existed: CapsNet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// `--isa` (absent in records written before it existed, which ran natively, and in GPU
+    /// records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isa: Option<IsaMode>,
     pub batch_size: usize,
     pub steps: usize,
     pub warmup: usize,
@@ -264,11 +392,22 @@ pub struct Round {
 /// experiments/efficient_capsnet.toml, and adds -efficient-capsnet to the file names
 /// (<machine>-b<batch>-efficient-capsnet.{json,md}). --experiment overrides the experiment; its
 /// network must still be the reference's.
+///
+/// --isa avx2 runs the PyTorch reference with ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2,
+/// so that an AVX-512 host also measures what an AVX2 host sees, and adds -avx2 to the file
+/// names; it fails if the reference reads back a CPU capability other than AVX2 (a torch that
+/// ignores the variable). capsnet (flex) is not restricted: burn-flex's gemm already runs AVX2
+/// kernels (burn-flex's x86-v4 feature, which adds AVX-512 ones, is not enabled here), while its
+/// other SIMD kernels (elementwise, reductions, softmax) use AVX-512 where the CPU has it.
+/// --isa native (default) removes both variables from the reference's environment.
 #[derive(Debug, clap::Args)]
 pub struct BenchCompareArgs {
     /// The network, on both sides: capsnet or efficient-capsnet.
     #[arg(long, value_name = "NAME", default_value = NETWORKS[0].0, value_parser = parse_network)]
     network: String,
+    /// native (each side picks its kernels) or avx2 (PyTorch restricted to AVX2).
+    #[arg(long, value_name = "MODE", default_value = "native", value_parser = parse_isa)]
+    isa: IsaMode,
     /// Images per step, on both sides.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = positive)]
     batch_size: usize,
@@ -338,6 +477,21 @@ impl BenchCompareArgs {
                 .map(|(_, e)| e.to_string())
                 .context("the network was checked")?,
         };
+        if self.isa == IsaMode::Avx2 {
+            if self.from_records.is_some() {
+                bail!(
+                    "--isa avx2 restricts the reference this command starts; --from-records \
+                     starts none"
+                );
+            }
+            if self.backend != "flex" {
+                bail!(
+                    "--isa avx2 restricts the PyTorch reference only; capsnet's --backend {} \
+                     would need its own restriction (only flex is supported)",
+                    self.backend
+                );
+            }
+        }
         Ok(Args {
             batch_size: self.batch_size,
             steps: self.steps,
@@ -347,6 +501,7 @@ impl BenchCompareArgs {
             python: self.python,
             out: self.out,
             network: self.network,
+            isa: self.isa,
             experiment,
             build: !self.no_build && self.binary.is_none(),
             backend: self.backend,
@@ -368,6 +523,8 @@ pub struct Args {
     out: PathBuf,
     /// `--network`: one of [`NETWORKS`].
     network: String,
+    /// `--isa`.
+    isa: IsaMode,
     /// `--experiment`, or the network's default experiment.
     experiment: String,
     build: bool,
@@ -406,6 +563,7 @@ pub fn run(args: Args) -> Result<()> {
             .into(),
         date_utc: started,
         network: Some(args.network.clone()),
+        isa: Some(args.isa),
         batch_size: args.batch_size,
         steps: args.steps,
         warmup: args.warmup,
@@ -441,17 +599,25 @@ struct Reference {
     python_version: String,
 }
 
-/// Fails before the (possibly long) build when the reference cannot run.
+/// Fails before the (possibly long) build when the reference cannot run, or (`--isa avx2`)
+/// reads back a CPU capability other than AVX2.
 fn preflight(args: &Args, root: &Path) -> Result<Reference> {
     let script = root.join("scripts/reference/capsnet_torch.py");
     if !script.is_file() {
         bail!("{} is missing", script.display());
     }
-    let (torch_version, python_version) = torch_versions(&args.python)?;
+    let (torch_version, python_version, capability) = torch_versions(&args.python, args.isa)?;
     eprintln!(
-        "PyTorch {torch_version} (Python {python_version}, {})",
-        args.python
+        "PyTorch {torch_version} (Python {python_version}, {}){}",
+        args.python,
+        capability
+            .as_deref()
+            .map(|c| format!(", CPU capability {c} (--isa {})", args.isa.name()))
+            .unwrap_or_default()
     );
+    if let Some(capability) = capability.as_deref() {
+        check_reference_isa(args.isa, Some(capability), None)?;
+    }
     Ok(Reference {
         script,
         torch_version,
@@ -515,7 +681,8 @@ fn check_layer_tables(
         "capsnet info",
     )?;
     let theirs: ReferenceInfo = run_json(
-        Command::new(&args.python)
+        args.isa
+            .apply(&mut Command::new(&args.python))
             .arg(&reference.script)
             .args(["info", "--json", "--network", &args.network])
             .current_dir(root),
@@ -603,6 +770,7 @@ fn run_from_records(mut args: Args, root: &Path, dir: &Path) -> Result<()> {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or_else(utc_timestamp, |d| capsnet_common::format_utc(d.as_secs())),
         network: Some(args.network.clone()),
+        isa: None,
         batch_size: args.batch_size,
         steps: args.steps,
         warmup: args.warmup,
@@ -679,7 +847,8 @@ impl<'a> Sides<'a> {
         );
         let script_shown = "scripts/reference/capsnet_torch.py";
         let ref_cmd = format!(
-            "OMP_NUM_THREADS={threads} {} {script_shown} bench --network {} {} --threads {threads} --device cpu",
+            "{}OMP_NUM_THREADS={threads} {} {script_shown} bench --network {} {} --threads {threads} --device cpu",
+            args.isa.command_prefix(),
             args.python,
             args.network,
             bench_args.join(" ")
@@ -710,10 +879,13 @@ impl<'a> Sides<'a> {
         )
     }
 
+    /// Runs the reference in `--isa`'s environment and checks that it ran the kernels asked for.
     fn run_reference(&self) -> Result<ReferenceBench> {
         eprintln!("$ {}", self.ref_cmd);
-        run_json(
-            Command::new(&self.args.python)
+        let result: ReferenceBench = run_json(
+            self.args
+                .isa
+                .apply(&mut Command::new(&self.args.python))
                 .arg(self.script)
                 .args(["bench", "--network", &self.args.network])
                 .args(&self.bench_args)
@@ -721,7 +893,14 @@ impl<'a> Sides<'a> {
                 .env("OMP_NUM_THREADS", &self.threads)
                 .current_dir(self.root),
             "capsnet_torch.py bench",
-        )
+        )?;
+        let m = &result.machine;
+        check_reference_isa(
+            self.args.isa,
+            m.torch_cpu_capability.as_deref(),
+            m.onednn_isa.as_deref(),
+        )?;
+        Ok(result)
     }
 }
 
@@ -783,8 +962,9 @@ fn write_report(args: &Args, root: &Path, report: &Report) -> Result<()> {
 }
 
 /// The file name of the record without its extension:
-/// `<machine>-b<batch>[-<network>][-<backend>][-t<threads>]`, the network only when it is not
-/// `capsnet`, the backend only when it is not `flex`, the threads only when they are not all cores.
+/// `<machine>-b<batch>[-<network>][-<backend>][-t<threads>][-avx2]`, the network only when it is
+/// not `capsnet`, the backend only when it is not `flex`, the threads only when they are not all
+/// cores, `-avx2` with `--isa avx2`.
 fn record_stem(machine: &Machine, args: &Args) -> String {
     let mut stem = format!("{}-b{}", machine_slug(machine), args.batch_size);
     if args.network != NETWORKS[0].0 {
@@ -795,6 +975,9 @@ fn record_stem(machine: &Machine, args: &Args) -> String {
     }
     if args.threads != machine.cores {
         stem.push_str(&format!("-t{}", args.threads));
+    }
+    if args.isa != IsaMode::Native {
+        stem.push_str(&format!("-{}", args.isa.name()));
     }
     stem
 }
@@ -935,12 +1118,16 @@ fn workspace_root() -> Result<PathBuf> {
         .context("cannot find the workspace root (a folder with Cargo.toml and xtask/)")
 }
 
-/// Torch and Python versions of `python`, or an error saying how to install them.
-fn torch_versions(python: &str) -> Result<(String, String)> {
-    let output = Command::new(python)
+/// Torch and Python versions of `python` and torch's CPU capability in `isa`'s environment
+/// (`None` when not printed), or an error saying how to install them.
+fn torch_versions(python: &str, isa: IsaMode) -> Result<(String, String, Option<String>)> {
+    let output = isa
+        .apply(&mut Command::new(python))
         .args([
             "-c",
-            "import sys, torch; print(torch.__version__); print(sys.version.split()[0])",
+            "import sys, torch; print(torch.__version__); print(sys.version.split()[0]); \
+             cpu = getattr(torch.backends, 'cpu', None); \
+             print(cpu.get_cpu_capability() if hasattr(cpu, 'get_cpu_capability') else 'unknown')",
         ])
         .output();
     let output = match output {
@@ -956,7 +1143,8 @@ fn torch_versions(python: &str) -> Result<(String, String)> {
     let mut lines = stdout.lines();
     let torch = lines.next().unwrap_or("unknown").trim().to_string();
     let py = lines.next().unwrap_or("unknown").trim().to_string();
-    Ok((torch, py))
+    let capability = lines.next().map(|c| c.trim().to_string());
+    Ok((torch, py, capability))
 }
 
 /// Runs `cmd` (stderr passed through) and parses its stdout as one JSON value of type `T`.
@@ -1040,10 +1228,21 @@ impl Report {
     fn rounds(&self) -> Option<&[Round]> {
         Some(self.results.rounds.as_slice()).filter(|r| r.len() > 1)
     }
+
+    /// `, --isa avx2` (`code`: in backticks) for a restricted run, empty for a native one (old
+    /// records included): how the title and the table's first line end.
+    fn isa_suffix(&self, code: bool) -> String {
+        let tick = if code { "`" } else { "" };
+        match self.isa {
+            Some(mode) if mode != IsaMode::Native => format!(", {tick}--isa {}{tick}", mode.name()),
+            _ => String::new(),
+        }
+    }
 }
 
-/// The machine's vector ISA, with the GEMM kernels flex ran and PyTorch's CPU capability as
-/// each side reported them (older records: what they have).
+/// The machine's vector ISA, with the GEMM kernels flex ran and PyTorch's CPU capability and
+/// oneDNN ISA as each side reported them (older records: what they have; records with `isa`
+/// say when oneDNN's could not be read).
 fn isa_line(report: &Report) -> String {
     let mut line = match &report.machine.vector_isa {
         Some(isa) => format!("{} ({})", isa.widest, isa.features.join(", ")),
@@ -1058,13 +1257,56 @@ fn isa_line(report: &Report) -> String {
     if let Some(gemm) = gemm {
         line += &format!("; capsnet (flex): {gemm}");
     }
-    let capability = std::iter::once(&r.pytorch)
-        .chain(r.rounds.iter().map(|r| &r.pytorch))
-        .find_map(|p| p.machine.torch_cpu_capability.as_deref());
-    if let Some(cap) = capability {
-        line += &format!("; PyTorch CPU capability: {cap}");
+    let pytorch = || std::iter::once(&r.pytorch).chain(r.rounds.iter().map(|r| &r.pytorch));
+    let mut theirs = Vec::new();
+    if let Some(cap) = pytorch().find_map(|p| p.machine.torch_cpu_capability.as_deref()) {
+        theirs.push(format!("CPU capability: {cap}"));
+    }
+    match pytorch().find_map(|p| p.machine.onednn_isa.as_deref()) {
+        Some(isa) => theirs.push(format!("oneDNN ISA: {isa}")),
+        None if report.isa.is_some() => theirs.push("oneDNN ISA: not read".into()),
+        None => {}
+    }
+    if !theirs.is_empty() {
+        line += &format!("; PyTorch {}", theirs.join(", "));
     }
     line
+}
+
+/// The `- ISA mode:` line of the Markdown (with its newline): which `--isa` ran, and the
+/// restricting variables as the reference saw them; empty for records without `isa`.
+fn isa_mode_line(report: &Report) -> String {
+    let Some(mode) = report.isa else {
+        return String::new();
+    };
+    let r = &report.results;
+    let environment = std::iter::once(&r.pytorch)
+        .chain(r.rounds.iter().map(|r| &r.pytorch))
+        .find_map(|p| p.machine.isa_environment.as_ref());
+    let seen = match environment {
+        Some(env) => env
+            .iter()
+            .map(|(name, value)| match value {
+                Some(v) => format!("`{name}={v}`"),
+                None => format!("`{name}` unset"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "not recorded".into(),
+    };
+    match mode {
+        IsaMode::Native => format!(
+            "- ISA mode: native (`--isa native`): each side picks its kernels for this CPU; the \
+             reference's environment: {seen}\n"
+        ),
+        IsaMode::Avx2 => format!(
+            "- ISA mode: AVX2 (`--isa avx2`): PyTorch restricted to AVX2 (the reference's \
+             environment: {seen}; its CPU capability and oneDNN ISA as read back above); capsnet \
+             (flex) not restricted: its GEMM runs AVX2 kernels (burn-flex's `x86-v4` feature, \
+             which would add AVX-512 ones, is not enabled in this project), its other SIMD \
+             kernels (elementwise, reductions, softmax) use AVX-512 where the CPU has it\n"
+        ),
+    }
 }
 
 /// `hostname-cpu-model`, lower case, `[a-z0-9-]` only.
@@ -1191,7 +1433,7 @@ fn table(report: &Report) -> String {
     let (ours, theirs) = headers(report);
     let rounds = report.rounds();
     let mut out = format!(
-        "{}, batch {}, {} threads, {} timed steps{} — {}\n",
+        "{}, batch {}, {} threads, {} timed steps{}{} — {}\n",
         report.network(),
         report.batch_size,
         report.threads,
@@ -1199,6 +1441,7 @@ fn table(report: &Report) -> String {
         rounds
             .map(|r| format!(", median of {} rounds", r.len()))
             .unwrap_or_default(),
+        report.isa_suffix(false),
         report.machine.cpu
     );
     out += &format!(
@@ -1257,7 +1500,7 @@ fn render_markdown(report: &Report) -> String {
         other => (other.to_string(), format!("the `{other}` network"), ""),
     };
     let mut md = format!(
-        "# {title} throughput: capsnet vs the PyTorch reference, batch {}\n\n\
+        "# {title} throughput: capsnet vs the PyTorch reference, batch {}{}\n\n\
          Generated by `cargo xtask bench-compare` (do not edit by hand): both implementations of \
          {network} ({} parameters, layer tables checked equal) on random inputs, \
          {how}, {} threads each, {} warm-up + {} timed steps. \
@@ -1265,6 +1508,7 @@ fn render_markdown(report: &Report) -> String {
          inference is a forward pass without autodiff, decoder masked by the longest \
          capsule.{batch_norm}\n\n",
         report.batch_size,
+        report.isa_suffix(true),
         capsnet_common::group_thousands(report.model_check.params),
         report.threads,
         report.warmup,
@@ -1295,7 +1539,7 @@ fn render_markdown(report: &Report) -> String {
         );
     }
     md += &format!(
-        "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n- vector ISA: {}\n\
+        "\n- date (UTC): {}\n- machine: {} ({}, {} cores, {})\n- vector ISA: {}\n{}\
          - load average (1, 5, 15 min): {} when timing started, {} at the end\n\
          - versions: {}, burn {}, PyTorch {} (Python {}), capsnet revision {}\n\
          - commands:\n",
@@ -1305,6 +1549,7 @@ fn render_markdown(report: &Report) -> String {
         m.cores,
         m.os,
         isa_line(report),
+        isa_mode_line(report),
         loads(&report.load_average_start),
         loads(&report.load_average_end),
         v.rustc,
@@ -1472,6 +1717,230 @@ mod tests {
             ),
             "vm-amd-epyc-b32-efficient-capsnet-tch-t1"
         );
+        // `--isa avx2` records do not overwrite the native ones.
+        assert_eq!(
+            record_stem(&m, &parse(&["--isa", "avx2"])),
+            "vm-amd-epyc-b32-avx2"
+        );
+        assert_eq!(
+            record_stem(&m, &parse(&["--isa", "native"])),
+            "vm-amd-epyc-b32"
+        );
+        assert_eq!(
+            record_stem(
+                &m,
+                &parse(&[
+                    "--network",
+                    "efficient-capsnet",
+                    "--threads",
+                    "1",
+                    "--isa",
+                    "avx2"
+                ])
+            ),
+            "vm-amd-epyc-b32-efficient-capsnet-t1-avx2"
+        );
+    }
+
+    #[test]
+    fn isa_takes_native_or_avx2() {
+        assert_eq!(parse_args::<&str>(&[]).unwrap().isa, IsaMode::Native);
+        assert_eq!(
+            parse_args(&["--isa", "native"]).unwrap().isa,
+            IsaMode::Native
+        );
+        assert_eq!(parse_args(&["--isa", "avx2"]).unwrap().isa, IsaMode::Avx2);
+        for other in ["avx512", "AVX2", "sse", ""] {
+            let err = parse_args(&["--isa", other]).unwrap_err().to_string();
+            assert!(err.contains("--isa takes native or avx2"), "{err}");
+            assert!(err.contains(&format!("got `{other}`")), "{err}");
+        }
+        assert!(parse_args(&["--isa"]).is_err());
+        // avx2 restricts processes bench-compare starts, and only the reference's kernels.
+        let err = parse_args(&["--isa", "avx2", "--from-records", "/x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--from-records"), "{err}");
+        assert!(parse_args(&["--isa", "native", "--from-records", "/x"]).is_ok());
+        let err = parse_args(&[
+            "--isa",
+            "avx2",
+            "--backend",
+            "tch",
+            "--binary",
+            "/x/capsnet",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--backend tch"), "{err}");
+        assert!(parse_args(&["--backend", "tch", "--binary", "/x/capsnet"]).is_ok());
+    }
+
+    /// The variables of the reference's command as set (`Some`) or removed (`None`).
+    fn env_of(cmd: &Command) -> Vec<(String, Option<String>)> {
+        let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        cmd.get_envs()
+            .map(|(k, v)| (text(k), v.map(text)))
+            .collect()
+    }
+
+    #[test]
+    fn avx2_mode_gives_the_reference_both_variables() {
+        let avx2 = IsaMode::Avx2.reference_env();
+        assert_eq!(
+            avx2,
+            [
+                ("ATEN_CPU_CAPABILITY", Some("avx2")),
+                ("ONEDNN_MAX_CPU_ISA", Some("AVX2"))
+            ]
+        );
+        let mut cmd = Command::new("python");
+        IsaMode::Avx2.apply(&mut cmd);
+        assert_eq!(
+            env_of(&cmd),
+            [
+                ("ATEN_CPU_CAPABILITY".to_string(), Some("avx2".to_string())),
+                ("ONEDNN_MAX_CPU_ISA".to_string(), Some("AVX2".to_string()))
+            ]
+        );
+        assert_eq!(
+            IsaMode::Avx2.command_prefix(),
+            "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 "
+        );
+        // Native: neither variable, even when the caller's environment has them.
+        let mut cmd = Command::new("python");
+        cmd.env("ATEN_CPU_CAPABILITY", "default");
+        IsaMode::Native.apply(&mut cmd);
+        assert_eq!(
+            env_of(&cmd),
+            [
+                ("ATEN_CPU_CAPABILITY".to_string(), None),
+                ("ONEDNN_MAX_CPU_ISA".to_string(), None)
+            ]
+        );
+        assert_eq!(IsaMode::Native.command_prefix(), "");
+        assert_eq!(IsaMode::default(), IsaMode::Native);
+    }
+
+    #[test]
+    fn a_capability_other_than_avx2_is_refused_in_avx2_mode() {
+        let avx2 = IsaMode::Avx2;
+        assert!(check_reference_isa(avx2, Some("AVX2"), Some("Intel AVX2")).is_ok());
+        assert!(check_reference_isa(avx2, Some("avx2"), None).is_ok());
+        for capability in [Some("AVX512"), Some("DEFAULT"), Some("unknown"), None] {
+            let err = check_reference_isa(avx2, capability, Some("Intel AVX2"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ATEN_CPU_CAPABILITY=avx2"), "{err}");
+            let shown = capability.unwrap_or("not reported");
+            assert!(err.contains(&format!("`{shown}`")), "{err}");
+        }
+        let onednn = "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions";
+        let err = check_reference_isa(avx2, Some("AVX2"), Some(onednn))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ONEDNN_MAX_CPU_ISA=AVX2"), "{err}");
+        assert!(err.contains(onednn), "{err}");
+        // Native runs take whatever the reference picked.
+        assert!(check_reference_isa(IsaMode::Native, Some("AVX512"), Some(onednn)).is_ok());
+        assert!(check_reference_isa(IsaMode::Native, None, None).is_ok());
+    }
+
+    /// [`report_fixture`] of one round in mode `isa` (`None`: an older record without it), the
+    /// reference's machine given the fields in `machine`.
+    fn isa_report(isa: Option<&str>, machine: Value) -> Report {
+        let mut theirs = reference("pytorch-cpu", 20.0, 50.0);
+        theirs["machine"]
+            .as_object_mut()
+            .unwrap()
+            .extend(machine.as_object().unwrap().clone());
+        let mut report = report_with(vec![round(1, bench("flex", 10.0, 100.0), theirs)]);
+        if let Some(isa) = isa {
+            report["isa"] = json!(isa);
+        }
+        typed(&report)
+    }
+
+    #[test]
+    fn markdown_of_an_avx2_record_names_the_mode_and_the_isas() {
+        let report = isa_report(
+            Some("avx2"),
+            json!({
+                "torch_cpu_capability": "AVX2", "onednn_isa": "Intel AVX2",
+                "isa_environment": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+            }),
+        );
+        assert_eq!(report.isa, Some(IsaMode::Avx2));
+        let md = render_markdown(&report);
+        assert!(
+            md.starts_with(
+                "# CapsNet throughput: capsnet vs the PyTorch reference, batch 32, `--isa avx2`\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- vector ISA: AVX2 (avx2, fma); capsnet (flex): x86-v3 kernels; \
+                 PyTorch CPU capability: AVX2, oneDNN ISA: Intel AVX2\n- ISA mode: AVX2 (`--isa avx2`)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "the reference's environment: `ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("burn-flex's `x86-v4` feature"), "{md}");
+        assert!(
+            table(&report).starts_with("capsnet, batch 32, 2 threads, 10 timed steps, --isa avx2"),
+            "{}",
+            table(&report)
+        );
+        // The JSON says the mode, and reads back the same.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["isa"], json!("avx2"));
+        assert_eq!(
+            json["pytorch"]["machine"]["onednn_isa"],
+            json!("Intel AVX2")
+        );
+        assert_eq!(typed(&json), report);
+
+        // A native record with the new fields says so, without a title suffix.
+        let report = isa_report(
+            Some("native"),
+            json!({
+                "torch_cpu_capability": "AVX512",
+                "isa_environment": {"ATEN_CPU_CAPABILITY": null, "ONEDNN_MAX_CPU_ISA": null}
+            }),
+        );
+        let md = render_markdown(&report);
+        assert!(
+            md.starts_with("# CapsNet throughput: capsnet vs the PyTorch reference, batch 32\n")
+        );
+        assert!(
+            md.contains("PyTorch CPU capability: AVX512, oneDNN ISA: not read\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- ISA mode: native (`--isa native`): each side picks its kernels for this CPU; the \
+                 reference's environment: `ATEN_CPU_CAPABILITY` unset, `ONEDNN_MAX_CPU_ISA` unset\n"
+            ),
+            "{md}"
+        );
+        assert!(!table(&report).contains("--isa"));
+
+        // An older record (no `isa`, no oneDNN ISA): the vector ISA line as before, no mode line.
+        let md = render_markdown(&isa_report(None, json!({})));
+        assert!(
+            md.contains(
+                "- vector ISA: AVX2 (avx2, fma); capsnet (flex): x86-v3 kernels; PyTorch CPU \
+                 capability: AVX2\n- load average"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("ISA mode") && !md.contains("oneDNN"), "{md}");
     }
 
     #[test]
@@ -1892,15 +2361,42 @@ mod tests {
         assert!(!md.contains("Per round") && !md.contains("rounds"), "{md}");
         assert!(!table(&typed(&single)).contains("round"));
     }
-    /// Runs `run` with fake `capsnet` and `python` executables in a scratch folder that log each
-    /// bench call and report its call number as the training throughput; returns the call log
-    /// and the written report.
+    /// How the fake `python` of [`try_run_with_fakes`] treats the ISA variables: it reports
+    /// AVX-512 (CPU capability `AVX512`, an AVX-512 oneDNN ISA) unless restricted, and the
+    /// variables as it saw them.
+    #[cfg(unix)]
+    #[derive(Clone, Copy, PartialEq)]
+    enum FakeTorch {
+        /// `ATEN_CPU_CAPABILITY=avx2` gives `AVX2`, `ONEDNN_MAX_CPU_ISA=AVX2` `Intel AVX2`.
+        HonoursIsa,
+        /// An old torch: `AVX512` whatever `ATEN_CPU_CAPABILITY` says (its oneDNN honours its
+        /// variable).
+        IgnoresIsa,
+        /// [`FakeTorch::IgnoresIsa`], and its `-c` (the preflight) prints no capability, so that
+        /// only the bench results can tell.
+        IgnoresIsaSilently,
+    }
+
+    /// [`try_run_with_fakes`] with a torch that honours the ISA variables, which must succeed.
     #[cfg(unix)]
     fn run_with_fakes(
         tag: &str,
         rounds: &str,
         extra: &[&str],
     ) -> (Vec<String>, Value, String, String) {
+        try_run_with_fakes(tag, rounds, extra, FakeTorch::HonoursIsa).unwrap()
+    }
+
+    /// Runs `run` with fake `capsnet` and `python` executables in a scratch folder that log each
+    /// bench call and report its call number as the training throughput; returns the call log
+    /// and the written report, or `run`'s error.
+    #[cfg(unix)]
+    fn try_run_with_fakes(
+        tag: &str,
+        rounds: &str,
+        extra: &[&str],
+        torch: FakeTorch,
+    ) -> Result<(Vec<String>, Value, String, String)> {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!(
             "xtask-bench-compare-{tag}-{}-{}",
@@ -1935,17 +2431,41 @@ mod tests {
             .to_string()
         };
         // Each side's bench output with its call number as the training throughput: the JSON
-        // before and after that number.
+        // before and after that number. The reference's kernels and ISA variables are the
+        // shell's `$cap`, `$onednn`, `$aten_seen` and `$onednn_seen` (JSON values).
         let output = |side: &str| {
             let mut result = match side {
                 "capsnet" => bench("fake", 1.0, 10.0),
-                _ => reference("fake", 1.0, 10.0),
+                _ => {
+                    let mut r = reference("fake", 1.0, 10.0);
+                    r["machine"]["torch_cpu_capability"] = json!("@cap@");
+                    r["machine"]["onednn_isa"] = json!("@onednn@");
+                    r["machine"]["isa_environment"] = json!({
+                        "ATEN_CPU_CAPABILITY": "@aten_seen@", "ONEDNN_MAX_CPU_ISA": "@onednn_seen@"
+                    });
+                    r
+                }
             };
             result["train_images_per_sec"] = json!("N");
             result["train_ms_per_step_median"] = json!(1.0);
-            let text = result.to_string();
+            let text = result
+                .to_string()
+                .replace("\"@cap@\"", "\"'\"$cap\"'\"")
+                .replace("\"@onednn@\"", "\"'\"$onednn\"'\"")
+                .replace("\"@aten_seen@\"", "'\"$aten_seen\"'")
+                .replace("\"@onednn_seen@\"", "'\"$onednn_seen\"'");
             let (before, after) = text.split_once("\"N\"").unwrap();
             (before.to_string(), after.to_string())
+        };
+        let honours = if torch == FakeTorch::HonoursIsa {
+            "[ \"$ATEN_CPU_CAPABILITY\" = avx2 ] && cap=AVX2"
+        } else {
+            ":"
+        };
+        let preflight_capability = if torch == FakeTorch::IgnoresIsaSilently {
+            ""
+        } else {
+            "echo $cap;"
         };
         // `$1`/`$2`: the command for capsnet, the script and the command for python. `check`: a
         // shell test the arguments must pass.
@@ -1957,7 +2477,13 @@ mod tests {
                 &path,
                 format!(
                     "#!/usr/bin/env bash
-if [ \"$1\" = -c ]; then echo 9.9.9; echo 3.0.0; exit 0; fi
+cap=AVX512; onednn='Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions'
+{honours}
+[ \"$ONEDNN_MAX_CPU_ISA\" = AVX2 ] && onednn='Intel AVX2'
+aten_seen=null; onednn_seen=null
+[ -n \"${{ATEN_CPU_CAPABILITY+set}}\" ] && aten_seen=\"\\\"$ATEN_CPU_CAPABILITY\\\"\"
+[ -n \"${{ONEDNN_MAX_CPU_ISA+set}}\" ] && onednn_seen=\"\\\"$ONEDNN_MAX_CPU_ISA\\\"\"
+if [ \"$1\" = -c ]; then echo 9.9.9; echo 3.0.0; {preflight_capability} exit 0; fi
 {check} || exit 4
 case \"{command}\" in
   info) echo '{info}' ;;
@@ -1996,7 +2522,10 @@ esac
         .map(String::from)
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
-        run(parse_args(&args).unwrap()).unwrap();
+        if let Err(err) = run(parse_args(&args).unwrap()) {
+            std::fs::remove_dir_all(&dir).unwrap();
+            return Err(err);
+        }
         let log: Vec<String> = std::fs::read_to_string(&calls)
             .unwrap()
             .lines()
@@ -2014,7 +2543,7 @@ esac
         let ((json, stem), (md, md_stem)) = (written("json"), written("md"));
         assert_eq!(stem, md_stem);
         std::fs::remove_dir_all(&dir).unwrap();
-        (log, serde_json::from_str(&json).unwrap(), md, stem)
+        Ok((log, serde_json::from_str(&json).unwrap(), md, stem))
     }
 
     #[cfg(unix)]
@@ -2069,6 +2598,7 @@ esac
                 "capsnet",
                 "commands",
                 "date_utc",
+                "isa",
                 "load_average_end",
                 "load_average_start",
                 "machine",
@@ -2105,6 +2635,74 @@ esac
         );
         let ours = report["commands"]["capsnet"].as_str().unwrap();
         assert!(ours.contains(" bench experiments/mnist.toml "), "{ours}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_with_avx2_restricts_the_reference_and_names_the_record() {
+        let (log, report, md, stem) = run_with_fakes("avx2", "1", &["--isa", "avx2"]);
+        assert_eq!(log, ["capsnet", "pytorch"]);
+        assert!(stem.ends_with("-b32-avx2"), "{stem}");
+        assert_eq!(report["isa"], json!("avx2"));
+        // What the fake torch read back: the variables reached it.
+        let machine = &report["pytorch"]["machine"];
+        assert_eq!(machine["torch_cpu_capability"], json!("AVX2"));
+        assert_eq!(machine["onednn_isa"], json!("Intel AVX2"));
+        assert_eq!(
+            machine["isa_environment"],
+            json!({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+        );
+        let pytorch = report["commands"]["pytorch"].as_str().unwrap();
+        assert!(
+            pytorch
+                .starts_with("ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS="),
+            "{pytorch}"
+        );
+        let ours = report["commands"]["capsnet"].as_str().unwrap();
+        assert!(!ours.contains("ATEN_CPU_CAPABILITY"), "{ours}");
+        assert!(md.contains(", `--isa avx2`\n"), "{md}");
+        assert!(
+            md.contains("PyTorch CPU capability: AVX2, oneDNN ISA: Intel AVX2"),
+            "{md}"
+        );
+
+        // Native: the reference runs without either variable and picks AVX-512 here.
+        let (_, report, md, stem) = run_with_fakes("native", "1", &[]);
+        assert!(!stem.contains("avx2"), "{stem}");
+        assert_eq!(report["isa"], json!("native"));
+        let machine = &report["pytorch"]["machine"];
+        assert_eq!(machine["torch_cpu_capability"], json!("AVX512"));
+        assert_eq!(
+            machine["isa_environment"],
+            json!({"ATEN_CPU_CAPABILITY": null, "ONEDNN_MAX_CPU_ISA": null})
+        );
+        assert!(md.contains("- ISA mode: native (`--isa native`)"), "{md}");
+        let pytorch = report["commands"]["pytorch"].as_str().unwrap();
+        assert!(pytorch.starts_with("OMP_NUM_THREADS="), "{pytorch}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn run_with_avx2_refuses_a_torch_that_ignores_it() {
+        // Seen in the preflight, before anything is built or timed.
+        let err = try_run_with_fakes("ignores", "1", &["--isa", "avx2"], FakeTorch::IgnoresIsa)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ATEN_CPU_CAPABILITY=avx2"), "{err}");
+        assert!(err.contains("`AVX512`"), "{err}");
+        // Seen in the bench result when the preflight cannot tell.
+        let err = try_run_with_fakes(
+            "ignores-silently",
+            "1",
+            &["--isa", "avx2"],
+            FakeTorch::IgnoresIsaSilently,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ATEN_CPU_CAPABILITY=avx2"), "{err}");
+        assert!(err.contains("`AVX512`"), "{err}");
+        // The same torch is fine natively.
+        assert!(try_run_with_fakes("ignores-native", "1", &[], FakeTorch::IgnoresIsa).is_ok());
     }
 
     #[cfg(unix)]
