@@ -822,6 +822,16 @@ mod tests {
         .unwrap();
     }
 
+    /// A finished run (see `write_run`) whose summary also has `extra` accuracies.
+    fn write_run_with_extra(raw: &Path, name: &str, iterations: i64, extra: serde_json::Value) {
+        write_run(raw, name, 1.0, iterations, true);
+        let path = raw.join(name).join("summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        summary["final_extra_accuracy"] = extra;
+        std::fs::write(&path, summary.to_string()).unwrap();
+    }
+
     /// Three runs at routing 1 (errors 1, 2, 3: mean 2, std 1) and one at routing 3 (0.5).
     fn write_four_runs(raw: &Path) {
         write_run(raw, "a", 1.0, 1, true);
@@ -943,12 +953,7 @@ match = { model = { routing = { iterations = 3 } } }
         .unwrap();
         let raw = results.join("raw/t");
         for (name, accuracy) in [("a", 70.0), ("b", 80.0)] {
-            write_run(&raw, name, 1.0, 1, true);
-            let path = raw.join(name).join("summary.json");
-            let mut summary: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            summary["final_extra_accuracy"] = serde_json::json!({ "affine": accuracy });
-            std::fs::write(&path, summary.to_string()).unwrap();
+            write_run_with_extra(&raw, name, 1, serde_json::json!({ "affine": accuracy }));
         }
         write_run(&raw, "d", 0.5, 3, true);
         let out = render_all(&results).unwrap();
@@ -995,12 +1000,12 @@ match = { model = { routing = { iterations = 3 } } }
         .unwrap();
         let raw = results.join("raw/t");
         for (name, accuracy, iterations) in [("a", 90.0, 1), ("b", 80.0, 1), ("c", 75.0, 3)] {
-            write_run(&raw, name, 1.0, iterations, true);
-            let path = raw.join(name).join("summary.json");
-            let mut summary: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            summary["final_extra_accuracy"] = serde_json::json!({ "validation": accuracy });
-            std::fs::write(&path, summary.to_string()).unwrap();
+            write_run_with_extra(
+                &raw,
+                name,
+                iterations,
+                serde_json::json!({ "validation": accuracy }),
+            );
         }
         let out = render_all(&results).unwrap();
         let md = std::str::from_utf8(&out[0].1).unwrap();

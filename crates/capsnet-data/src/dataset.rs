@@ -440,18 +440,23 @@ mod tests {
         assert!(set.is_empty() && set.images().is_empty());
     }
 
-    #[test]
-    fn balanced_subsets_are_balanced_seeded_nested_and_checked() {
+    /// 20 one-pixel images of 3 classes (10, 6 and 4 images); pixel = index, so images
+    /// identify themselves.
+    fn three_classes() -> ImageSet {
         let dims = Dims {
             channels: 1,
             height: 1,
             width: 1,
         };
-        // 3 classes with 10, 6 and 4 images; pixel = index, so images identify themselves.
         let labels: Vec<u8> = (0..20u8)
             .map(|i| [0, 0, 1, 0, 2, 1, 0, 0, 1, 2][i as usize % 10])
             .collect();
-        let set = ImageSet::new((0..20).collect(), labels, dims, 3).unwrap();
+        ImageSet::new((0..20).collect(), labels, dims, 3).unwrap()
+    }
+
+    #[test]
+    fn balanced_subsets_are_balanced_seeded_nested_and_checked() {
+        let set = three_classes();
         let counts = |s: &ImageSet| {
             let mut c = [0; 3];
             s.labels().iter().for_each(|&l| c[usize::from(l)] += 1);
@@ -482,16 +487,7 @@ mod tests {
 
     #[test]
     fn balanced_splits_partition_the_set_and_keep_every_class() {
-        let dims = Dims {
-            channels: 1,
-            height: 1,
-            width: 1,
-        };
-        // 3 classes with 10, 6 and 4 images; pixel = index, so images identify themselves.
-        let labels: Vec<u8> = (0..20u8)
-            .map(|i| [0, 0, 1, 0, 2, 1, 0, 0, 1, 2][i as usize % 10])
-            .collect();
-        let set = ImageSet::new((0..20).collect(), labels, dims, 3).unwrap();
+        let set = three_classes();
         let (held, rest) = set.split_balanced(6, 3).unwrap();
         assert_eq!((held.len(), rest.len()), (6, 14));
         let mut all: Vec<u8> = held.images().iter().chain(rest.images()).copied().collect();
