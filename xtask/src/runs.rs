@@ -21,13 +21,34 @@ pub(crate) struct Run {
     pub(crate) config: BTreeMap<String, Value>,
 }
 
-/// Fails unless `run` finished all its epochs and was evaluated at the last one.
+/// Fails unless `run` finished all its epochs and was evaluated at the end: after its last
+/// epoch, or (`train.eval_every_steps`) at its last step, which the test set's last record in
+/// `metrics.jsonl` shows (an evaluation at the step that ends the last epoch is numbered with
+/// the epochs completed before it).
 pub(crate) fn check_finished(run: &Run) -> Result<()> {
     let s = &run.summary;
-    if !s.completed || s.final_eval_epoch != Some(s.epochs) || s.epochs_completed != s.epochs {
+    if !s.completed || s.epochs_completed != s.epochs {
         bail!("run {} did not finish all {} epochs", run.name, s.epochs);
     }
+    if s.final_eval_epoch != Some(s.epochs) && last_test_eval_step(run) != Some(s.steps) {
+        bail!(
+            "run {} was not evaluated at the end of its last epoch (epoch {}, step {})",
+            run.name,
+            s.epochs,
+            s.steps
+        );
+    }
     Ok(())
+}
+
+/// The step of the main test set's last evaluation in the run's `metrics.jsonl`, if collected.
+fn last_test_eval_step(run: &Run) -> Option<u64> {
+    let text = std::fs::read_to_string(run.dir.join("metrics.jsonl")).ok()?;
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|r| r["kind"] == "eval" && r.get("set").is_none())
+        .filter_map(|r| r["step"].as_u64())
+        .last()
 }
 
 /// `s` as one CSV field (quoted when it holds a comma, quote or newline).

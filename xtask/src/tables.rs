@@ -1101,6 +1101,40 @@ match = { model = { routing = { iterations = 3 } } }
         assert!(err.contains("did not finish"), "{err}");
     }
 
+    /// A run evaluated every N steps has its last evaluation at the step that ends its last
+    /// epoch, numbered with the epochs completed before it: finished when `metrics.jsonl`
+    /// shows the test set evaluated at the run's last step, not otherwise.
+    #[test]
+    fn a_run_evaluated_at_its_last_step_is_finished() {
+        let tmp = tempfile_dir();
+        let results = setup(&tmp);
+        let raw = results.join("raw/t");
+        write_run(&raw, "a", 1.0, 1, true);
+        write_run(&raw, "b", 0.5, 3, true);
+        let summary_path = raw.join("b/summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+        summary["final_eval_epoch"] = serde_json::json!(1);
+        std::fs::write(&summary_path, summary.to_string()).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("run b was not evaluated at the end"), "{err}");
+        let metrics = |last_step: u64| {
+            format!(
+                "{{\"kind\":\"eval\",\"epoch\":1,\"step\":50,\"test_error_pct\":2.0}}\n\
+                 {{\"kind\":\"eval\",\"epoch\":1,\"step\":{last_step},\"test_error_pct\":0.5}}\n\
+                 {{\"kind\":\"eval\",\"set\":\"train\",\"epoch\":1,\"step\":100,\"test_error_pct\":0.1}}\n"
+            )
+        };
+        // The train set's record at step 100 does not count: the test set's last is at 99.
+        std::fs::write(raw.join("b/metrics.jsonl"), metrics(99)).unwrap();
+        let err = format!("{:#}", render_all(&results).unwrap_err());
+        assert!(err.contains("run b was not evaluated at the end"), "{err}");
+        std::fs::write(raw.join("b/metrics.jsonl"), metrics(100)).unwrap();
+        let out = render_all(&results).unwrap();
+        let md = std::str::from_utf8(&out[0].1).unwrap();
+        assert!(md.contains("| r3 | 0.50 |"), "{md}");
+    }
+
     #[test]
     fn check_detects_stale_tables_and_nothing_is_half_written() {
         let tmp = tempfile_dir();
