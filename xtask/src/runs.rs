@@ -23,8 +23,9 @@ pub(crate) struct Run {
 
 /// Fails unless `run` finished all its epochs and was evaluated at the end: after its last
 /// epoch, or (`train.eval_every_steps`) at its last step, which the test set's last record in
-/// `metrics.jsonl` shows (an evaluation at the step that ends the last epoch is numbered with
-/// the epochs completed before it).
+/// `metrics.jsonl` shows (binaries built before session 10's fix numbered a step
+/// evaluation at the step that ends the last epoch with the epochs completed before it; the
+/// records collected from them keep that number).
 pub(crate) fn check_finished(run: &Run) -> Result<()> {
     let s = &run.summary;
     if !s.completed || s.epochs_completed != s.epochs {
@@ -45,10 +46,10 @@ pub(crate) fn check_finished(run: &Run) -> Result<()> {
 fn last_test_eval_step(run: &Run) -> Option<u64> {
     let text = std::fs::read_to_string(run.dir.join("metrics.jsonl")).ok()?;
     text.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|r| r["kind"] == "eval" && r.get("set").is_none())
-        .filter_map(|r| r["step"].as_u64())
-        .last()
+        .find_map(|r| r["step"].as_u64())
 }
 
 /// `s` as one CSV field (quoted when it holds a comma, quote or newline).

@@ -268,8 +268,8 @@ impl<'a> Run<'a> {
                 self.recorder.train(&record)?;
                 self.state.window = TrainWindow::default();
             }
-            let eval_every = config.train.eval_every_steps as u64;
-            if eval_every > 0 && self.state.step.is_multiple_of(eval_every) {
+            // A step evaluation at an epoch's last step is end_epoch's, numbered with that epoch.
+            if self.step_evaluation_due() && position < per_epoch && !finished {
                 self.evaluate_and_record(&net)?;
             }
             let stop = self
@@ -352,8 +352,9 @@ impl<'a> Run<'a> {
     fn end_epoch(&mut self, net: &Net) -> Result<(), TrainError> {
         let train = &self.config.train;
         let last = self.state.epoch == self.epochs;
-        if (self.state.epoch.is_multiple_of(train.eval_every_epochs) || last)
-            && !self.evaluated_at_this_step()
+        if self.state.epoch.is_multiple_of(train.eval_every_epochs)
+            || last
+            || self.step_evaluation_due()
         {
             self.evaluate_and_record(net)?;
         }
@@ -368,8 +369,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Whether `train.eval_every_steps` asks for an evaluation at the current step.
+    fn step_evaluation_due(&self) -> bool {
+        let every = self.config.train.eval_every_steps as u64;
+        every > 0 && self.state.step.is_multiple_of(every)
+    }
+
     /// Whether the last evaluation ran at the current step (`train.eval_every_steps` already
-    /// evaluated the network an epoch's end or the time budget would evaluate again).
+    /// evaluated the network the time budget would evaluate again).
     fn evaluated_at_this_step(&self) -> bool {
         self.state
             .last_eval

@@ -168,6 +168,8 @@ fn validation_split_and_step_evaluations_resume_exactly() {
     let a = train(&resolved, &options(&straight)).unwrap();
     // 60 images, 20 held out: 40 trained on, 2 steps per pass of 32.
     assert_eq!((a.train_images, a.steps, a.epochs), (40, 6, 3));
+    // The evaluation at step 6 ends the last epoch and is numbered with it.
+    assert_eq!(a.final_eval_epoch, Some(3));
     assert!(a.final_extra_accuracy.contains_key("validation"));
     let evals = records(&straight, "eval");
     let seen: Vec<(&str, u64)> = evals
